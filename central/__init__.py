@@ -1,0 +1,1 @@
+"""Central service: ingest, storage, matching, decisions, API and web."""

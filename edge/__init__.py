@@ -1,0 +1,1 @@
+"""Edge node: cameras, triggers, recognition, passage assembly, spool and publisher."""

@@ -1,0 +1,1 @@
+"""Lane hardware: weighbridge indicators, barrier and lane display, with simulators."""

@@ -1,0 +1,1 @@
+"""Model registry: resolves ONNX model files and creates inference sessions."""

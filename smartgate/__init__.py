@@ -1,0 +1,1 @@
+"""SmartGate: shared contract, configuration and command line."""

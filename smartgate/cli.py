@@ -1,0 +1,56 @@
+"""The `smartgate` command line: each package registers its own subcommands here.
+
+A package contributes commands through a `register(commands: CommandGroups)` function in its
+`cli` module; a handler is a function `(argparse.Namespace) -> int` set with `set_defaults`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from dataclasses import dataclass
+
+COMMAND_MODULES = ("smartgate.demo", "edge.cli", "central.cli", "hardware.cli", "models.cli")
+
+
+@dataclass(frozen=True)
+class CommandGroups:
+    """Where packages attach their subcommands: top level and under `smartgate bench`."""
+
+    top: argparse._SubParsersAction
+    bench: argparse._SubParsersAction
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The full argument parser with every package's subcommands attached."""
+    parser = argparse.ArgumentParser(prog="smartgate", description=__doc__.splitlines()[0])
+    parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING or ERROR")
+    top = parser.add_subparsers(dest="command", metavar="COMMAND")
+    top.required = True
+    bench_parser = top.add_parser("bench", help="benchmarks that print numbers")
+    bench = bench_parser.add_subparsers(dest="bench", metavar="BENCHMARK")
+    bench.required = True
+    groups = CommandGroups(top=top, bench=bench)
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).register(groups)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the `smartgate` console script."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=getattr(logging, str(args.log_level).upper(), logging.INFO),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

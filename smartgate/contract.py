@@ -1,0 +1,412 @@
+"""The MQTT contract between edge nodes and central: topic tree and versioned message schemas.
+
+Both sides import this module and nothing heavier than pydantic lives here. Every message carries
+a schema name, a schema version and a unique id, so a QoS 1 redelivery is recognised and harmless.
+See docs/mqtt.md for the human-readable version.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Annotated, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+SCHEMA_VERSION = 1
+TOPIC_ROOT = f"smartgate/v{SCHEMA_VERSION}"
+CENTRAL_SHARE_GROUP = "central"
+
+M = TypeVar("M", bound="BaseModel")
+
+_SEGMENT = r"^[A-Za-z0-9_-]{1,64}$"
+Segment = Annotated[str, Field(pattern=_SEGMENT, description="topic segment: letters, digits, _ -")]
+
+
+class ContractError(ValueError):
+    """A payload or topic that does not satisfy the contract; the message names the reason."""
+
+
+# --------------------------------------------------------------------------------------------
+# Topics
+# --------------------------------------------------------------------------------------------
+
+
+def _check_segment(name: str, value: str) -> str:
+    import re
+
+    if not re.match(_SEGMENT, value):
+        raise ContractError(f"invalid {name} {value!r}: use 1-64 letters, digits, '_' or '-'")
+    return value
+
+
+def passage_topic(site: str, lane: str) -> str:
+    """Topic on which an edge publishes the passage events of one lane (QoS 1)."""
+    return f"{TOPIC_ROOT}/{_check_segment('site', site)}/{_check_segment('lane', lane)}/passage"
+
+
+def lane_status_topic(site: str, lane: str) -> str:
+    """Topic for a lane's live state (idle, vehicle on scale, ...), retained."""
+    return f"{TOPIC_ROOT}/{_check_segment('site', site)}/{_check_segment('lane', lane)}/status"
+
+
+def command_topic(site: str, lane: str) -> str:
+    """Topic on which central sends commands to a lane (QoS 1)."""
+    return f"{TOPIC_ROOT}/{_check_segment('site', site)}/{_check_segment('lane', lane)}/command"
+
+
+def command_ack_topic(site: str, lane: str) -> str:
+    """Topic on which the edge acknowledges each command it executed or refused."""
+    return command_topic(site, lane) + "/ack"
+
+
+def trigger_topic(site: str, lane: str) -> str:
+    """Topic for an external vehicle-presence trigger (e.g. an induction loop controller)."""
+    return f"{TOPIC_ROOT}/{_check_segment('site', site)}/{_check_segment('lane', lane)}/trigger"
+
+
+def node_availability_topic(site: str, node_id: str) -> str:
+    """Retained `online`/`offline` for an edge node; `offline` is the node's Last Will."""
+    return f"{TOPIC_ROOT}/{_check_segment('site', site)}/node/{_check_segment('node', node_id)}/available"
+
+
+def node_status_topic(site: str, node_id: str) -> str:
+    """Retained node health report (cameras, scale, spool depth), refreshed periodically."""
+    return f"{TOPIC_ROOT}/{_check_segment('site', site)}/node/{_check_segment('node', node_id)}/status"
+
+
+def central_subscriptions(site: str = "+", shared: bool = False) -> list[str]:
+    """Topic filters central subscribes to; `shared` uses an MQTT 5 shared subscription."""
+    filters = [
+        f"{TOPIC_ROOT}/{site}/+/passage",
+        f"{TOPIC_ROOT}/{site}/+/status",
+        f"{TOPIC_ROOT}/{site}/+/command/ack",
+        f"{TOPIC_ROOT}/{site}/node/+/available",
+        f"{TOPIC_ROOT}/{site}/node/+/status",
+    ]
+    if shared:
+        return [f"$share/{CENTRAL_SHARE_GROUP}/{f}" for f in filters]
+    return filters
+
+
+def parse_topic(topic: str) -> tuple[str, str, str]:
+    """Split a contract topic into (site, lane-or-node, kind); kind is e.g. `passage`."""
+    parts = topic.split("/")
+    if len(parts) < 4 or "/".join(parts[:2]) != TOPIC_ROOT:
+        raise ContractError(f"topic {topic!r} is not under {TOPIC_ROOT}/")
+    site = parts[2]
+    if parts[3] == "node" and len(parts) == 6:
+        return site, parts[4], f"node_{parts[5]}"
+    if len(parts) == 5:
+        return site, parts[3], parts[4]
+    if len(parts) == 6 and parts[4] == "command" and parts[5] == "ack":
+        return site, parts[3], "command_ack"
+    raise ContractError(f"topic {topic!r} is not a known SmartGate topic")
+
+
+# --------------------------------------------------------------------------------------------
+# Schemas
+# --------------------------------------------------------------------------------------------
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def new_id() -> str:
+    """A fresh globally unique id for an event or command."""
+    return str(uuid.uuid4())
+
+
+class _Message(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    def to_json(self) -> bytes:
+        """Serialize to the UTF-8 JSON payload sent over MQTT."""
+        return self.model_dump_json(exclude_none=False).encode()
+
+
+class Box(_Message):
+    """Axis-aligned pixel box in the frame it refers to."""
+
+    x1: int
+    y1: int
+    x2: int
+    y2: int
+
+    @field_validator("x2")
+    @classmethod
+    def _x_order(cls, v: int, info) -> int:  # type: ignore[no-untyped-def]
+        if "x1" in info.data and v < info.data["x1"]:
+            raise ValueError("x2 must be >= x1")
+        return v
+
+    @field_validator("y2")
+    @classmethod
+    def _y_order(cls, v: int, info) -> int:  # type: ignore[no-untyped-def]
+        if "y1" in info.data and v < info.data["y1"]:
+            raise ValueError("y2 must be >= y1")
+        return v
+
+
+class Candidate(_Message):
+    """One alternative reading with its confidence (0..1)."""
+
+    text: str = Field(max_length=32)
+    confidence: float = Field(ge=0.0, le=1.0)
+
+
+class PlateRead(_Message):
+    """A plate read for one vehicle position (front, rear or trailer), voted over frames."""
+
+    text: str = Field(max_length=16, description="normalized: uppercase, no separators")
+    display_text: str = Field(default="", max_length=24, description="as printed, e.g. 12C-345.67")
+    region: Literal["vn", "cn", "us", "eu", "br", "other", "unknown"] = "unknown"
+    rows: Literal[1, 2] = 1
+    colour: Literal["white", "yellow", "blue", "green", "black", "red", "unknown"] = "unknown"
+    confidence: float = Field(ge=0.0, le=1.0)
+    candidates: list[Candidate] = Field(default_factory=list, max_length=10)
+    camera: str = Field(default="", max_length=64)
+    box: Box | None = None
+    image_id: str | None = Field(default=None, max_length=64)
+
+
+class ContainerRead(_Message):
+    """An ISO 6346 container code read, with its check-digit verdict and position on the truck."""
+
+    code: str = Field(max_length=11, description="owner+category+serial+check digit, e.g. CSQU3054383")
+    check_digit_ok: bool
+    size_type: str | None = Field(default=None, max_length=4, description="e.g. 22G1, 45G1")
+    position: Literal["front", "rear", "single", "unknown"] = "unknown"
+    confidence: float = Field(ge=0.0, le=1.0)
+    candidates: list[Candidate] = Field(default_factory=list, max_length=10)
+    camera: str = Field(default="", max_length=64)
+    box: Box | None = None
+    image_id: str | None = Field(default=None, max_length=64)
+
+
+class Weight(_Message):
+    """The weight captured on the weighbridge for this passage, in kilograms."""
+
+    gross_kg: float = Field(ge=0, le=200_000)
+    tare_kg: float | None = Field(default=None, ge=0, le=200_000)
+    net_kg: float | None = Field(default=None, ge=-200_000, le=200_000)
+    stable: bool = True
+    axle_groups_kg: list[float] = Field(default_factory=list, max_length=16)
+    captured_at: datetime
+
+
+class ImageRef(_Message):
+    """Reference to a JPEG kept in the edge's ring buffer and served by id."""
+
+    image_id: str = Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")
+    camera: str = Field(max_length=64)
+    kind: Literal["frame", "plate", "container"] = "frame"
+    url: str | None = Field(default=None, max_length=512)
+    boxes: list[Box] = Field(default_factory=list, max_length=32)
+
+
+class PassageEvent(_Message):
+    """One vehicle's passage through one lane: everything the edge read, in one event."""
+
+    schema_name: Literal["smartgate.passage"] = Field(default="smartgate.passage", alias="schema")
+    version: Literal[1] = SCHEMA_VERSION
+    event_id: str = Field(min_length=8, max_length=64, description="unique; redelivery-safe key")
+    site: Segment
+    node_id: Segment
+    lane: Segment
+    direction: Literal["entry", "exit", "unknown"] = "unknown"
+    started_at: datetime
+    ended_at: datetime
+    plate_front: PlateRead | None = None
+    plate_rear: PlateRead | None = None
+    trailer_plate: PlateRead | None = None
+    containers: list[ContainerRead] = Field(default_factory=list, max_length=4)
+    weight: Weight | None = None
+    images: list[ImageRef] = Field(default_factory=list, max_length=32)
+    frames_processed: int = Field(default=0, ge=0)
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    @field_validator("ended_at")
+    @classmethod
+    def _ended_after_start(cls, v: datetime, info) -> datetime:  # type: ignore[no-untyped-def]
+        start = info.data.get("started_at")
+        if start is not None and v < start:
+            raise ValueError("ended_at is before started_at")
+        return v
+
+    def to_json(self) -> bytes:
+        return self.model_dump_json(by_alias=True).encode()
+
+    @property
+    def best_plate(self) -> PlateRead | None:
+        """The more confident of the front and rear reads."""
+        reads = [p for p in (self.plate_front, self.plate_rear) if p is not None]
+        return max(reads, key=lambda p: p.confidence) if reads else None
+
+
+class CommandAction(StrEnum):
+    """What central asks a lane to do."""
+
+    OPEN_BARRIER = "open_barrier"
+    CLOSE_BARRIER = "close_barrier"
+    SEND_TO_INSPECTION = "send_to_inspection"
+    SHOW_MESSAGE = "show_message"
+
+
+class LaneCommand(_Message):
+    """A command from central to one lane; the barrier opens only for an explicit command."""
+
+    schema_name: Literal["smartgate.command"] = Field(default="smartgate.command", alias="schema")
+    version: Literal[1] = SCHEMA_VERSION
+    command_id: str = Field(default_factory=new_id, min_length=8, max_length=64)
+    site: Segment
+    lane: Segment
+    action: CommandAction
+    passage_event_id: str | None = Field(default=None, max_length=64)
+    message: str | None = Field(default=None, max_length=120)
+    inspection_lane: str | None = Field(default=None, max_length=32)
+    issued_by: str = Field(max_length=64, description="user or rule set that issued it")
+    issued_at: datetime = Field(default_factory=_now)
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    def to_json(self) -> bytes:
+        return self.model_dump_json(by_alias=True).encode()
+
+
+class CommandAck(_Message):
+    """The edge's answer to a command: executed or refused, with a reason."""
+
+    schema_name: Literal["smartgate.command_ack"] = Field(
+        default="smartgate.command_ack", alias="schema"
+    )
+    version: Literal[1] = SCHEMA_VERSION
+    command_id: str = Field(min_length=8, max_length=64)
+    site: Segment
+    lane: Segment
+    node_id: Segment
+    ok: bool
+    detail: str = Field(default="", max_length=200)
+    acked_at: datetime = Field(default_factory=_now)
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    def to_json(self) -> bytes:
+        return self.model_dump_json(by_alias=True).encode()
+
+
+LaneState = Literal["idle", "vehicle_present", "on_scale", "waiting_decision", "barrier_open", "fault"]
+
+
+class LaneStatus(_Message):
+    """Live state of one lane, published retained on the lane status topic."""
+
+    schema_name: Literal["smartgate.lane_status"] = Field(
+        default="smartgate.lane_status", alias="schema"
+    )
+    version: Literal[1] = SCHEMA_VERSION
+    site: Segment
+    lane: Segment
+    node_id: Segment
+    state: LaneState
+    queue_length: int = Field(default=0, ge=0)
+    at: datetime = Field(default_factory=_now)
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    def to_json(self) -> bytes:
+        return self.model_dump_json(by_alias=True).encode()
+
+
+class NodeStatus(_Message):
+    """Health report of an edge node, published retained on the node status topic."""
+
+    schema_name: Literal["smartgate.node_status"] = Field(
+        default="smartgate.node_status", alias="schema"
+    )
+    version: Literal[1] = SCHEMA_VERSION
+    site: Segment
+    node_id: Segment
+    lanes: list[str] = Field(default_factory=list)
+    cameras_ok: dict[str, bool] = Field(default_factory=dict)
+    scale_connected: bool | None = None
+    spool_depth: int = Field(default=0, ge=0)
+    software: str = ""
+    at: datetime = Field(default_factory=_now)
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    def to_json(self) -> bytes:
+        return self.model_dump_json(by_alias=True).encode()
+
+
+AVAILABLE_ONLINE = b"online"
+AVAILABLE_OFFLINE = b"offline"
+
+MAX_PAYLOAD_BYTES = 256 * 1024
+
+
+def _decode(payload: bytes, schema: str) -> dict:
+    if len(payload) > MAX_PAYLOAD_BYTES:
+        raise ContractError(f"payload of {len(payload)} bytes exceeds {MAX_PAYLOAD_BYTES}")
+    try:
+        data = json.loads(payload)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ContractError(f"payload is not JSON: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ContractError("payload is not a JSON object")
+    got = data.get("schema")
+    if got != schema:
+        raise ContractError(f"schema is {got!r}, expected {schema!r}")
+    if data.get("version") != SCHEMA_VERSION:
+        raise ContractError(
+            f"unsupported {schema} version {data.get('version')!r}; this build speaks {SCHEMA_VERSION}"
+        )
+    return data
+
+
+def _validate(model: type[M], payload: bytes, schema: str) -> M:
+    data = _decode(payload, schema)
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "payload"
+        raise ContractError(f"invalid {schema}: {where}: {first['msg']}") from exc
+
+
+def parse_passage(payload: bytes) -> PassageEvent:
+    """Validate a passage payload; raises ContractError naming the first bad field."""
+    return _validate(PassageEvent, payload, "smartgate.passage")
+
+
+def parse_command(payload: bytes) -> LaneCommand:
+    """Validate a lane command payload."""
+    return _validate(LaneCommand, payload, "smartgate.command")
+
+
+def parse_command_ack(payload: bytes) -> CommandAck:
+    """Validate a command acknowledgement payload."""
+    return _validate(CommandAck, payload, "smartgate.command_ack")
+
+
+def parse_lane_status(payload: bytes) -> LaneStatus:
+    """Validate a lane status payload."""
+    return _validate(LaneStatus, payload, "smartgate.lane_status")
+
+
+def parse_node_status(payload: bytes) -> NodeStatus:
+    """Validate a node status payload."""
+    return _validate(NodeStatus, payload, "smartgate.node_status")
+
+
+def json_schemas() -> dict[str, dict]:
+    """JSON Schemas of every message, for docs and for non-Python peers."""
+    return {
+        m.__name__: m.model_json_schema(by_alias=True)
+        for m in (PassageEvent, LaneCommand, CommandAck, LaneStatus, NodeStatus)
+    }
