@@ -1,13 +1,14 @@
 """The `smartgate` command line: each package registers its own subcommands here.
 
 A package contributes commands through a `register(commands: CommandGroups)` function in its
-`cli` module; a handler is a function `(argparse.Namespace) -> int` set with `set_defaults`.
+`cli` module (a package without one contributes none); a handler is a function `(argparse.Namespace) -> int` set with `set_defaults`.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.util
 import logging
 import sys
 from dataclasses import dataclass
@@ -34,7 +35,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench.required = True
     groups = CommandGroups(top=top, bench=bench)
     for name in COMMAND_MODULES:
-        importlib.import_module(name).register(groups)
+        if importlib.util.find_spec(name) is not None:
+            importlib.import_module(name).register(groups)
     return parser
 
 
