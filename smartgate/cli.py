@@ -1,19 +1,19 @@
 """The `smartgate` command line: each package registers its own subcommands here.
 
 A package contributes commands through a `register(commands: CommandGroups)` function in its
-`cli` module (a package without one contributes none); a handler is a function `(argparse.Namespace) -> int` set with `set_defaults`.
+`cli` or `cli_*` module (a package without one contributes none); a handler is a function `(argparse.Namespace) -> int` set with `set_defaults`.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
-import importlib.util
 import logging
+import pkgutil
 import sys
 from dataclasses import dataclass
 
-COMMAND_MODULES = ("smartgate.demo", "edge.cli", "central.cli", "hardware.cli", "models.cli")
+COMMAND_PACKAGES = ("edge", "central", "hardware", "models")
 
 
 @dataclass(frozen=True)
@@ -22,6 +22,19 @@ class CommandGroups:
 
     top: argparse._SubParsersAction
     bench: argparse._SubParsersAction
+
+
+def command_modules() -> list[str]:
+    """`smartgate.demo`, then every `cli` or `cli_*` module of the packages, in a stable order."""
+    names = ["smartgate.demo"]
+    for package in COMMAND_PACKAGES:
+        path = importlib.import_module(package).__path__
+        names += sorted(
+            f"{package}.{m.name}"
+            for m in pkgutil.iter_modules(path)
+            if m.name == "cli" or m.name.startswith("cli_")
+        )
+    return names
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -34,9 +47,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench = bench_parser.add_subparsers(dest="bench", metavar="BENCHMARK")
     bench.required = True
     groups = CommandGroups(top=top, bench=bench)
-    for name in COMMAND_MODULES:
-        if importlib.util.find_spec(name) is not None:
-            importlib.import_module(name).register(groups)
+    for name in command_modules():
+        importlib.import_module(name).register(groups)
     return parser
 
 
