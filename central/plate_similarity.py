@@ -1,0 +1,118 @@
+"""OCR-aware plate similarity and blocking keys (pure; no I/O).
+
+A plate read by OCR differs from the declared plate in predictable ways: look-alike characters
+(O/0, I/1, B/8, S/5, Z/2, G/6, D/0, ...), a dropped Chinese province character, separators and
+two-row layouts. `plate_distance` is a weighted edit distance that charges those errors less than
+an arbitrary substitution; `plate_similarity` turns it into a 0..1 score.
+
+`plate_keys` / `probe_keys` are blocking keys: a declaration is stored under the keys of its plate
+and a read looks up the keys of its text. Any declared plate within one arbitrary edit of the read
+(plus any number of look-alike confusions and a missing province character) shares at least one
+key with it, so the index only scores a handful of candidates instead of every declaration.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+
+# Cost of substituting one character of a pair for the other (symmetric); anything else costs 1.
+CONFUSABLE_COSTS: dict[frozenset[str], float] = {
+    frozenset(p): c
+    for p, c in (
+        ("O0", 0.2), ("Q0", 0.3), ("D0", 0.3), ("OQ", 0.3), ("OD", 0.3), ("DQ", 0.4), ("U0", 0.6),
+        ("I1", 0.2), ("L1", 0.4), ("T1", 0.5), ("IL", 0.5), ("IT", 0.5), ("J1", 0.6),
+        ("B8", 0.3), ("B3", 0.6), ("38", 0.6), ("E8", 0.6), ("R8", 0.7),
+        ("S5", 0.3), ("S8", 0.6), ("Z2", 0.3), ("Z7", 0.6), ("G6", 0.3), ("C6", 0.6), ("CG", 0.5),
+        ("A4", 0.4), ("T7", 0.5), ("17", 0.6), ("Y7", 0.7), ("MN", 0.5), ("HN", 0.6), ("UV", 0.5),
+        ("EF", 0.5), ("PR", 0.5), ("KX", 0.6), ("VY", 0.7), ("69", 0.7), ("56", 0.7), ("0C", 0.7),
+    )
+}  # fmt: skip
+
+# Strong confusions folded to one canonical character for blocking (an equivalence relation).
+FOLD = str.maketrans({"O": "0", "Q": "0", "D": "0", "I": "1", "B": "8", "S": "5", "Z": "2",
+                      "G": "6", "A": "4"})  # fmt: skip
+
+CJK_INDEL_COST = 0.3  # OCR models trained on Latin plates often drop the Chinese province char
+_SEPARATORS = re.compile(r"[\s\-._·•/|:,]+")
+_CJK = re.compile(r"[\u3400-\u9fff]")
+
+
+def normalize_plate(text: str) -> str:
+    """Uppercase, full-width to ASCII, and drop separators (spaces, dashes, dots, bullets, rows)."""
+    return _SEPARATORS.sub("", unicodedata.normalize("NFKC", text).upper())
+
+
+def is_cjk(ch: str) -> bool:
+    """True for a CJK ideograph such as a Chinese province character (桂) or 挂 (trailer)."""
+    return "\u3400" <= ch <= "\u9fff"
+
+
+def fold(plate: str) -> str:
+    """Blocking form of a normalized plate: CJK characters dropped, look-alikes canonicalized."""
+    return _CJK.sub("", plate).translate(FOLD)
+
+
+_PAIR_COST: dict[tuple[str, str], float] = {
+    (x, y): c for pair, c in CONFUSABLE_COSTS.items() for x in pair for y in pair if x != y
+}
+
+
+def plate_distance(a: str, b: str) -> float:
+    """Weighted edit distance between two normalized plates (confusions and CJK are cheap)."""
+    if a == b:
+        return 0.0
+    pair_cost = _PAIR_COST
+    indel_b = [CJK_INDEL_COST if is_cjk(ch) else 1.0 for ch in b]
+    prev = [0.0]
+    for cost in indel_b:
+        prev.append(prev[-1] + cost)
+    for ca in a:
+        del_a = CJK_INDEL_COST if is_cjk(ca) else 1.0
+        left = prev[0] + del_a
+        cur = [left]
+        for j, cb in enumerate(b):
+            sub = prev[j] if ca == cb else prev[j] + pair_cost.get((ca, cb), 1.0)
+            left = min(prev[j + 1] + del_a, left + indel_b[j], sub)
+            cur.append(left)
+        prev = cur
+    return prev[-1]
+
+
+def plate_similarity(read: str, declared: str) -> float:
+    """1 - distance / length, clamped to 0..1; 1.0 only for identical normalized plates."""
+    longest = max(len(read), len(declared))
+    if longest == 0:
+        return 0.0
+    return max(0.0, 1.0 - plate_distance(read, declared) / longest)
+
+
+def segment_keys(s: str, length: int) -> list[str]:
+    """Keys of `s` assuming the stored string had `length` chars, each omitting one third of it."""
+    n = len(s)
+    a = length // 3
+    b = (length - a) // 2
+    c = length - a - b
+    keys = []
+    if n >= b + c:
+        keys.append(f"{length}A{s[n - (b + c) :]}")
+    if n >= a + c:
+        keys.append(f"{length}B{s[:a]}|{s[n - c :]}")
+    if n >= a + b:
+        keys.append(f"{length}C{s[: a + b]}")
+    return keys
+
+
+def plate_keys(plate: str) -> list[str]:
+    """Blocking keys under which a declared (normalized) plate is stored."""
+    folded = fold(plate)
+    return segment_keys(folded, len(folded)) if folded else []
+
+
+def probe_keys(read: str) -> set[str]:
+    """Blocking keys to look up for a read: its folded text assuming 0 or 1 insertion/deletion."""
+    folded = fold(read)
+    n = len(folded)
+    if n == 0:
+        return set()
+    return {k for length in (n - 1, n, n + 1) if length > 0 for k in segment_keys(folded, length)}
