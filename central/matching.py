@@ -27,9 +27,8 @@ from smartgate.contract import CommandAction, ContainerRead, LaneCommand, Passag
 log = logging.getLogger(__name__)
 
 # Positional corrections for container codes: owner/category letters, then digits.
-_TO_LETTER = str.maketrans({"0": "O", "1": "I", "2": "Z", "4": "A", "5": "S", "6": "G", "8": "B"})
-_TO_DIGIT = str.maketrans({"O": "0", "Q": "0", "D": "0", "I": "1", "L": "1", "Z": "2", "A": "4",
-                           "S": "5", "G": "6", "B": "8", "T": "7"})  # fmt: skip
+_TO_LETTER = str.maketrans(iso6346.DIGIT_TO_LETTER)
+_TO_DIGIT = str.maketrans(iso6346.LETTER_TO_DIGIT)
 
 
 class Outcome(StrEnum):
@@ -127,12 +126,16 @@ def best_plate_score(alternatives: Iterable[tuple[str, float]], declared: str) -
     return max((plate_similarity(text, declared) for text, _ in alternatives), default=0.0)
 
 
+def _fold_container(norm: str) -> str:
+    return norm[:4].translate(_TO_LETTER) + norm[4:].translate(_TO_DIGIT)
+
+
 def correct_container(code: str) -> str | None:
     """A read code with letters/digits swapped back by position, if that makes it valid."""
     norm = iso6346.normalize(code)
     if len(norm) != 11:
         return None
-    fixed = norm[:4].translate(_TO_LETTER) + norm[4:].translate(_TO_DIGIT)
+    fixed = _fold_container(norm)
     return fixed if iso6346.is_valid(fixed) else None
 
 
@@ -188,7 +191,7 @@ def check_containers(
             undeclared.append(valid[0])
             continue
         norm = iso6346.normalize(read.code)
-        folded = norm[:4].translate(_TO_LETTER) + norm[4:].translate(_TO_DIGIT)
+        folded = _fold_container(norm)
         close = next((code for code in remaining if _hamming_one(folded, code)), None)
         if close is not None:
             remaining.remove(close)
