@@ -1,0 +1,30 @@
+"""Central service settings: typed, validated, from CLI flags, env (SMARTGATE_CENTRAL_*) or YAML."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class CentralSettings(BaseSettings):
+    """Everything central needs to start; a bad value fails at start naming the key."""
+
+    model_config = SettingsConfigDict(env_prefix="SMARTGATE_CENTRAL_", extra="forbid")
+
+    database_url: str = Field(
+        default="sqlite:///data/central.db",
+        description="SQLAlchemy URL: sqlite:///path.db or postgresql+psycopg://user:pw@host/db",
+    )
+    mqtt_host: str = Field(default="127.0.0.1", description="MQTT broker host")
+    mqtt_port: int = Field(default=1883, ge=1, le=65535, description="MQTT broker port")
+    mqtt_username: str | None = Field(default=None, description="MQTT user name")
+    mqtt_password: str | None = Field(default=None, description="MQTT password")
+    mqtt_client_id: str = Field(
+        default="smartgate-central", description="persistent-session client id (unique per worker)"
+    )
+    site: str = Field(default="+", description="site to subscribe to; + for all")
+    http_host: str = Field(default="127.0.0.1", description="HTTP listen address")
+    http_port: int = Field(default=8000, ge=1, le=65535, description="HTTP listen port")
+    data_dir: Path = Field(default=Path("data"), description="where files (images) are kept")

@@ -1,0 +1,100 @@
+"""Shared fixtures: real MQTT brokers (Debian's mosquitto, embedded amqtt) on free ports."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from smartgate.broker import EmbeddedBroker, free_port
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
+
+
+def mosquitto_binary() -> str | None:
+    """Path of the mosquitto executable, if installed."""
+    return shutil.which("mosquitto") or (
+        "/usr/sbin/mosquitto" if Path("/usr/sbin/mosquitto").exists() else None
+    )
+
+
+def wait_port(host: str, port: int, timeout_s: float = 10.0) -> None:
+    """Block until host:port accepts TCP connections."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection((host, port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise TimeoutError(f"{host}:{port} did not open within {timeout_s}s")
+
+
+@dataclass
+class Mosquitto:
+    """A mosquitto process on loopback, restartable on the same port."""
+
+    binary: str
+    conf: Path
+    host: str
+    port: int
+    proc: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            [self.binary, "-c", str(self.conf)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        wait_port(self.host, self.port)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(5)
+        self.proc = None
+
+
+def write_mosquitto_conf(folder: Path, port: int, extra: str = "") -> Path:
+    """A minimal persistent mosquitto configuration on 127.0.0.1:port."""
+    conf = folder / "mosquitto.conf"
+    conf.write_text(
+        f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence true\n"
+        f"persistence_location {folder}/\nmax_queued_messages 100000\n{extra}"
+    )
+    return conf
+
+
+@pytest.fixture
+def mosquitto(tmp_path: Path) -> Iterator[Mosquitto]:
+    """A fresh mosquitto broker on a free loopback port (skips when not installed)."""
+    binary = mosquitto_binary()
+    if binary is None:
+        pytest.skip("mosquitto is not installed (scripts/test installs it)")
+    port = free_port()
+    broker = Mosquitto(binary, write_mosquitto_conf(tmp_path, port), "127.0.0.1", port)
+    broker.start()
+    yield broker
+    broker.stop()
+
+
+@pytest.fixture
+def amqtt_broker() -> Iterator[EmbeddedBroker]:
+    """The embedded amqtt broker on a free loopback port."""
+    broker = EmbeddedBroker().start()
+    yield broker
+    broker.stop()
+
+
+@pytest.fixture
+def shared_data() -> Path:
+    """../shared/data, or skip when the evaluation photos are absent."""
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"evaluation data not found at {SHARED_DATA}")
+    return SHARED_DATA
