@@ -233,8 +233,17 @@ class TextRecognizer:
         self, crops: Sequence[np.ndarray], allowed: np.ndarray | None = None
     ) -> list[TextLine]:
         """Read each BGR crop as one text line; batches are grouped by aspect ratio."""
+        return [self.decode(p, allowed) for p in self.probabilities(crops)]
+
+    def probabilities(
+        self, crops: Sequence[np.ndarray], columns: np.ndarray | None = None
+    ) -> list[np.ndarray]:
+        """Per crop, the (T, C) CTC probability matrix over the frames covering the crop.
+
+        `columns` (class indices, blank first) keeps only those classes, renormalized.
+        """
         checked = [check_image(c, f"crop {i}") for i, c in enumerate(crops)]
-        results: list[TextLine | None] = [None] * len(checked)
+        results: list[np.ndarray | None] = [None] * len(checked)
         ratios = [c.shape[1] / c.shape[0] for c in checked]
         order = np.argsort(ratios)
         for start in range(0, len(order), self.max_batch):
@@ -243,8 +252,14 @@ class TextRecognizer:
             width = min(width, 1600)
             batch = np.stack([self._normalize(checked[i], width) for i in idx])
             probs = self.session.run(None, {self.input_name: batch})[0]
+            step = width / probs.shape[1]
             for j, i in enumerate(idx):
-                results[i] = self.decode(probs[j], allowed)
+                frames = min(probs.shape[1], int(np.ceil(self.HEIGHT * ratios[i] / step)) + 1)
+                p = probs[j, :frames]
+                if columns is not None:
+                    p = p[:, columns]
+                    p = p / np.maximum(p.sum(axis=1, keepdims=True), 1e-9)
+                results[i] = p
         return [r for r in results if r is not None]
 
     def decode(self, probs: np.ndarray, allowed: np.ndarray | None = None) -> TextLine:

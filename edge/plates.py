@@ -1,4 +1,9 @@
-"""Licence plate reading: find plate text in frames and read it (batched PP-OCR det + rec).
+"""Licence plate reading: find plates in frames, rectify them and read them format-aware.
+
+Pipeline, batch-first: PP-OCR text detection over a batch of frames → text lines grouped into
+plate candidates (vertically stacked lines of a 2-row plate are merged) → each line rectified
+from its 4 corners → one recognizer batch for every line of every candidate → plate grammars
+(`edge.grammar`) pick and correct the reading → ranked `PlateResult`s.
 
 Core API used by the edge runtime and `smartgate eval`:
 `PlateReader.read_frames(frames) -> list[list[PlateResult]]` and
@@ -7,22 +12,29 @@ Core API used by the edge runtime and `smartgate eval`:
 
 from __future__ import annotations
 
-import re
+import logging
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
+import cv2
 import numpy as np
 
-from edge.ocr import TextDetector, TextRecognizer, warp_quad
+from edge.grammar import GRAMMARS, Grammar, decode, normalize_plate
+from edge.ocr import (
+    TextBox,
+    TextDetector,
+    TextRecognizer,
+    check_image,
+    order_quad,
+    warp_quad,
+)
 
-PLATE_ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"
-_SEPARATORS = re.compile(r"[\s\-.·•:_/]")
-_PLATE_LIKE = re.compile(r"^(?=.*\d)[0-9A-Z\u4e00-\u9fff]{4,10}$")
+__all__ = ["PlateReader", "PlateResult", "normalize_plate", "plate_colour"]
 
+log = logging.getLogger(__name__)
 
-def normalize_plate(text: str) -> str:
-    """Uppercase and strip separators (spaces, dashes, dots, middle dots)."""
-    return _SEPARATORS.sub("", text.upper())
+Box = tuple[int, int, int, int]
+SEPARATORS = "-.·:"
 
 
 @dataclass(frozen=True)
@@ -35,51 +47,206 @@ class PlateResult:
     region: str = "unknown"
     rows: int = 1
     colour: str = "unknown"
-    box: tuple[int, int, int, int] | None = None
+    box: Box | None = None
     candidates: tuple[tuple[str, float], ...] = field(default_factory=tuple)
+    quad: tuple[tuple[float, float], ...] | None = None  # plate corners tl, tr, br, bl
+
+
+@dataclass(frozen=True)
+class _Layout:
+    """One way to read a plate image: its text lines in reading order."""
+
+    rows: int
+    lines: tuple[np.ndarray, ...]
+
+
+def plate_colour(crop: np.ndarray) -> str:
+    """Background colour of a rectified plate crop, by majority vote of its inner pixels."""
+    h, w = crop.shape[:2]
+    inner = crop[h // 8 : h - h // 8 or h, w // 10 : w - w // 10 or w]
+    hsv = cv2.cvtColor(inner, cv2.COLOR_BGR2HSV).reshape(-1, 3).astype(np.int32)
+    hue, sat, val = hsv[:, 0], hsv[:, 1], hsv[:, 2]
+    chromatic = (sat >= 70) & (val >= 50)
+    votes = {
+        "black": int(np.sum(val < 70)),
+        "white": int(np.sum((sat < 70) & (val >= 70))),
+        "red": int(np.sum(chromatic & ((hue < 8) | (hue >= 165)))),
+        "yellow": int(np.sum(chromatic & (hue >= 12) & (hue < 35))),
+        "green": int(np.sum(chromatic & (hue >= 35) & (hue < 90))),
+        "blue": int(np.sum(chromatic & (hue >= 90) & (hue < 135))),
+    }
+    return max(votes, key=lambda k: votes[k])
+
+
+def split_rows(crop: np.ndarray) -> int:
+    """Row index between the two text rows of a 2-row plate crop (least ink mid-height)."""
+    gray = cv2.cvtColor(crop, cv2.COLOR_BGR2GRAY)
+    _, binary = cv2.threshold(gray, 0, 1, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
+    h, w = binary.shape
+    core = binary[:, w // 10 : w - w // 10 or w]
+    ink = core if core.mean() < 0.5 else 1 - core  # text is the minority class
+    profile = np.convolve(ink.sum(axis=1).astype(np.float32), np.ones(3) / 3, mode="same")
+    lo, hi = int(h * 0.3), int(h * 0.7)
+    return lo + int(np.argmin(profile[lo:hi])) if hi > lo else h // 2
+
+
+def crop_layouts(crop: np.ndarray) -> list[_Layout]:
+    """Candidate layouts of a plate crop: 1 row and/or 2 rows split at the ink valley."""
+    h, w = crop.shape[:2]
+    layouts = []
+    if w / h >= 1.6:
+        layouts.append(_Layout(1, (crop,)))
+    if w / h < 3.4 and h >= 16:
+        cut = split_rows(crop)
+        margin = max(1, h // 20)
+        layouts.append(_Layout(2, (crop[: cut + margin], crop[max(0, cut - margin) :])))
+    return layouts
+
+
+def _union_quad(quads: Sequence[np.ndarray]) -> np.ndarray:
+    """Minimum-area rectangle around several quads, ordered tl, tr, br, bl."""
+    return order_quad(cv2.boxPoints(cv2.minAreaRect(np.concatenate(quads).astype(np.float32))))
+
+
+def _stacked(upper: TextBox, lower: TextBox) -> bool:
+    """Whether `lower` is the second row of a plate whose first row is `upper`."""
+    ux1, uy1, ux2, uy2 = upper.bbox
+    lx1, ly1, lx2, ly2 = lower.bbox
+    uh, lh = uy2 - uy1, ly2 - ly1
+    overlap = min(ux2, lx2) - max(ux1, lx1)
+    return (
+        ly1 > uy1
+        and overlap > 0.6 * min(ux2 - ux1, lx2 - lx1)
+        and -0.35 * lh < ly1 - uy2 < 0.5 * lh
+        and 0.4 < uh / max(lh, 1) < 1.6
+        and (ux2 - ux1) < 1.3 * (lx2 - lx1)
+    )
+
+
+def plate_groups(boxes: Sequence[TextBox]) -> list[list[TextBox]]:
+    """Plate candidates from text boxes: every plausible line alone, and stacked line pairs."""
+    lines = []
+    for b in boxes:
+        x1, y1, x2, y2 = b.bbox
+        if y2 - y1 >= 6 and 0.8 <= (x2 - x1) / max(y2 - y1, 1) <= 12:
+            lines.append(b)
+    groups = [[b] for b in lines]
+    for upper in lines:
+        for lower in lines:
+            if lower is not upper and _stacked(upper, lower):
+                groups.append([upper, lower])
+    return groups
+
+
+def _area(box: Box) -> int:
+    return max(0, box[2] - box[0]) * max(0, box[3] - box[1])
+
+
+def _overlap(a: Box, b: Box) -> float:
+    """Intersection over the smaller box."""
+    inter = _area((max(a[0], b[0]), max(a[1], b[1]), min(a[2], b[2]), min(a[3], b[3])))
+    return inter / max(1, min(_area(a), _area(b)))
 
 
 class PlateReader:
-    """Finds and reads plates with the PP-OCR detector and recognizer, batch-first."""
+    """Finds and reads plates with the PP-OCR detector and recognizer plus plate grammars.
+
+    `regions` are the plate formats expected at the site (e.g. ("vn", "cn") at a VN–CN gate;
+    "us", "eu", "br" or "other" use the generic Latin grammar).
+    """
 
     def __init__(
         self,
         detector: TextDetector | None = None,
         recognizer: TextRecognizer | None = None,
-        min_confidence: float = 0.5,
+        regions: Sequence[str] = ("vn", "cn"),
+        min_confidence: float = 0.3,
     ) -> None:
         self.detector = detector or TextDetector()
         self.recognizer = recognizer or TextRecognizer()
+        self.grammars: tuple[Grammar, ...] = tuple(dict.fromkeys(GRAMMARS[r] for r in regions))
+        index = self.recognizer.index
+        self.chars = "".join(c for c in dict.fromkeys("".join(g.alphabet for g in self.grammars))
+                             if c in index)
+        separators = [index[c] for c in SEPARATORS if c in index]
+        self.n_separators = len(separators)
+        self.columns = np.array([0, *separators, *(index[c] for c in self.chars)])
         self.min_confidence = min_confidence
 
     def read_frames(self, frames: Sequence[np.ndarray]) -> list[list[PlateResult]]:
         """Plates found in each frame, most confident first."""
+        frames = [check_image(f, f"frame {i}") for i, f in enumerate(frames)]
         boxes_per_frame = self.detector.detect(frames)
-        crops, owners, rects = [], [], []
+        owners: list[int] = []
+        quads: list[np.ndarray] = []
+        layouts: list[list[_Layout]] = []
         for i, (frame, boxes) in enumerate(zip(frames, boxes_per_frame, strict=True)):
-            for box in boxes:
-                crops.append(warp_quad(frame, box.quad))
+            for group in plate_groups(boxes):
+                lines = tuple(warp_quad(frame, b.quad) for b in group)
+                quad = group[0].quad if len(group) == 1 else _union_quad([b.quad for b in group])
                 owners.append(i)
-                rects.append(box.bbox)
+                quads.append(quad)
+                layouts.append([_Layout(len(lines), lines)])
         results: list[list[PlateResult]] = [[] for _ in frames]
-        if not crops:
-            return results
-        for owner, rect, line in zip(owners, rects, self.recognizer.recognize(crops), strict=True):
-            text = normalize_plate(line.text)
-            if line.confidence >= self.min_confidence and _PLATE_LIKE.match(text):
-                results[owner].append(
-                    PlateResult(text, line.text, line.confidence, box=rect,
-                                candidates=((text, line.confidence),))
-                )
-        for plates in results:
-            plates.sort(key=lambda p: p.confidence, reverse=True)
-        return results
+        for owner, quad, result in zip(owners, quads, self._read(layouts), strict=True):
+            if result.region == "unknown" or result.confidence < self.min_confidence:
+                continue
+            x1, y1 = quad.min(axis=0)
+            x2, y2 = quad.max(axis=0)
+            colour = plate_colour(warp_quad(frames[owner], quad))
+            results[owner].append(
+                replace(result, box=(int(x1), int(y1), int(x2), int(y2)), colour=colour,
+                         quad=tuple((float(x), float(y)) for x, y in quad))
+            )
+        return [_suppress(plates) for plates in results]
 
     def read_crops(self, crops: Sequence[np.ndarray]) -> list[PlateResult]:
-        """Read each crop as a single-line plate."""
-        lines = self.recognizer.recognize(crops)
-        return [
-            PlateResult(normalize_plate(line.text), line.text, line.confidence,
-                        candidates=((normalize_plate(line.text), line.confidence),))
-            for line in lines
-        ]
+        """Read each crop as one plate (1 or 2 rows, whichever its grammar fits best)."""
+        crops = [check_image(c, f"crop {i}") for i, c in enumerate(crops)]
+        results = self._read([crop_layouts(c) for c in crops])
+        return [replace(r, colour=plate_colour(c)) for r, c in zip(results, crops, strict=True)]
+
+    def _read(self, layouts: Sequence[Sequence[_Layout]]) -> list[PlateResult]:
+        """Recognize every line of every layout in one batch; keep each plate's best layout."""
+        flat = [line for options in layouts for layout in options for line in layout.lines]
+        read = iter(self.recognizer.probabilities(flat, self.columns) if flat else [])
+        out = []
+        for options in layouts:
+            best: PlateResult | None = None
+            for layout in options:
+                lines = [next(read) for _ in layout.lines]
+                result = self._interpret(lines, layout.rows)
+                if best is None or result.confidence > best.confidence:
+                    best = result
+            out.append(best or PlateResult("", "", 0.0))
+        return out
+
+    def _interpret(self, lines: Sequence[np.ndarray], rows: int) -> PlateResult:
+        """Grammar-decoded candidates for the lines of one layout, joined in reading order."""
+        gap = np.zeros((1, len(self.chars) + 1), dtype=np.float32)
+        gap[0, 0] = 1.0
+        parts = []
+        for p in lines:
+            merged = np.concatenate((p[:, : 1 + self.n_separators].sum(axis=1, keepdims=True),
+                                     p[:, 1 + self.n_separators :]), axis=1)
+            parts += [merged, gap]
+        candidates = decode(np.concatenate(parts[:-1]), self.chars, self.grammars)
+        if not candidates:
+            return PlateResult("", "", 0.0, "unknown", rows)
+        top = candidates[0]
+        grammar = GRAMMARS[top.region]
+        return PlateResult(
+            top.text, grammar.display(top.text, rows), top.score, top.region, rows,
+            candidates=tuple((c.text, round(c.score, 4)) for c in candidates),
+        )
+
+
+def _suppress(plates: list[PlateResult]) -> list[PlateResult]:
+    """Most confident first, dropping reads that overlap a kept plate."""
+    plates = sorted(plates, key=lambda p: p.confidence, reverse=True)
+    kept: list[PlateResult] = []
+    for p in plates:
+        assert p.box is not None
+        if all(k.box is None or _overlap(p.box, k.box) < 0.5 for k in kept):
+            kept.append(p)
+    return kept

@@ -1,0 +1,227 @@
+"""Accuracy of plate and container reading on a labeled folder (`labels.csv` + `images/`).
+
+`labels.csv` columns: `file,text,region,rows,x1,y1,x2,y2` (see the data README). Rows with a
+box are whole scenes and go through the full pipeline (found and read; correct when the top
+read equals the label); rows without a box are crops read as one plate. Container rows go to
+`edge.containers` (crops → `read_code_crop`, scenes → `find_codes`).
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import statistics
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+from tqdm import tqdm
+
+from edge.ocr import ImageError
+from edge.plates import PlateReader, normalize_plate
+
+log = logging.getLogger(__name__)
+
+LATIN_REGIONS = ("us", "eu", "br", "other")
+
+
+class LabelFileError(ValueError):
+    """A labels.csv that is missing or malformed."""
+
+
+@dataclass(frozen=True)
+class LabelRow:
+    """One labeled image."""
+
+    file: str
+    text: str
+    region: str
+    rows: int | None
+    box: tuple[int, int, int, int] | None
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """The read of one labeled image."""
+
+    row: LabelRow
+    read: str
+    ms: float
+    label_error: bool = False
+
+    @property
+    def correct(self) -> bool:
+        return self.read == self.row.text
+
+    @property
+    def correct_o0(self) -> bool:
+        return self.read.replace("O", "0") == self.row.text.replace("O", "0")
+
+
+@dataclass
+class Report:
+    """Accuracy summary over outcomes, overall, per region and per row count."""
+
+    outcomes: list[Outcome] = field(default_factory=list)
+
+    def summary(self) -> dict:
+        scored = [o for o in self.outcomes if not o.label_error]
+        out = _stats(scored)
+        out["median_ms_per_image"] = round(statistics.median(o.ms for o in scored), 1) if scored \
+            else 0.0
+        out["per_region"] = {}
+        for region in sorted({o.row.region for o in scored}):
+            part = [o for o in scored if o.row.region == region]
+            stats = _stats(part)
+            rows = sorted({o.row.rows for o in part if o.row.rows})
+            if len(rows) > 1 or region == "vn":
+                stats["per_rows"] = {
+                    str(r): _stats([o for o in part if o.row.rows == r]) for r in rows
+                }
+            out["per_region"][region] = stats
+        out["label_errors"] = [
+            {"file": o.row.file, "text": o.row.text} for o in self.outcomes if o.label_error
+        ]
+        return out
+
+
+def _stats(outcomes: Sequence[Outcome]) -> dict:
+    n = len(outcomes)
+    correct = sum(o.correct for o in outcomes)
+    return {
+        "images": n,
+        "correct": correct,
+        "accuracy": round(correct / n, 4) if n else 0.0,
+        "accuracy_o_equals_0": round(sum(o.correct_o0 for o in outcomes) / n, 4) if n else 0.0,
+    }
+
+
+def load_labels(folder: Path) -> list[LabelRow]:
+    """Parse `folder/labels.csv`."""
+    path = folder / "labels.csv"
+    if not path.is_file():
+        raise LabelFileError(f"{path} not found")
+    rows = []
+    with path.open(newline="", encoding="utf-8") as fh:
+        for n, rec in enumerate(csv.DictReader(fh), start=2):
+            try:
+                box = tuple(int(float(rec[k])) for k in ("x1", "y1", "x2", "y2")) \
+                    if rec.get("x1") else None
+                rows.append(LabelRow(rec["file"], normalize_plate(rec["text"]), rec["region"],
+                                     int(rec["rows"]) if rec.get("rows") else None,
+                                     box))  # type: ignore[arg-type]
+            except (KeyError, ValueError) as exc:
+                raise LabelFileError(f"{path}:{n}: bad row {rec}: {exc}") from exc
+    return rows
+
+
+def reader_regions(rows: Iterable[LabelRow]) -> tuple[str, ...]:
+    """Plate formats a site with these plates would configure (Latin regions share a grammar)."""
+    regions = {r.region for r in rows if r.region != "container"}
+    return tuple(sorted(regions)) or ("vn", "cn")
+
+
+def _read_image(path: Path) -> np.ndarray:
+    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if image is None:
+        raise ImageError(f"cannot read image {path}")
+    return image
+
+
+def _container_reader() -> tuple[Callable, Callable, Callable[[str], bool]]:
+    """`read_code_crop`, `find_codes` and the ISO 6346 validity check, imported on first use."""
+    from edge import containers
+    from smartgate.iso6346 import is_valid
+
+    return containers.read_code_crop, containers.find_codes, is_valid
+
+
+def evaluate(
+    folder: Path,
+    limit: int | None = None,
+    regions: Sequence[str] | None = None,
+    batch: int = 16,
+    reader: PlateReader | None = None,
+) -> Report:
+    """Read every labeled image of `folder` and collect outcomes (crops batched by `batch`)."""
+    rows = load_labels(folder)[:limit]
+    plates = [r for r in rows if r.region != "container"]
+    reader = reader or PlateReader(regions=regions or reader_regions(plates))
+    report = Report()
+    pending: list[tuple[LabelRow, np.ndarray]] = []
+    bar = tqdm(total=len(rows), desc=folder.name, unit="img")
+
+    def flush() -> None:
+        start = time.perf_counter()
+        results = reader.read_crops([img for _, img in pending])
+        ms = (time.perf_counter() - start) * 1000 / len(pending)
+        report.outcomes.extend(Outcome(r, res.text, ms) for (r, _), res in
+                               zip(pending, results, strict=True))
+        bar.update(len(pending))
+        pending.clear()
+
+    for row in rows:
+        image = _read_image(folder / "images" / row.file)
+        if row.region == "container":
+            report.outcomes.append(_container_outcome(row, image))
+            bar.update()
+        elif row.box is None:
+            pending.append((row, image))
+            if len(pending) >= batch:
+                flush()
+        else:
+            start = time.perf_counter()
+            found = reader.read_frames([image])[0]
+            ms = (time.perf_counter() - start) * 1000
+            report.outcomes.append(Outcome(row, found[0].text if found else "", ms))
+            bar.update()
+    if pending:
+        flush()
+    bar.close()
+    return report
+
+
+def _container_outcome(row: LabelRow, image: np.ndarray) -> Outcome:
+    read_code_crop, find_codes, is_valid = _container_reader()
+    start = time.perf_counter()
+    if row.box is None:
+        result = read_code_crop(image)
+        read = result.code if result is not None else ""
+    else:
+        found = find_codes(image)
+        read = found[0].code if found else ""
+    ms = (time.perf_counter() - start) * 1000
+    return Outcome(row, read, ms, label_error=not is_valid(row.text))
+
+
+def error_sheet(report: Report, folder: Path, out_dir: Path, per_sheet: int = 48) -> list[Path]:
+    """PNG contact sheets of the misses: image (or its labeled box), label and read."""
+    from edge.synth_plates import draw_text
+
+    misses = [o for o in report.outcomes if not o.correct and not o.label_error]
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for start in range(0, len(misses), per_sheet):
+        tiles = []
+        for o in misses[start : start + per_sheet]:
+            image = _read_image(folder / "images" / o.row.file)
+            if o.row.box is not None:
+                x1, y1, x2, y2 = o.row.box
+                pad = max(10, (x2 - x1) // 2)
+                image = image[max(0, y1 - pad) : y2 + pad, max(0, x1 - pad) : x2 + pad]
+            tile = np.full((150, 240, 3), 255, np.uint8)
+            scale = min(236 / image.shape[1], 100 / image.shape[0])
+            small = cv2.resize(image, None, fx=scale, fy=scale)
+            tile[2 : 2 + small.shape[0], 2 : 2 + small.shape[1]] = small
+            tile = draw_text(tile, f"{o.row.text}\n{o.read or '∅'}", (4, 104), 20, (0, 0, 160))
+            tiles.append(tile)
+        while len(tiles) % 6:
+            tiles.append(np.full((150, 240, 3), 255, np.uint8))
+        sheet = np.vstack([np.hstack(tiles[i : i + 6]) for i in range(0, len(tiles), 6)])
+        path = out_dir / f"{folder.name}_errors_{start // per_sheet:02d}.png"
+        cv2.imwrite(str(path), sheet)
+        paths.append(path)
+    return paths

@@ -1,0 +1,212 @@
+"""Plate grammars: which strings are valid plates per region, and format-aware correction.
+
+A grammar is a set of templates, one character class per position. `decode(probs, ...)` reads
+a CTC probability matrix under every template (a Viterbi alignment in which each template slot
+may only emit characters of its class), so a plate is read as the best string that *is* a plate:
+a glyph of the wrong class is replaced by the most probable one of the right class, and a
+confusable glyph (O/0, I/1, B/8, D/0, S/5, Z/2, G/6) counts for its partner at a penalty.
+
+Classes: D digit, L letter (region letter set), A digit or letter, P Chinese province character,
+S Chinese special suffix (挂 trailer, 学 learner, 警 police, 港 澳 cross-border, 领 consulate).
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+DIGITS = "0123456789"
+LATIN = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+VN_LETTERS = "ABCDEFGHKLMNPRSTUVXYZ"  # I J O Q W are not used on Vietnamese plates
+CN_LETTERS = "ABCDEFGHJKLMNPQRSTUVWXYZ"  # I and O are not used on Chinese plates
+CN_PROVINCES = "京津沪渝冀豫云辽黑湘皖鲁新苏浙赣鄂桂甘晋蒙陕吉闽贵粤青藏川宁琼"
+CN_SPECIAL = "挂学警港澳领"
+
+# glyph -> what it is often confused with, in the other class
+CONFUSABLE = {
+    "O": "0", "Q": "0", "D": "0", "U": "0", "I": "1", "L": "1", "T": "1", "J": "1",
+    "Z": "2", "B": "8", "S": "5", "G": "6", "A": "4", "E": "3",
+    "0": "DO", "1": "ITL", "2": "Z", "3": "E", "4": "A", "5": "S", "6": "G", "7": "T", "8": "B",
+}
+SUBSTITUTION_PENALTY = 0.35  # probability factor for a confusable mapped in by the grammar
+_SEPARATORS = re.compile(r"[\s\-.·•:_/|]")
+
+
+def normalize_plate(text: str) -> str:
+    """Uppercase and strip separators (spaces, dashes, dots, middle dots)."""
+    return _SEPARATORS.sub("", text.upper())
+
+
+@dataclass(frozen=True)
+class Grammar:
+    """Plate templates of one region, with the alphabet the recognizer may emit for it."""
+
+    region: str
+    templates: tuple[str, ...]
+    classes: tuple[tuple[str, str], ...]  # class code -> allowed characters
+    min_digits: int = 0
+
+    @property
+    def alphabet(self) -> str:
+        """Every character any template allows."""
+        return "".join(sorted({c for _, chars in self.classes for c in chars}))
+
+    def allowed(self, code: str) -> str:
+        """Characters allowed for one class code."""
+        return dict(self.classes)[code]
+
+    def matches(self, text: str) -> bool:
+        """Whether normalized `text` fits one of the templates."""
+        return any(
+            len(t) == len(text) and all(ch in self.allowed(c) for ch, c in zip(text, t, strict=True))
+            for t in self.templates
+        )
+
+    def display(self, text: str, rows: int = 1) -> str:
+        """Printed form: `51F-582.14`, `29MD1-521.29`, `桂F·A1234`; others unchanged."""
+        if self.region == "vn" and self.matches(text):
+            for n in (5, 4) if rows == 1 or len(text) >= 9 else (4, 5):
+                head, num = text[:-n], text[-n:]
+                if re.match(r"^\d\d[A-Z]{1,2}\d?$", head) and num.isdigit():
+                    return f"{head}-{num[:3]}.{num[3:]}" if n == 5 else f"{head}-{num}"
+        if self.region == "cn" and len(text) >= 3 and text[0] in CN_PROVINCES:
+            return f"{text[:2]}·{text[2:]}"
+        return text
+
+
+def _vn_templates() -> tuple[str, ...]:
+    series = ("L", "LL", "LD", "LLD")
+    return tuple(f"DD{s}{'D' * n}" for s in series for n in (4, 5))
+
+
+VN = Grammar(
+    region="vn",
+    templates=_vn_templates(),
+    classes=(("D", DIGITS), ("L", VN_LETTERS)),
+)
+CN = Grammar(
+    region="cn",
+    templates=("PLAAAAA", "PLAAAAAA", "PLAAAAS"),
+    classes=(("P", CN_PROVINCES), ("L", CN_LETTERS), ("A", DIGITS + CN_LETTERS),
+             ("S", CN_SPECIAL)),
+)
+LATIN_PLATE = Grammar(
+    region="other",
+    templates=tuple("A" * n for n in range(4, 9)),
+    classes=(("A", DIGITS + LATIN),),
+    min_digits=1,
+)
+GRAMMARS = {"vn": VN, "cn": CN, "us": LATIN_PLATE, "eu": LATIN_PLATE, "br": LATIN_PLATE,
+            "other": LATIN_PLATE}
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A grammar-conforming reading with its score (geometric mean of character probabilities)."""
+
+    text: str
+    score: float
+    region: str
+
+
+def confusion_boost(probs: np.ndarray, chars: str) -> np.ndarray:
+    """Character probabilities where each glyph also gets a share of its confusable partners'."""
+    cols = {c: i for i, c in enumerate(chars)}
+    boosted = probs.copy()
+    for ch, partners in CONFUSABLE.items():
+        if ch in cols:
+            idx = [cols[p] for p in partners if p in cols]
+            if idx:
+                best = probs[:, idx].max(axis=1) * SUBSTITUTION_PENALTY
+                boosted[:, cols[ch]] = np.maximum(boosted[:, cols[ch]], best)
+    return boosted
+
+
+def _align(logb: np.ndarray, slot_logp: np.ndarray, slot_arg: np.ndarray) -> np.ndarray | None:
+    """CTC Viterbi over slots: the slot index per frame (−1 = blank), or None if infeasible.
+
+    `slot_logp[t, i]`: best log probability of slot i's class at frame t; `slot_arg` its glyph.
+    Two slots may touch without a blank only where their glyphs differ.
+    """
+    t_len, n = slot_logp.shape
+    if t_len < n:
+        return None
+    s_len = 2 * n + 1
+    emit = np.empty((t_len, s_len))
+    emit[:, 0::2] = logb[:, None]
+    emit[:, 1::2] = slot_logp
+    neg = -np.inf
+    dp = np.full(s_len, neg)
+    dp[0], dp[1] = emit[0, 0], emit[0, 1]
+    back = np.zeros((t_len, s_len), dtype=np.int8)
+    for t in range(1, t_len):
+        step = np.concatenate(([neg], dp[:-1]))
+        skip = np.full(s_len, neg)
+        differ = slot_arg[t - 1, :-1] != slot_arg[t, 1:]
+        skip[3::2] = np.where(differ, dp[1:-2:2], neg)
+        stacked = np.stack((dp, step, skip))
+        move = stacked.argmax(axis=0)
+        dp = stacked[move, np.arange(s_len)] + emit[t]
+        back[t] = move
+    end = s_len - 1 if dp[-1] >= dp[-2] else s_len - 2
+    if not np.isfinite(dp[end]):
+        return None
+    path = np.empty(t_len, dtype=np.int64)
+    state = end
+    for t in range(t_len - 1, -1, -1):
+        path[t] = state
+        state -= back[t, state]
+    return np.where(path % 2 == 1, path // 2, -1)
+
+
+def decode(
+    probs: np.ndarray, chars: str, grammars: Sequence[Grammar], top_n: int = 5
+) -> list[Candidate]:
+    """Ranked plate readings of a (T, 1 + len(chars)) CTC matrix (column 0 = blank).
+
+    Each template of each grammar is aligned to the frames; its per-slot top characters give
+    candidates scored by the geometric mean of their probabilities, with frames left to the
+    blank but likely to hold a character (a glyph the template has no room for) as a penalty.
+    """
+    logb = np.log(np.maximum(probs[:, 0], 1e-6))
+    glyphs = confusion_boost(probs[:, 1:], chars)
+    greedy = probs.argmax(axis=1)
+    n_read = int(np.sum((greedy != 0) & (np.diff(greedy, prepend=0) != 0)))
+    found: dict[str, Candidate] = {}
+    for grammar in grammars:
+        classes = {}
+        for code, allowed in grammar.classes:
+            cols = np.array([i for i, c in enumerate(chars) if c in allowed])
+            sub = glyphs[:, cols]
+            arg = sub.argmax(axis=1)
+            classes[code] = (cols, np.log(np.maximum(sub.max(axis=1), 1e-6)), cols[arg])
+        for template in grammar.templates:
+            if abs(len(template) - n_read) > 2:
+                continue
+            slot_logp = np.stack([classes[c][1] for c in template], axis=1)
+            slot_arg = np.stack([classes[c][2] for c in template], axis=1)
+            slots = _align(logb, slot_logp, slot_arg)
+            if slots is None:
+                continue
+            blank_cost = float(logb[slots < 0].sum())
+            beam: list[tuple[float, str]] = [(-blank_cost, "")]
+            for i, code in enumerate(template):
+                cols = classes[code][0]
+                best = glyphs[slots == i][:, cols].max(axis=0)
+                top = np.argsort(best)[::-1][:3]
+                options = [(-math.log(max(float(best[k]), 1e-6)), chars[cols[k]]) for k in top]
+                beam = heapq.nsmallest(
+                    top_n, ((c + oc, t + ch) for c, t in beam for oc, ch in options)
+                )
+            for cost, text in beam:
+                if sum(ch.isdigit() for ch in text) < grammar.min_digits:
+                    continue
+                score = math.exp(-cost / len(template))
+                if text not in found or found[text].score < score:
+                    found[text] = Candidate(text, score, grammar.region)
+    return sorted(found.values(), key=lambda c: c.score, reverse=True)[:top_n]
