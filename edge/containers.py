@@ -7,19 +7,20 @@ position and every chain is scored with the check-digit-guided corrector of `sma
 
 API used by the edge runtime and `smartgate eval`: `ContainerReader.read_frames(frames)`,
 `ContainerReader.read_crops(crops)`, and the one-image helpers `find_codes`, `read_code_crop`.
-Multi-frame voting lives in `edge.container_vote`.
+Multi-frame voting (`vote_containers`) lives in `edge.container_vote` and is re-exported here.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cache
 
 import cv2
 import numpy as np
 
+from edge.container_vote import ContainerObservation, ContainerVote, vote_containers
 from edge.ocr import TextBox, TextDetector, TextLine, TextRecognizer, check_image, warp_quad
 from smartgate.iso6346 import (
     CODE_ALPHABET,
@@ -29,6 +30,16 @@ from smartgate.iso6346 import (
     correct_code,
     is_size_type,
 )
+
+__all__ = [
+    "ContainerCodeResult",
+    "ContainerObservation",
+    "ContainerReader",
+    "ContainerVote",
+    "find_codes",
+    "read_code_crop",
+    "vote_containers",
+]
 
 log = logging.getLogger(__name__)
 
@@ -273,8 +284,9 @@ def cells_to_line(column: np.ndarray, cells: Sequence[Box], height: int = 40) ->
         crop = image[max(0, y1 - m) : y2 + m, max(0, x1 - m) : x2 + m]
         scale = height / crop.shape[0]
         resized = cv2.resize(crop, (max(2, int(round(crop.shape[1] * scale))), height))
-        pieces.append(cv2.copyMakeBorder(resized, 0, 0, gap // 2, gap - gap // 2,
-                                         cv2.BORDER_REPLICATE))
+        pieces.append(
+            cv2.copyMakeBorder(resized, 0, 0, gap // 2, gap - gap // 2, cv2.BORDER_REPLICATE)
+        )
     line = np.concatenate(pieces, axis=1)
     return cv2.copyMakeBorder(line, pad_v, pad_v, gap, gap, cv2.BORDER_REPLICATE)
 
@@ -331,8 +343,9 @@ class ContainerReader:
         boxes = self.detector.detect(frames)
         frags = self._fragments(frames, boxes)
         results = []
-        for found in frags:
+        for i, found in enumerate(frags):
             found = _with_columns(found)
+            log.debug("frame %d: %d text fragments", i, len(found))
             results.append([r for r in assemble(found) if r.confidence >= self.min_confidence])
         return results
 
@@ -375,16 +388,14 @@ def _shift(result: ContainerCodeResult, shape: tuple[int, ...]) -> ContainerCode
     h, w = shape[:2]
     p = max(4, int(PAD * min(h, w)))
     x1, y1, x2, y2 = result.box
-    box = (max(0, x1 - p), max(0, y1 - p), min(w, x2 - p), min(h, y2 - p))
-    return ContainerCodeResult(
-        result.code, result.check_digit_ok, result.confidence, result.size_type, box,
-        result.orientation, result.candidates,
-    )  # fmt: skip
+    return replace(result, box=(max(0, x1 - p), max(0, y1 - p), min(w, x2 - p), min(h, y2 - p)))
 
 
 def _with_columns(frags: list[Fragment]) -> list[Fragment]:
     """Fragments of single characters stacked in a column, joined into vertical fragments."""
-    singles = [f for f in frags if not f.vertical and len(f.text) <= 2 and f.height >= 0.6 * f.width]
+    singles = [
+        f for f in frags if not f.vertical and len(f.text) <= 2 and f.height >= 0.6 * f.width
+    ]
     singles.sort(key=lambda f: f.box[1])
     used: set[int] = set()
     columns: list[Fragment] = []

@@ -239,9 +239,7 @@ class CodeReading:
     candidates: tuple[tuple[str, float], ...]
 
 
-def _best_valid(
-    options: list[dict[str, float]], max_changes: int
-) -> list[tuple[str, float, int]]:
+def _best_valid(options: list[dict[str, float]], max_changes: int) -> list[tuple[str, float, int]]:
     """Valid codes reachable by changing at most `max_changes` positions from the argmax."""
     ranked = [sorted(o.items(), key=lambda kv: -kv[1]) for o in options]
     base = [r[0] for r in ranked]
@@ -284,7 +282,9 @@ def correct_code(
     """
     chars = [c for c in text.upper() if c in CODE_ALPHABET]
     if alternatives is not None and len(alternatives) == len(text):
-        alts = [list(a) for c, a in zip(text.upper(), alternatives, strict=True) if c in CODE_ALPHABET]
+        alts = [
+            list(a) for c, a in zip(text.upper(), alternatives, strict=True) if c in CODE_ALPHABET
+        ]
     else:
         alts = [[] for _ in chars]
     if char_probs is not None and len(char_probs) == len(text):
@@ -299,14 +299,18 @@ def correct_code(
     for keep, factor in variants:
         sub = [chars[i] for i in keep]
         if len(sub) == 10:  # check digit missing: infer it, never confidently
-            sub_opts = [position_options(c, position_kind(i), alts[k], probs[k])
-                        for i, (c, k) in enumerate(zip(sub, keep, strict=True))]
+            sub_opts = [
+                position_options(c, position_kind(i), alts[k], probs[k])
+                for i, (c, k) in enumerate(zip(sub, keep, strict=True))
+            ]
             best = "".join(max(o, key=o.__getitem__) for o in sub_opts)
             score = factor * 0.5 * math.prod(max(o.values()) for o in sub_opts)
             results.append((complete_code(best), score, best, ocr_conf))
             continue
-        opts = [position_options(c, position_kind(i), alts[k], probs[k])
-                for i, (c, k) in enumerate(zip(sub, keep, strict=True))]
+        opts = [
+            position_options(c, position_kind(i), alts[k], probs[k])
+            for i, (c, k) in enumerate(zip(sub, keep, strict=True))
+        ]
         limit = max_changes if len(keep) == len(chars) else min(max_changes, 1)
         for code, score, _ in _best_valid(opts, limit)[:5]:
             results.append((code, score * factor, "".join(sub), ocr_conf))
