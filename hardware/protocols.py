@@ -197,12 +197,13 @@ def encode_toledo(
 
 
 class LineFramer:
-    """Frames terminated by CR, LF or CRLF; an over-long line is dropped as garbage."""
+    """Frames terminated by CR, LF or CRLF; an over-long line is dropped up to its terminator."""
 
     def __init__(self, max_line: int = 128) -> None:
         self.max_line = max_line
         self.discarded = 0
         self._buf = bytearray()
+        self._skipping = False  # inside the tail of a line already dropped as too long
 
     def feed(self, data: bytes) -> list[bytes]:
         """Append bytes and return every complete non-empty line, without terminator."""
@@ -215,13 +216,15 @@ class LineFramer:
             end = min(ends)
             line = bytes(self._buf[:end])
             del self._buf[: end + 1]
-            if len(line) > self.max_line:
+            if self._skipping or len(line) > self.max_line:
                 self.discarded += len(line) + 1
+                self._skipping = False
             elif line.strip():
                 lines.append(line)
         if len(self._buf) > self.max_line:
             self.discarded += len(self._buf)
             self._buf.clear()
+            self._skipping = True
         return lines
 
 
