@@ -164,6 +164,19 @@ def _align(logb: np.ndarray, slot_logp: np.ndarray, slot_arg: np.ndarray) -> np.
     return np.where(path % 2 == 1, path // 2, -1)
 
 
+def _slot_costs(glyphs: np.ndarray, blank: np.ndarray) -> np.ndarray:
+    """−log probability of each glyph as the one character of a slot's frames.
+
+    The glyph's best frame counts its probability; every other frame of the slot must be the
+    same glyph or blank, so a second character hidden in the slot is paid for.
+    """
+    logp = np.log(np.maximum(glyphs, 1e-6))
+    hold = np.log(np.maximum(np.maximum(glyphs, blank[:, None]), 1e-6))
+    peak = logp.argmax(axis=0)
+    cols = np.arange(glyphs.shape[1])
+    return -(hold.sum(axis=0) - hold[peak, cols] + logp[peak, cols])
+
+
 def decode(
     probs: np.ndarray, chars: str, grammars: Sequence[Grammar], top_n: int = 5
 ) -> list[Candidate]:
@@ -197,9 +210,9 @@ def decode(
             beam: list[tuple[float, str]] = [(-blank_cost, "")]
             for i, code in enumerate(template):
                 cols = classes[code][0]
-                best = glyphs[slots == i][:, cols].max(axis=0)
-                top = np.argsort(best)[::-1][:3]
-                options = [(-math.log(max(float(best[k]), 1e-6)), chars[cols[k]]) for k in top]
+                cost = _slot_costs(glyphs[slots == i][:, cols], probs[slots == i, 0])
+                top = np.argsort(cost)[:3]
+                options = [(float(cost[k]), chars[cols[k]]) for k in top]
                 beam = heapq.nsmallest(
                     top_n, ((c + oc, t + ch) for c, t in beam for oc, ch in options)
                 )

@@ -35,6 +35,9 @@ log = logging.getLogger(__name__)
 
 Box = tuple[int, int, int, int]
 SEPARATORS = "-.·:"
+ALIASES = {"Đ": "D"}  # glyphs read as another plate character
+CROP_DETECT_SIDE = 320  # crops are searched for text lines at this longest side
+MAX_CROP_GROUPS = 3
 
 
 @dataclass(frozen=True)
@@ -138,6 +141,12 @@ def plate_groups(boxes: Sequence[TextBox]) -> list[list[TextBox]]:
     return groups
 
 
+def _group_bbox(group: Sequence[TextBox]) -> Box:
+    boxes = [b.bbox for b in group]
+    return (min(b[0] for b in boxes), min(b[1] for b in boxes),
+            max(b[2] for b in boxes), max(b[3] for b in boxes))
+
+
 def _area(box: Box) -> int:
     return max(0, box[2] - box[0]) * max(0, box[3] - box[1])
 
@@ -163,6 +172,7 @@ class PlateReader:
         min_confidence: float = 0.3,
     ) -> None:
         self.detector = detector or TextDetector()
+        self.crop_detector = TextDetector(self.detector.session, limit_side=32)
         self.recognizer = recognizer or TextRecognizer()
         self.grammars: tuple[Grammar, ...] = tuple(dict.fromkeys(GRAMMARS[r] for r in regions))
         index = self.recognizer.index
@@ -170,7 +180,10 @@ class PlateReader:
                              if c in index)
         separators = [index[c] for c in SEPARATORS if c in index]
         self.n_separators = len(separators)
-        self.columns = np.array([0, *separators, *(index[c] for c in self.chars)])
+        self.aliases = [(self.chars.index(t), index[a]) for a, t in ALIASES.items()
+                        if a in index and t in self.chars]
+        self.columns = np.array([0, *separators, *(index[c] for c in self.chars),
+                                 *(col for _, col in self.aliases)])
         self.min_confidence = min_confidence
 
     def read_frames(self, frames: Sequence[np.ndarray]) -> list[list[PlateResult]]:
@@ -203,8 +216,29 @@ class PlateReader:
     def read_crops(self, crops: Sequence[np.ndarray]) -> list[PlateResult]:
         """Read each crop as one plate (1 or 2 rows, whichever its grammar fits best)."""
         crops = [check_image(c, f"crop {i}") for i, c in enumerate(crops)]
-        results = self._read([crop_layouts(c) for c in crops])
+        detected = self._detected_layouts(crops)
+        results = self._read([crop_layouts(c) + d for c, d in zip(crops, detected, strict=True)])
         return [replace(r, colour=plate_colour(c)) for r, c in zip(results, crops, strict=True)]
+
+    def _detected_layouts(self, crops: Sequence[np.ndarray]) -> list[list[_Layout]]:
+        """Layouts from text lines the detector finds in each crop (handles tilted plates)."""
+        sized, scales = [], []
+        for crop in crops:
+            scale = CROP_DETECT_SIDE / max(crop.shape[:2])
+            small = cv2.resize(crop, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+            pad = CROP_DETECT_SIDE // 16
+            sized.append(cv2.copyMakeBorder(small, pad, pad, pad, pad, cv2.BORDER_REPLICATE))
+            scales.append((scale, pad))
+        out = []
+        for crop, (scale, pad), boxes in zip(
+            crops, scales, self.crop_detector.detect(sized), strict=True
+        ):
+            boxes = [TextBox((b.quad - pad) / scale, b.score) for b in boxes]
+            groups = sorted(plate_groups(boxes), key=lambda g: -_area(_group_bbox(g)))
+            layouts = [_Layout(len(g), tuple(warp_quad(crop, b.quad) for b in g))
+                       for g in groups[:MAX_CROP_GROUPS]]
+            out.append(layouts)
+        return out
 
     def _read(self, layouts: Sequence[Sequence[_Layout]]) -> list[PlateResult]:
         """Recognize every line of every layout in one batch; keep each plate's best layout."""
@@ -226,9 +260,12 @@ class PlateReader:
         gap = np.zeros((1, len(self.chars) + 1), dtype=np.float32)
         gap[0, 0] = 1.0
         parts = []
+        first = 1 + self.n_separators
         for p in lines:
-            merged = np.concatenate((p[:, : 1 + self.n_separators].sum(axis=1, keepdims=True),
-                                     p[:, 1 + self.n_separators :]), axis=1)
+            glyphs = p[:, first : first + len(self.chars)].copy()
+            for j, (target, _) in enumerate(self.aliases):
+                glyphs[:, target] += p[:, first + len(self.chars) + j]
+            merged = np.concatenate((p[:, :first].sum(axis=1, keepdims=True), glyphs), axis=1)
             parts += [merged, gap]
         candidates = decode(np.concatenate(parts[:-1]), self.chars, self.grammars)
         if not candidates:
