@@ -291,6 +291,35 @@ def cells_to_line(column: np.ndarray, cells: Sequence[Box], height: int = 40) ->
     return cv2.copyMakeBorder(line, pad_v, pad_v, gap, gap, cv2.BORDER_REPLICATE)
 
 
+def vertical_columns(boxes: Sequence[Box], shape: tuple[int, ...]) -> list[Box]:
+    """Regions of vertical codes: tall text boxes, and narrow boxes stacked 4+ characters high.
+
+    Returned boxes are widened a little so the column crop shows background on both sides.
+    """
+    pieces = sorted((b for b in boxes if b[2] - b[0] <= 1.3 * (b[3] - b[1])), key=lambda b: b[1])
+    used = [False] * len(pieces)
+    columns: list[Box] = []
+    for i, first in enumerate(pieces):
+        if used[i]:
+            continue
+        chain = [first]
+        for j in range(i + 1, len(pieces)):
+            last, b = chain[-1], pieces[j]
+            width = min(last[2] - last[0], b[2] - b[0])
+            overlap = min(last[2], b[2]) - max(last[0], b[0])
+            if not used[j] and overlap > 0.4 * width and b[1] - last[3] < 1.5 * width:
+                chain.append(b)
+                used[j] = True
+        x1, y1, x2, y2 = _union(chain)
+        w = x2 - x1
+        if y2 - y1 > TALL * w:
+            mx, my = int(0.3 * w) + 2, int(0.3 * w) + 2
+            columns.append(
+                (max(0, x1 - mx), max(0, y1 - my), min(shape[1], x2 + mx), min(shape[0], y2 + my))
+            )
+    return columns
+
+
 # --- the reader -------------------------------------------------------------------------------
 
 
@@ -311,22 +340,22 @@ class ContainerReader:
     def _fragments(
         self, images: Sequence[np.ndarray], boxes: Sequence[Sequence[TextBox]]
     ) -> list[list[Fragment]]:
-        """Recognize every text box of every image in one recognizer batch."""
+        """Recognize every text box and every vertical column of every image in one batch."""
         crops: list[np.ndarray] = []
         owners: list[tuple[int, Box, bool]] = []
         for i, (image, found) in enumerate(zip(images, boxes, strict=True)):
             for tb in found:
                 x1, y1, x2, y2 = tb.bbox
-                if y2 - y1 > TALL * (x2 - x1):
-                    column = image[y1 : y2 + 1, x1 : x2 + 1]
-                    cells = split_cells(column)
-                    if len(cells) < 4:
-                        continue
-                    crops.append(cells_to_line(column, cells))
-                    owners.append((i, tb.bbox, True))
-                else:
+                if y2 - y1 <= TALL * (x2 - x1):
                     crops.append(warp_quad(image, tb.quad))
                     owners.append((i, tb.bbox, False))
+            for column_box in vertical_columns([tb.bbox for tb in found], image.shape):
+                x1, y1, x2, y2 = column_box
+                column = image[y1:y2, x1:x2]
+                cells = split_cells(column)
+                if len(cells) >= 4:
+                    crops.append(cells_to_line(column, cells))
+                    owners.append((i, column_box, True))
         lines = self.recognizer.recognize(crops, allowed=self.allowed) if crops else []
         out: list[list[Fragment]] = [[] for _ in images]
         for (i, box, vertical), line in zip(owners, lines, strict=True):
@@ -335,12 +364,23 @@ class ContainerReader:
                 out[i].append(frag)
         return out
 
+    def _detect(self, images: Sequence[np.ndarray]) -> list[list[TextBox]]:
+        """Text boxes per image; images of one shape share a detector batch (no padding)."""
+        by_shape: dict[tuple[int, ...], list[int]] = {}
+        for i, image in enumerate(images):
+            by_shape.setdefault(image.shape, []).append(i)
+        out: list[list[TextBox]] = [[] for _ in images]
+        for idx in by_shape.values():
+            for i, found in zip(idx, self.detector.detect([images[i] for i in idx]), strict=True):
+                out[i] = found
+        return out
+
     def read_frames(self, frames: Sequence[np.ndarray]) -> list[list[ContainerCodeResult]]:
         """Container codes found in each frame, best first."""
         if not frames:
             return []
         frames = [check_image(f, f"frame {i}") for i, f in enumerate(frames)]
-        boxes = self.detector.detect(frames)
+        boxes = self._detect(frames)
         frags = self._fragments(frames, boxes)
         results = []
         for i, found in enumerate(frags):
@@ -354,7 +394,7 @@ class ContainerReader:
         crops = [check_image(c, f"crop {i}") for i, c in enumerate(crops)]
         padded = [_pad(c) for c in crops]
         whole = [TextBox(_full_quad(p), 1.0) for p in padded]
-        boxes = self.detector.detect(padded)
+        boxes = self._detect(padded)
         boxes = [[*b, w] for b, w in zip(boxes, whole, strict=True)]
         frags = self._fragments(padded, boxes)
         out: list[ContainerCodeResult | None] = []
