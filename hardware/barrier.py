@@ -175,7 +175,7 @@ class BarrierSimulator:
             server = ModbusTcpServer(self._device, address=self._address)
             self._server = server
             await server.serve_forever(background=True)
-            self.port = server.transport.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+            self.port = server.transport.sockets[0].getsockname()[1]  # type: ignore[union-attr,attr-defined]
             ready.set()
             with contextlib.suppress(asyncio.CancelledError):
                 await server.serving

@@ -36,7 +36,7 @@ def _play_trucks(sim: WeighbridgeSimulator, args: argparse.Namespace) -> None:
     stop = threading.Event()
     for i in itertools.count():
         if args.axles:
-            sim.queue_truck(sum(args.axles), args.axles)
+            sim.queue_axle_truck(args.axles)
             print(f"axle-by-axle truck queued: {args.axles} kg", flush=True)
         elif args.trucks:
             gross = args.trucks[i % len(args.trucks)]

@@ -74,9 +74,13 @@ class LaneSimulators:
         assert self.display.port is not None
         return self.display.port
 
-    def queue_truck(self, gross_kg: float, axle_groups_kg: Sequence[float] | None = None) -> None:
-        """Drive a truck of `gross_kg` over the weighbridge (axle by axle when groups are given)."""
-        self.weighbridge.queue_truck(gross_kg, axle_groups_kg)
+    def queue_truck(self, gross_kg: float) -> None:
+        """Drive a truck of `gross_kg` onto the weighbridge, stop, and off again."""
+        self.weighbridge.queue_truck(gross_kg)
+
+    def queue_axle_truck(self, axle_groups_kg: Sequence[float]) -> None:
+        """Drive a truck over a short weighbridge axle group by axle group."""
+        self.weighbridge.queue_axle_truck(axle_groups_kg)
 
     def wait_idle(self, timeout: float) -> bool:
         """Wait until every queued truck has crossed the weighbridge."""

@@ -266,12 +266,13 @@ class WeighbridgeSimulator:
             self._queue.append(list(profile))
             self._idle.clear()
 
-    def queue_truck(self, gross_kg: float, axle_groups_kg: Sequence[float] | None = None) -> None:
-        """Queue a truck: a whole-truck profile, or an axle-by-axle one when groups are given."""
-        if axle_groups_kg:
-            self.queue_profile(axle_profile(axle_groups_kg))
-        else:
-            self.queue_profile(truck_profile(gross_kg))
+    def queue_truck(self, gross_kg: float) -> None:
+        """Queue a truck that stands on the platform as a whole (see `truck_profile`)."""
+        self.queue_profile(truck_profile(gross_kg))
+
+    def queue_axle_truck(self, axle_groups_kg: Sequence[float]) -> None:
+        """Queue a truck crossing a short platform axle group by axle group (`axle_profile`)."""
+        self.queue_profile(axle_profile(axle_groups_kg))
 
     def wait_idle(self, timeout: float) -> bool:
         """Block until every queued profile has played; False on timeout."""
