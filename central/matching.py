@@ -340,6 +340,8 @@ def _rank(s: _Scored, rules: RuleSet, used: Collection[str]) -> tuple[object, ..
         s.decl.number not in used,
         s.in_window,
         s.plate_score,
+        -s.decl.window_start.timestamp(),  # then the earliest declaration first
+        s.decl.number,
     )
 
 
@@ -539,8 +541,11 @@ def decide(
     """
     alts = tractor_alternatives(passage, rules.candidate_min_confidence)
     scored = []
+    plate_scores: dict[str, float] = {}  # a truck often has many declarations
     for decl in candidates:
-        score = best_plate_score(alts, decl.tractor_plate)
+        score = plate_scores.get(decl.tractor_plate)
+        if score is None:
+            score = plate_scores[decl.tractor_plate] = best_plate_score(alts, decl.tractor_plate)
         check = check_containers(
             passage.containers, decl.containers, rules.candidate_min_confidence
         )
