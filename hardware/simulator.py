@@ -320,7 +320,7 @@ class WeighbridgeSimulator:
         while True:
             try:
                 client, addr = self._server.accept()
-            except (BlockingIOError, OSError):
+            except OSError:  # nobody waiting (non-blocking) or socket closed
                 return
             client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             client.settimeout(1.0)  # a client that stops reading is dropped, never waited on

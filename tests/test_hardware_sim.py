@@ -35,6 +35,7 @@ def test_profiles_ramp_oscillate_hold_and_leave() -> None:
     assert max(sample(axles, t / 10)[0] for t in range(int(profile_duration(axles) * 10))) < 15_200
 
 
+@pytest.mark.slow
 def test_lane_simulators_full_passage_axle_by_axle() -> None:
     with LaneSimulators.start("ascii", rate_hz=25, time_scale=5) as sims:
         events: list[CaptureEvent] = []

@@ -40,6 +40,7 @@ def tcp_sim() -> Iterator[WeighbridgeSimulator]:
         yield sim
 
 
+@pytest.mark.slow
 def test_tcp_reads_and_captures_trucks(tcp_sim: WeighbridgeSimulator) -> None:
     config = WeighbridgeConfig(
         protocol="toledo",
