@@ -50,6 +50,7 @@ class Grammar:
     templates: tuple[str, ...]
     classes: tuple[tuple[str, str], ...]  # class code -> allowed characters
     min_digits: int = 0
+    digits_only_factor: float = 1.0  # score factor for an all-digit reading (rare, timestamps)
 
     @property
     def alphabet(self) -> str:
@@ -100,6 +101,7 @@ LATIN_PLATE = Grammar(
     templates=tuple("A" * n for n in range(4, 9)),
     classes=(("A", DIGITS + LATIN),),
     min_digits=1,
+    digits_only_factor=0.5,
 )
 GRAMMARS = {"vn": VN, "cn": CN, "us": LATIN_PLATE, "eu": LATIN_PLATE, "br": LATIN_PLATE,
             "other": LATIN_PLATE}
@@ -217,9 +219,12 @@ def decode(
                     top_n, ((c + oc, t + ch) for c, t in beam for oc, ch in options)
                 )
             for cost, text in beam:
-                if sum(ch.isdigit() for ch in text) < grammar.min_digits:
+                digits = sum(ch.isdigit() for ch in text)
+                if digits < grammar.min_digits:
                     continue
                 score = math.exp(-cost / len(template))
+                if digits == len(text):
+                    score *= grammar.digits_only_factor
                 if text not in found or found[text].score < score:
                     found[text] = Candidate(text, score, grammar.region)
     return sorted(found.values(), key=lambda c: c.score, reverse=True)[:top_n]

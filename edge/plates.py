@@ -38,6 +38,7 @@ SEPARATORS = "-.·:"
 ALIASES = {"Đ": "D"}  # glyphs read as another plate character
 CROP_DETECT_SIDE = 320  # crops are searched for text lines at this longest side
 MAX_CROP_GROUPS = 3
+MAX_FRAME_GROUPS = 40  # plate candidates read per frame, most confident text first
 
 
 @dataclass(frozen=True)
@@ -126,16 +127,38 @@ def _stacked(upper: TextBox, lower: TextBox) -> bool:
     )
 
 
+def _side_by_side(left: TextBox, right: TextBox) -> bool:
+    """Whether `right` continues the text line of `left` (a plate split at a dot or gap)."""
+    lx1, ly1, lx2, ly2 = left.bbox
+    rx1, ry1, rx2, ry2 = right.bbox
+    lh, rh = ly2 - ly1, ry2 - ry1
+    overlap = min(ly2, ry2) - max(ly1, ry1)
+    return (
+        rx1 > lx1
+        and overlap > 0.6 * min(lh, rh)
+        and 0.6 < lh / max(rh, 1) < 1.6
+        and -0.3 * lh < rx1 - lx2 < 0.8 * max(lh, rh)
+    )
+
+
 def plate_groups(boxes: Sequence[TextBox]) -> list[list[TextBox]]:
-    """Plate candidates from text boxes: every plausible line alone, and stacked line pairs."""
+    """Plate candidates from text boxes, each a list of its text rows top to bottom.
+
+    Every plausible line alone, lines split at a gap joined again, and stacked line pairs.
+    """
     lines = []
     for b in boxes:
         x1, y1, x2, y2 = b.bbox
         if y2 - y1 >= 6 and 0.8 <= (x2 - x1) / max(y2 - y1, 1) <= 12:
             lines.append(b)
-    groups = [[b] for b in lines]
+    joined = [
+        TextBox(_union_quad([a.quad, b.quad]), min(a.score, b.score))
+        for a in lines for b in lines if a is not b and _side_by_side(a, b)
+    ]
+    lines.sort(key=lambda b: -b.score)
+    groups = [[b] for b in lines + joined]
     for upper in lines:
-        for lower in lines:
+        for lower in lines + joined:
             if lower is not upper and _stacked(upper, lower):
                 groups.append([upper, lower])
     return groups
@@ -194,8 +217,9 @@ class PlateReader:
         quads: list[np.ndarray] = []
         layouts: list[list[_Layout]] = []
         for i, (frame, boxes) in enumerate(zip(frames, boxes_per_frame, strict=True)):
-            for group in plate_groups(boxes):
-                lines = tuple(warp_quad(frame, b.quad) for b in group)
+            warped: dict[int, np.ndarray] = {}
+            for group in plate_groups(boxes)[:MAX_FRAME_GROUPS]:
+                lines = tuple(warped.setdefault(id(b), warp_quad(frame, b.quad)) for b in group)
                 quad = group[0].quad if len(group) == 1 else _union_quad([b.quad for b in group])
                 owners.append(i)
                 quads.append(quad)
@@ -242,13 +266,15 @@ class PlateReader:
 
     def _read(self, layouts: Sequence[Sequence[_Layout]]) -> list[PlateResult]:
         """Recognize every line of every layout in one batch; keep each plate's best layout."""
-        flat = [line for options in layouts for layout in options for line in layout.lines]
-        read = iter(self.recognizer.probabilities(flat, self.columns) if flat else [])
+        unique = {id(line): line for options in layouts for lay in options for line in lay.lines}
+        flat = list(unique.values())
+        probs = self.recognizer.probabilities(flat, self.columns) if flat else []
+        read = dict(zip(unique, probs, strict=True))
         out = []
         for options in layouts:
             best: PlateResult | None = None
             for layout in options:
-                lines = [next(read) for _ in layout.lines]
+                lines = [read[id(line)] for line in layout.lines]
                 result = self._interpret(lines, layout.rows)
                 if best is None or result.confidence > best.confidence:
                     best = result
