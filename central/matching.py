@@ -332,21 +332,34 @@ def _in_window(decl: Declaration, at: datetime, rules: RuleSet) -> bool:
     return decl.window_start - grace <= at <= decl.window_end + grace
 
 
-def _rank(s: _Scored, rules: RuleSet, used: Collection[str]) -> tuple[object, ...]:
+def _checks(
+    passage: PassageEvent, s: _Scored, rules: RuleSet, used: Collection[str]
+) -> list[tuple[Reason, str]]:
+    """Every check of one candidate except ambiguity, which needs the other candidates."""
+    found = _plate_findings(passage, s, rules)
+    found += _trailer_findings(passage, s.decl, rules)
+    found += _container_findings(passage, s.containers, rules)
+    found += _weight_findings(passage, s.decl, rules)
+    found += _declaration_findings(passage, s, rules, used)
+    return found
+
+
+def _rank(s: _Scored, found: list[tuple[Reason, str]], rules: RuleSet) -> tuple[object, ...]:
+    """Most matched containers, plate accepted, fewest flags and warnings, best plate, earliest."""
+    severities = [rules.severity[reason] for reason, _ in found]
     return (
         len(s.containers.matched),
         s.plate_score >= rules.plate_min_score,
-        s.decl.status is DeclarationStatus.VALID,
-        s.decl.number not in used,
-        s.in_window,
+        -severities.count(Severity.FLAG),
+        -severities.count(Severity.WARN),
         s.plate_score,
-        -s.decl.window_start.timestamp(),  # then the earliest declaration first
+        -s.decl.window_start.timestamp(),
         s.decl.number,
     )
 
 
 def _plate_findings(
-    passage: PassageEvent, best: _Scored, rivals: list[_Scored], rules: RuleSet
+    passage: PassageEvent, best: _Scored, rules: RuleSet
 ) -> list[tuple[Reason, str]]:
     out: list[tuple[Reason, str]] = []
     read = passage.best_plate
@@ -372,6 +385,13 @@ def _plate_findings(
                 f"plate read {read.text} at confidence {read.confidence:.2f}",
             )
         )
+    return out
+
+
+def _ambiguity(best: _Scored, rivals: list[_Scored], rules: RuleSet) -> list[tuple[Reason, str]]:
+    """A rival declaration for a different plate that scores about as well as the chosen one."""
+    declared = best.decl.tractor_plate
+    out: list[tuple[Reason, str]] = []
     for rival in rivals:
         if (
             rival.decl.tractor_plate != declared
@@ -565,13 +585,10 @@ def decide(
                 )
             )
         return _decision(Outcome.NO_DECLARATION, found, rules, now, None)
-    scored.sort(key=lambda s: _rank(s, rules, used), reverse=True)
-    best, rivals = scored[0], scored[1:]
-    found = _plate_findings(passage, best, rivals, rules)
-    found += _trailer_findings(passage, best.decl, rules)
-    found += _container_findings(passage, best.containers, rules)
-    found += _weight_findings(passage, best.decl, rules)
-    found += _declaration_findings(passage, best, rules, used)
+    checked = [(s, _checks(passage, s, rules, used)) for s in scored]
+    checked.sort(key=lambda sf: _rank(sf[0], sf[1], rules), reverse=True)
+    best, found = checked[0]
+    found = found + _ambiguity(best, [s for s, _ in checked[1:]], rules)
     decision = _decision(Outcome.CLEARED, found, rules, now, best)
     log.debug("passage %s -> %s %s", passage.event_id, decision.outcome, decision.flags)
     return decision

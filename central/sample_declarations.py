@@ -9,11 +9,16 @@ ISO 6346 check digits. `generate_declarations` streams, so a million rows need n
 from __future__ import annotations
 
 import random
+import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
 from central.declarations import Declaration, DeclarationStatus, Direction
+from central.matching import DeclarationIndex, decide
+from central.rules import RuleSet
 from smartgate import iso6346
+from smartgate.contract import ContainerRead, PassageEvent, PlateRead, Weight
 
 VN_PROVINCES = ("12", "12", "12", "12", "98", "29", "14", "20", "51", "15", "99", "34")
 VN_SERIES = ("C", "C", "C", "D", "H", "E", "LD")
@@ -32,6 +37,7 @@ COMPANIES = (
     "Công ty TNHH Điện tử Bắc Giang",
 )
 VN_TZ = timezone(timedelta(hours=7))
+_LOOKALIKE = {"0": "O", "1": "I", "8": "B", "5": "S", "2": "Z", "6": "G", "D": "0", "O": "0"}
 GOODS = ("general", "general", "general", "general", "agricultural", "agricultural", "ore")
 
 
@@ -111,3 +117,96 @@ def generate_declarations(
             company=rng.choice(COMPANIES),
             goods_category=rng.choice(GOODS),
         )
+
+
+def passage_for(
+    decl: Declaration,
+    rng: random.Random,
+    *,
+    site: str | None = None,
+    lane: str = "in1",
+    plate_errors: int = 0,
+) -> PassageEvent:
+    """A passage that clears `decl`, with `plate_errors` look-alike swaps in the plate read.
+
+    For the demo (a simulated truck for a known declaration) and for benchmarks.
+    """
+    text = list(decl.tractor_plate)
+    spots = [i for i, ch in enumerate(text) if ch in _LOOKALIKE]
+    for i in rng.sample(spots, min(plate_errors, len(spots))):
+        text[i] = _LOOKALIKE[text[i]]
+    at = decl.window_start + (decl.window_end - decl.window_start) / 2
+    containers = [
+        ContainerRead(
+            code=c, check_digit_ok=True, size_type=rng.choice(("22G1", "45G1")), confidence=0.9
+        )
+        for c in decl.containers
+    ]
+    return PassageEvent(
+        event_id=f"sim-{decl.number}-{rng.randrange(1 << 30):08x}",
+        site=site or decl.gate,
+        node_id="sim",
+        lane=lane,
+        direction="entry" if decl.direction is Direction.IMPORT else "exit",
+        started_at=at,
+        ended_at=at + timedelta(seconds=20),
+        plate_front=PlateRead(text="".join(text), confidence=0.9),
+        trailer_plate=None
+        if decl.trailer_plate is None
+        else PlateRead(text=decl.trailer_plate, confidence=0.9),
+        containers=containers,
+        weight=None
+        if decl.gross_weight_kg is None
+        else Weight(gross_kg=decl.gross_weight_kg + rng.uniform(-150, 150), captured_at=at),
+    )
+
+
+@dataclass(frozen=True)
+class MatchingBench:
+    """Numbers printed by the matching benchmark."""
+
+    declarations: int
+    generate_and_index_s: float
+    passages: int
+    per_passage_ms: float
+    median_candidates: int
+    max_candidates: int
+    right_declaration: float
+
+
+def bench_matching(
+    n: int, seed: int = 0, passages: int = 1000, plate_errors: int = 2
+) -> MatchingBench:
+    """Generate `n` declarations, index them, then look up and decide `passages` simulated trucks."""
+    rng = random.Random(seed + 1)
+    t0 = time.perf_counter()
+    index = DeclarationIndex(generate_declarations(n, seed, vehicles=max(1, n // 5)))
+    built = time.perf_counter() - t0
+    rules = RuleSet(version="bench")
+    numbers = [f"{seed % 100:02d}{i:010d}" for i in rng.sample(range(n), min(passages, n))]
+    sims = []
+    for number in numbers:
+        decl = index.get(number)
+        if decl is None:
+            raise LookupError(f"generated declaration {number} is not in the index")
+        sims.append(passage_for(decl, rng, plate_errors=plate_errors))
+    sizes = []
+    right = 0
+    t0 = time.perf_counter()
+    for number, passage in zip(numbers, sims, strict=True):
+        candidates = index.candidates(passage, rules)
+        sizes.append(len(candidates))
+        right += (
+            decide(passage, candidates, rules, (), passage.ended_at).declaration_number == number
+        )
+    elapsed = time.perf_counter() - t0
+    sizes.sort()
+    return MatchingBench(
+        declarations=len(index),
+        generate_and_index_s=round(built, 2),
+        passages=len(sims),
+        per_passage_ms=round(elapsed / max(1, len(sims)) * 1000, 3),
+        median_candidates=sizes[len(sizes) // 2] if sizes else 0,
+        max_candidates=sizes[-1] if sizes else 0,
+        right_declaration=round(right / max(1, len(sims)), 4),
+    )
