@@ -340,6 +340,16 @@ def test_unused_valid_declaration_preferred() -> None:
     assert decision.outcome is Outcome.CLEARED
 
 
+def test_declaration_that_fits_best_is_chosen() -> None:
+    """Same truck, no containers, overlapping windows: the one the reads agree with wins."""
+    export = decl(number="100000000001", containers=[], direction="export")
+    heavy = decl(number="100000000002", containers=[], gross_weight_kg=40_000)
+    fits = decl(number="100000000003", containers=[])
+    decision = decide(passage(containers=[]), [export, heavy, fits], RULES, set(), NOW)
+    assert decision.declaration_number == "100000000003"
+    assert decision.outcome is Outcome.CLEARED
+
+
 def test_unrelated_candidates_are_ignored() -> None:
     other = decl(number="100000000009", tractor_plate="29H55555", containers=[C3])
     decision = decide(passage(), [other], RULES, set(), NOW)

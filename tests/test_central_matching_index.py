@@ -10,7 +10,7 @@ import pytest
 from central.matching import DeclarationIndex, Outcome, decide, declaration_keys, passage_keys
 from central.plate_similarity import fold
 from central.rules import DEFAULT_RULES
-from central.sample_declarations import generate_declarations
+from central.sample_declarations import bench_matching, generate_declarations, passage_for
 from tests.test_central_matching import C2, NOW, container, decl, passage, plate
 
 DECLS = list(generate_declarations(4000, seed=3, vehicles=1500))
@@ -134,3 +134,18 @@ def test_key_functions_support_a_database_backed_index() -> None:
             for n in table.get(k, ())
         }
         assert from_table == {c.number for c in INDEX.candidates(p, DEFAULT_RULES)}
+
+
+def test_simulated_passages_clear_their_declaration() -> None:
+    rng = random.Random(5)
+    for d in rng.sample([x for x in DECLS if x.status == "valid"], 50):
+        p = passage_for(d, rng, plate_errors=2)
+        decision = decide(p, INDEX.candidates(p, DEFAULT_RULES), DEFAULT_RULES, set(), NOW)
+        assert decision.outcome is Outcome.CLEARED, (d, decision.reasons)
+
+
+def test_bench_matching_reports_numbers() -> None:
+    result = bench_matching(2000, seed=1, passages=100)
+    assert result.declarations == 2000 and result.passages == 100
+    assert result.right_declaration >= 0.95
+    assert 0 < result.median_candidates <= result.max_candidates
