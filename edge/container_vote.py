@@ -1,9 +1,9 @@
 """Multi-frame, multi-camera voting: one answer per container on a truck (pure).
 
 Observations (one code read in one frame of one camera) are grouped into containers: equal codes
-join, and a read that fails its check digit joins a container whose code it nearly matches (two
-codes that both pass the check digit and differ are different containers, since the check digit
-catches every single-character error). Each group votes over its reads' candidates weighted by
+join, and a weak read (failed or barely corrected check digit) joins a container whose code it
+nearly matches; two different confident codes are different containers, since the check digit
+catches every single-character error. A container read only weakly is never voted confident. Each group votes over its reads' candidates weighted by
 confidence. A truck carries at most two containers, one if a 40/45 ft size-type is read; two are
 ordered front/rear by their position along the truck where the cameras say it.
 """
@@ -63,10 +63,14 @@ def _near(a: str, b: str, limit: int = 2) -> bool:
     return len(a) == len(b) and sum(x != y for x, y in zip(a, b, strict=True)) <= limit
 
 
+def _confident(r: ContainerCodeResult) -> bool:
+    return r.check_digit_ok and r.confidence >= CONFIDENT
+
+
 def _same_container(a: ContainerCodeResult, b: ContainerCodeResult) -> bool:
     if a.code == b.code:
         return True
-    if a.check_digit_ok and b.check_digit_ok:
+    if _confident(a) and _confident(b):
         return False
     return _near(a.code, b.code)
 
@@ -111,6 +115,8 @@ def _vote_group(obs: Sequence[ContainerObservation]) -> tuple[ContainerVote, flo
     ok = is_valid(code)
     if not ok:
         confidence = min(confidence, CONFIDENT * 0.6)
+    elif not any(_confident(o.result) for o in agreeing):  # repeating a weak read proves little
+        confidence = min(confidence, CONFIDENT * 0.9)
     sizes = [o.result.size_type for o in obs if o.result.size_type]
     size_type = max(set(sizes), key=sizes.count) if sizes else None
     ranked = sorted(support.items(), key=lambda kv: -kv[1])[:10]
