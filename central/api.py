@@ -9,15 +9,15 @@ from datetime import datetime
 from pathlib import Path
 from typing import Annotated
 
-from fastapi import Depends, FastAPI, Query, Request
+from fastapi import FastAPI, Query, Request
 from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
 from pydantic import BaseModel
-from sqlalchemy.orm import Session
 
 from central import store
 from central.config import CentralSettings
 from central.db import make_engine, session_factory, upgrade_database
+from central.deps import Db
 from central.ingest import MqttIngest
 
 log = logging.getLogger(__name__)
@@ -76,12 +76,6 @@ def create_app(settings: CentralSettings, start_ingest: bool = True) -> FastAPI:
     app.state.settings = settings
     app.state.sessions = sessions
     app.state.ingest = ingest
-
-    def get_db() -> Session:  # type: ignore[misc]
-        with sessions() as session:
-            yield session
-
-    Db = Annotated[Session, Depends(get_db)]
 
     @app.get("/api/health")
     def health() -> dict:
