@@ -166,8 +166,28 @@ class ContainerCheck:
     invalid: tuple[str, ...]
 
 
+@dataclass(frozen=True)
+class ContainerEvidence:
+    """One container read prepared once per passage: its normalized text and valid readings."""
+
+    text: str
+    valid: tuple[str, ...]
+
+
+def container_evidence(
+    reads: Iterable[ContainerRead], min_confidence: float
+) -> list[ContainerEvidence]:
+    """Normalize and interpret each container read (done once, then paired with each candidate)."""
+    return [
+        ContainerEvidence(
+            iso6346.normalize(r.code), tuple(container_interpretations(r, min_confidence))
+        )
+        for r in reads
+    ]
+
+
 def check_containers(
-    reads: Iterable[ContainerRead], declared: Iterable[str], min_confidence: float
+    evidence: Iterable[ContainerEvidence], declared: Iterable[str]
 ) -> ContainerCheck:
     """Pair reads with declared containers: exact, corrected, or one-character near matches.
 
@@ -180,8 +200,8 @@ def check_containers(
     near: list[tuple[str, str]] = []
     undeclared: list[str] = []
     invalid: list[str] = []
-    for read in reads:
-        valid = container_interpretations(read, min_confidence)
+    for read in evidence:
+        valid = read.valid
         hit = next((code for code in valid if code in remaining), None)
         if hit is not None:
             remaining.remove(hit)
@@ -190,15 +210,14 @@ def check_containers(
         if valid:
             undeclared.append(valid[0])
             continue
-        norm = iso6346.normalize(read.code)
-        folded = _fold_container(norm)
+        folded = _fold_container(read.text)
         close = next((code for code in remaining if _hamming_one(folded, code)), None)
         if close is not None:
             remaining.remove(close)
             matched.append(close)
-            near.append((norm, close))
+            near.append((read.text, close))
         else:
-            invalid.append(norm)
+            invalid.append(read.text)
     return ContainerCheck(
         matched=tuple(matched),
         near=tuple(near),
@@ -559,6 +578,7 @@ def decide(
     `used` holds declaration numbers already consumed by an earlier cleared passage; `now` is
     stamped on the decision. Pure: the same inputs always give the same decision.
     """
+    evidence = container_evidence(passage.containers, rules.candidate_min_confidence)
     alts = tractor_alternatives(passage, rules.candidate_min_confidence)
     scored = []
     plate_scores: dict[str, float] = {}  # a truck often has many declarations
@@ -566,9 +586,7 @@ def decide(
         score = plate_scores.get(decl.tractor_plate)
         if score is None:
             score = plate_scores[decl.tractor_plate] = best_plate_score(alts, decl.tractor_plate)
-        check = check_containers(
-            passage.containers, decl.containers, rules.candidate_min_confidence
-        )
+        check = check_containers(evidence, decl.containers)
         if score >= rules.plate_min_score or check.matched:
             scored.append(_Scored(decl, score, check, _in_window(decl, passage.started_at, rules)))
     if not scored:

@@ -15,6 +15,7 @@ from central.matching import (
     Outcome,
     check_containers,
     command_for,
+    container_evidence,
     decide,
 )
 from central.rules import DEFAULT_RULES, Reason, RuleSet, RuleSetError, Severity, parse_rules
@@ -280,14 +281,14 @@ def test_ambiguous_plate_is_flagged() -> None:
 
 
 def test_container_check_digit_consistent_near_match() -> None:
-    check = check_containers([container("CSQU3054388")], [C1], 0.05)
+    check = check_containers(container_evidence([container("CSQU3054388")], 0.05), [C1])
     assert check.matched == (C1,) and check.near == (("CSQU3054388", C1),)
     decision = decide(passage(containers=[container("CSQU3054388")]), [decl()], RULES, set(), NOW)
     assert decision.outcome is Outcome.CLEARED
 
 
 def test_container_letter_digit_confusion_is_corrected() -> None:
-    check = check_containers([container("C5QU3O54383")], [C1], 0.05)
+    check = check_containers(container_evidence([container("C5QU3O54383")], 0.05), [C1])
     assert check.matched == (C1,) and check.near == ()
 
 
@@ -296,7 +297,7 @@ def test_valid_but_different_container_is_undeclared_not_near() -> None:
     from smartgate.iso6346 import is_valid
 
     assert is_valid(other)
-    check = check_containers([container(other)], [C1], 0.05)
+    check = check_containers(container_evidence([container(other)], 0.05), [C1])
     assert check.undeclared == (other,) and check.missing == (C1,)
 
 
@@ -307,7 +308,7 @@ def test_container_candidate_from_top_n() -> None:
         confidence=0.6,
         candidates=[Candidate(text=C1, confidence=0.3)],
     )
-    assert check_containers([read], [C1], 0.05).matched == (C1,)
+    assert check_containers(container_evidence([read], 0.05), [C1]).matched == (C1,)
 
 
 def test_two_containers_in_any_order() -> None:
