@@ -110,7 +110,7 @@ def _follows(a: Fragment, b: Fragment) -> bool:
         return False
     overlap_y = min(a.box[3], b.box[3]) - max(a.box[1], b.box[1])
     gap_x = b.box[0] - a.box[2]
-    if overlap_y > 0.5 * h and -0.3 * h < gap_x < 4 * h:
+    if overlap_y > 0.5 * h and -0.8 * h < gap_x < 4 * h and b.box[0] > a.box[0] + a.width / 2:
         return True
     gap_y = b.box[1] - a.box[3]
     return -0.3 * h < gap_y < 1.2 * h and abs(b.box[0] - a.box[0]) < 3 * h

@@ -200,7 +200,7 @@ def _coerce(ch: str, kind: str) -> list[tuple[str, float]]:
     out = []
     mapped = (LETTER_TO_DIGIT if kind == DIGITS else DIGIT_TO_LETTER).get(ch)
     if mapped and mapped in kind:
-        out.append((mapped, 0.8))
+        out.append((mapped, 0.5))
     out += [(s, UNSEEN) for s in SIMILAR.get(ch, "") if s in kind and s != mapped]
     return out
 
