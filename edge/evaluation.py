@@ -225,3 +225,66 @@ def error_sheet(report: Report, folder: Path, out_dir: Path, per_sheet: int = 48
         cv2.imwrite(str(path), sheet)
         paths.append(path)
     return paths
+
+
+def _bench_images(n_scenes: int, n_crops: int) -> tuple[list[np.ndarray], list[np.ndarray], str]:
+    """Whole scenes and plate crops: real ones from shared/data when present, else synthetic."""
+    data = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+    scenes_dir, crops_dir = data / "openalpr-endtoend", data / "vn-real"
+    if scenes_dir.is_dir() and crops_dir.is_dir():
+        scenes = [_read_image(scenes_dir / "images" / r.file)
+                  for r in load_labels(scenes_dir)[:n_scenes]]
+        crops = [_read_image(crops_dir / "images" / r.file)
+                 for r in load_labels(crops_dir) if r.box is None][:n_crops]
+        return scenes, crops, "shared/data (openalpr-endtoend scenes, vn-real crops)"
+    from edge.synth_plates import random_plate_text, render_crop, render_scene
+
+    rng = np.random.default_rng(7)
+    scenes = [render_scene(random_plate_text("vn", 1 + i % 2, rng), "vn", 1 + i % 2, i)
+              for i in range(n_scenes)]
+    crops = [render_crop(random_plate_text("vn", 1 + i % 2, rng), "vn", 1 + i % 2, i)
+             for i in range(n_crops)]
+    return scenes, crops, "synthetic"
+
+
+def _median_ms(fn: Callable[[np.ndarray], object], images: Sequence[np.ndarray], what: str) -> float:
+    times = []
+    for image in tqdm(images, desc=what, unit="img"):
+        start = time.perf_counter()
+        fn(image)
+        times.append((time.perf_counter() - start) * 1000)
+    return round(statistics.median(times), 1)
+
+
+def bench_plates(n_scenes: int = 12, n_crops: int = 48, threads: int = 0) -> dict:
+    """Median ms per scene and per crop, beside rapidocr's own `RapidOCR()` on the same scenes."""
+    from rapidocr import RapidOCR
+
+    from edge.ocr import TextDetector, TextRecognizer
+    from models.registry import create_session, get_spec
+
+    scenes, crops, source = _bench_images(n_scenes, n_crops)
+    reader = PlateReader(
+        TextDetector(create_session(get_spec("ppocr_det").path, threads)),
+        TextRecognizer(create_session(get_spec("ppocr_rec").path, threads)),
+    )
+    reader.read_frames(scenes[:1])  # warm-up
+    reader.read_crops(crops[:1])
+    ms_scene = _median_ms(lambda im: reader.read_frames([im]), scenes, "scenes")
+    ms_crop = _median_ms(lambda im: reader.read_crops([im]), crops, "crops")
+    start = time.perf_counter()
+    reader.read_crops(crops)
+    ms_crop_batched = (time.perf_counter() - start) * 1000 / len(crops)
+    engine = RapidOCR()
+    engine(scenes[0])
+    ms_rapid = _median_ms(engine, scenes, "rapidocr scenes")
+    return {
+        "images": source,
+        "scenes": len(scenes),
+        "crops": len(crops),
+        "median_ms_scene": ms_scene,
+        "median_ms_crop": ms_crop,
+        "ms_per_crop_batched": round(ms_crop_batched, 1),
+        "rapidocr_median_ms_scene": ms_rapid,
+        "speedup_vs_rapidocr": round(ms_rapid / ms_scene, 2) if ms_scene else 0.0,
+    }

@@ -68,10 +68,12 @@ class Grammar:
             for t in self.templates
         )
 
-    def display(self, text: str, rows: int = 1) -> str:
-        """Printed form: `51F-582.14`, `29MD1-521.29`, `桂F·A1234`; others unchanged."""
+    def display(self, text: str) -> str:
+        """Printed form: `51F-582.14`, `29MD1-521.29`, `桂F·A1234`; others unchanged.
+        A 2-row plate is displayed on one line, top row first.
+        """
         if self.region == "vn" and self.matches(text):
-            for n in (5, 4) if rows == 1 or len(text) >= 9 else (4, 5):
+            for n in (5, 4):  # 8 characters are ambiguous (12C-345.67 / 12C3-4567): truck style
                 head, num = text[:-n], text[-n:]
                 if re.match(r"^\d\d[A-Z]{1,2}\d?$", head) and num.isdigit():
                     return f"{head}-{num[:3]}.{num[3:]}" if n == 5 else f"{head}-{num}"

@@ -299,7 +299,7 @@ class PlateReader:
         top = candidates[0]
         grammar = GRAMMARS[top.region]
         return PlateResult(
-            top.text, grammar.display(top.text, rows), top.score, top.region, rows,
+            top.text, grammar.display(top.text), top.score, top.region, rows,
             candidates=tuple((c.text, round(c.score, 4)) for c in candidates),
         )
 

@@ -1,0 +1,50 @@
+"""`smartgate eval` on a generated labeled folder, and real-data smoke tests (skip if absent)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from edge.cli_eval import run_eval
+from edge.evaluation import LabelFileError, evaluate, load_labels
+from edge.synth_plates import write_dataset
+
+DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+def test_eval_on_generated_folder(tmp_path: Path) -> None:
+    folder = write_dataset(tmp_path / "set", "vn", count=6, seed=11)
+    rows = load_labels(folder)
+    assert [r.rows for r in rows] == [1, 2, 1, 2, 1, 2] and rows[0].box is None
+    summary = evaluate(folder).summary()
+    assert summary["images"] == 6 and summary["accuracy"] >= 5 / 6
+    assert set(summary["per_region"]["vn"]["per_rows"]) == {"1", "2"}
+
+
+def test_eval_cli_json_last_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import argparse
+
+    folder = write_dataset(tmp_path / "set", "cn", count=2, seed=4)
+    args = argparse.Namespace(dataset=folder, json=True, errors=tmp_path / "err", limit=None,
+                              regions=None, synthetic=None, count=0, seed=0, scenes=False)
+    assert run_eval(args) == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert {"images", "correct", "accuracy", "accuracy_o_equals_0", "per_region",
+            "median_ms_per_image"} <= set(summary)
+
+
+def test_missing_labels_raise(tmp_path: Path) -> None:
+    with pytest.raises(LabelFileError, match="labels.csv"):
+        load_labels(tmp_path)
+
+
+@pytest.mark.parametrize(("name", "limit", "minimum"), [
+    ("vn-real", 40, 0.9), ("lprnet-cn-crops", 48, 0.85), ("ccpd-samples-clpr", 4, 0.5),
+])
+def test_real_data_smoke(name: str, limit: int, minimum: float) -> None:
+    folder = DATA / name
+    if not (folder / "labels.csv").is_file():
+        pytest.skip(f"real evaluation data not present at {folder}")
+    assert evaluate(folder, limit=limit).summary()["accuracy"] >= minimum

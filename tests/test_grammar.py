@@ -1,0 +1,86 @@
+"""Plate grammars: matching, display forms, normalization and constrained CTC decoding."""
+
+from __future__ import annotations
+
+import numpy as np
+from hypothesis import given
+from hypothesis import strategies as st
+
+from edge.grammar import CN, LATIN_PLATE, VN, VN_LETTERS, decode, normalize_plate
+
+ALPHABET = "0123456789ABCDEFGHJKLMNPRSTUVXYZ桂皖挂"
+
+
+def ctc(text: str, blanks: bool = True, confusions: dict[int, str] | None = None) -> np.ndarray:
+    """A confident CTC matrix for `text` (column 0 blank), optionally with a glyph swapped."""
+    frames = []
+    for i, ch in enumerate(text):
+        row = np.full(len(ALPHABET) + 1, 0.001)
+        row[1 + ALPHABET.index((confusions or {}).get(i, ch))] = 0.95
+        frames.append(row)
+        if blanks:
+            blank = np.full(len(ALPHABET) + 1, 0.001)
+            blank[0] = 0.97
+            frames.append(blank)
+    p = np.array(frames)
+    return p / p.sum(axis=1, keepdims=True)
+
+
+vn_plates = st.builds(
+    lambda p, s, d, n: f"{p:02d}{s}{d}{n}",
+    st.integers(11, 99), st.sampled_from(VN_LETTERS), st.sampled_from(["", "1", "5"]),
+    st.from_regex(r"\A[0-9]{5}\Z"),
+)
+
+
+@given(vn_plates)
+def test_vn_display_normalizes_back(text: str) -> None:
+    assert VN.matches(text)
+    assert normalize_plate(VN.display(text)) == text
+
+
+@given(st.sampled_from("桂皖粤"), st.sampled_from("ABFK"), st.from_regex(r"\A[0-9A-H]{5}\Z"))
+def test_cn_display_normalizes_back(province: str, letter: str, rest: str) -> None:
+    text = province + letter + rest
+    assert CN.matches(text)
+    assert CN.display(text) == f"{province}{letter}·{rest}"
+    assert normalize_plate(CN.display(text)) == text
+
+
+def test_display_forms() -> None:
+    assert VN.display("51F58214") == "51F-582.14"
+    assert VN.display("59C211894") == "59C2-118.94"
+    assert VN.display("12C34567") == "12C-345.67"
+    assert VN.display("29MD1521") == "29MD-1521"
+    assert normalize_plate(" 12c-345.67 ") == "12C34567"
+
+
+def test_vn_grammar_rejects_unused_letters() -> None:
+    assert not VN.matches("51O58214")
+    assert not VN.matches("51W58214")
+    assert CN.matches("桂FA123挂") and not CN.matches("桂FI1234")
+
+
+def test_decode_reads_clean_plate() -> None:
+    assert decode(ctc("51F58214"), ALPHABET, [VN])[0].text == "51F58214"
+
+
+def test_decode_maps_confusable_by_position() -> None:
+    # the model reads Z where the province code needs a digit, 8 where the series needs a letter
+    probs = ctc("52B58214", confusions={1: "Z", 2: "8"})
+    assert decode(probs, ALPHABET, [VN])[0].text == "52B58214"
+
+
+def test_decode_finds_nothing_in_a_non_plate() -> None:
+    assert decode(ctc("5S"), ALPHABET, [VN, CN]) == []
+
+
+def test_decode_keeps_adjacent_characters_without_blank() -> None:
+    probs = np.concatenate([ctc("59S"), ctc("1", blanks=False), ctc("35252")])
+    assert decode(probs, ALPHABET, [VN])[0].text == "59S135252"
+
+
+def test_decode_picks_region_and_ranks_candidates() -> None:
+    best = decode(ctc("桂FA1234"), ALPHABET, [VN, CN, LATIN_PLATE])
+    assert best[0].text == "桂FA1234" and best[0].region == "cn"
+    assert all(a.score >= b.score for a, b in zip(best, best[1:], strict=False))

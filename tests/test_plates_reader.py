@@ -1,0 +1,67 @@
+"""PlateReader on generated plates and scenes, and its handling of unusable images."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from edge.ocr import ImageError, decode_image
+from edge.plates import PlateReader, plate_colour
+from edge.synth_plates import font_path, render_crop, render_plate, render_scene_with_box
+
+
+@pytest.fixture(scope="module")
+def reader() -> PlateReader:
+    return PlateReader(regions=("vn", "cn"))
+
+
+@pytest.mark.parametrize(("text", "region", "rows"), [
+    ("12C34567", "vn", 2), ("59C211894", "vn", 2), ("29LD12345", "vn", 2),
+    ("51R01234", "vn", 1), ("桂FA1234", "cn", 2), ("桂F1234挂", "cn", 1),
+])
+def test_reads_generated_crops(reader: PlateReader, text: str, region: str, rows: int) -> None:
+    result = reader.read_crops([render_crop(text, region, rows, seed=3)])[0]
+    assert (result.text, result.region, result.rows) == (text, region, rows)
+    assert 0 < result.confidence <= 1 and result.candidates[0][0] == text
+
+
+def test_finds_plate_in_scene(reader: PlateReader) -> None:
+    scene, (x1, y1, x2, y2) = render_scene_with_box("12C34567", "vn", 2, seed=5)
+    plates = reader.read_frames([scene, scene[:, ::-1].copy()])
+    assert plates[0] and plates[0][0].text == "12C34567"
+    assert plates[0][0].display_text == "12C-345.67" and plates[0][0].rows == 2
+    bx1, by1, bx2, by2 = plates[0][0].box
+    assert bx1 >= x1 - 15 and by1 >= y1 - 15 and bx2 <= x2 + 15 and by2 <= y2 + 15
+
+
+def test_plate_colour() -> None:
+    assert plate_colour(render_plate("12C34567", "vn", 2, "yellow")) == "yellow"
+    assert plate_colour(render_plate("桂FA1234", "cn", 1, "blue")) == "blue"
+    assert plate_colour(render_plate("51F58214", "vn", 1, "white")) == "white"
+
+
+@pytest.mark.parametrize("bad", [
+    np.zeros((0, 10, 3), np.uint8), np.zeros((10, 10, 3), np.float32),
+    np.zeros((7000, 7000), np.uint8), "not an image",
+])
+def test_unusable_images_raise(reader: PlateReader, bad: object) -> None:
+    with pytest.raises(ImageError):
+        reader.read_crops([bad])  # type: ignore[list-item]
+    with pytest.raises(ImageError):
+        reader.read_frames([bad])  # type: ignore[list-item]
+
+
+def test_corrupt_bytes_raise() -> None:
+    with pytest.raises(ImageError, match="cannot decode"):
+        decode_image(b"\xff\xd8 not really a jpeg")
+    with pytest.raises(ImageError, match="empty"):
+        decode_image(b"")
+
+
+def test_font_lookup_names_the_package(monkeypatch: pytest.MonkeyPatch) -> None:
+    import edge.synth_plates as synth
+
+    assert font_path(cjk=True).is_file()
+    monkeypatch.setattr(synth, "CJK_FONTS", ("/nonexistent.ttc",))
+    with pytest.raises(synth.FontMissingError, match="fonts-wqy-microhei"):
+        synth.font_path(cjk=True)
