@@ -12,7 +12,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 import cv2
 import numpy as np
@@ -34,6 +34,7 @@ class ContainerBox:
     label: str = "container"
 
 
+@runtime_checkable
 class ContainerDetector(Protocol):
     """Anything that finds container bodies in a batch of BGR frames."""
 
