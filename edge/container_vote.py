@@ -59,6 +59,30 @@ def along_truck(box: tuple[int, int, int, int], frame_width: int, cab_side: str)
     raise ValueError(f"cab_side must be 'left' or 'right', got {cab_side!r}")
 
 
+def observations_from_frame(
+    camera: str,
+    frame: int,
+    results: Sequence[ContainerCodeResult],
+    frame_width: int,
+    cab_side: str | None = None,
+    bodies: Sequence[tuple[int, int, int, int]] = (),
+) -> list[ContainerObservation]:
+    """Observations for the codes read in one frame.
+
+    For a side camera (`cab_side` given) each code gets its position along the truck: the centre
+    of the container body (from a `ContainerDetector`) that holds the code, else the code's own.
+    """
+    out = []
+    for r in results:
+        along = None
+        if cab_side is not None and r.box is not None:
+            cx, cy = (r.box[0] + r.box[2]) / 2, (r.box[1] + r.box[3]) / 2
+            holder = [b for b in bodies if b[0] <= cx <= b[2] and b[1] <= cy <= b[3]]
+            along = along_truck(holder[0] if holder else r.box, frame_width, cab_side)
+        out.append(ContainerObservation(camera, frame, r, along))
+    return out
+
+
 def _near(a: str, b: str, limit: int = 2) -> bool:
     return len(a) == len(b) and sum(x != y for x, y in zip(a, b, strict=True)) <= limit
 

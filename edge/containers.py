@@ -20,7 +20,12 @@ from functools import cache
 import cv2
 import numpy as np
 
-from edge.container_vote import ContainerObservation, ContainerVote, vote_containers
+from edge.container_vote import (
+    ContainerObservation,
+    ContainerVote,
+    observations_from_frame,
+    vote_containers,
+)
 from edge.ocr import TextBox, TextDetector, TextLine, TextRecognizer, check_image, warp_quad
 from smartgate.iso6346 import (
     CODE_ALPHABET,
@@ -37,6 +42,7 @@ __all__ = [
     "ContainerReader",
     "ContainerVote",
     "find_codes",
+    "observations_from_frame",
     "read_code_crop",
     "vote_containers",
 ]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from edge.container_vote import along_truck
+from edge.container_vote import along_truck, observations_from_frame
 from edge.containers import ContainerCodeResult, ContainerObservation, vote_containers
 from smartgate.iso6346 import CONFIDENT, correct_code
 
@@ -71,3 +71,19 @@ def test_along_truck() -> None:
     assert along_truck((0, 0, 100, 10), 1000, "right") == pytest.approx(0.95)
     with pytest.raises(ValueError, match="cab_side"):
         along_truck((0, 0, 1, 1), 10, "up")
+
+
+def test_observations_from_frame_use_the_body_holding_the_code() -> None:
+    left = _read("CSQU3054383")
+    right = _read("MSCU1234566")
+    left = ContainerCodeResult(**{**left.__dict__, "box": (100, 50, 200, 80)})
+    right = ContainerCodeResult(**{**right.__dict__, "box": (700, 50, 800, 80)})
+    bodies = [(0, 0, 500, 400), (520, 0, 1000, 400)]
+    obs = observations_from_frame("left", 4, [left, right], 1000, "right", bodies)
+    assert [o.along for o in obs] == [pytest.approx(0.75), pytest.approx(0.24)]
+    votes = vote_containers(obs)
+    assert [(v.code, v.position) for v in votes] == [
+        ("MSCU1234566", "front"),
+        ("CSQU3054383", "rear"),
+    ]
+    assert all(o.along is None for o in observations_from_frame("rear", 0, [left], 1000))
