@@ -11,6 +11,7 @@ from sqlalchemy import (
     Boolean,
     DateTime,
     Float,
+    Index,
     Integer,
     LargeBinary,
     String,
@@ -79,6 +80,123 @@ class EdgeNode(Base):
     online: Mapped[bool] = mapped_column(Boolean, default=False)
     last_seen: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     status: Mapped[dict | None] = mapped_column(JSON, nullable=True)
+
+
+class DeclarationRow(Base):
+    """A customs declaration; `used_by_event_id` is the passage that consumed it, if any."""
+
+    __tablename__ = "declarations"
+
+    number: Mapped[str] = mapped_column(String(32), primary_key=True)
+    direction: Mapped[str] = mapped_column(String(8))
+    tractor_plate: Mapped[str] = mapped_column(String(16), index=True)
+    trailer_plate: Mapped[str | None] = mapped_column(String(16))
+    containers: Mapped[str] = mapped_column(String(64), default="")
+    seals: Mapped[str] = mapped_column(String(280), default="")
+    gross_weight_kg: Mapped[float | None] = mapped_column(Float)
+    window_start: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    window_end: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    gate: Mapped[str] = mapped_column(String(64))
+    lane_group: Mapped[str | None] = mapped_column(String(32))
+    status: Mapped[str] = mapped_column(String(16))
+    company: Mapped[str] = mapped_column(String(200), default="")
+    goods_category: Mapped[str] = mapped_column(String(32), default="general")
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    used_by_event_id: Mapped[str | None] = mapped_column(String(64))
+    used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class DeclarationKey(Base):
+    """One lookup key of a declaration (`central.matching.declaration_keys`)."""
+
+    __tablename__ = "declaration_keys"
+    __table_args__ = {"sqlite_with_rowid": False}
+
+    key: Mapped[str] = mapped_column(String(48), primary_key=True)
+    declaration_number: Mapped[str] = mapped_column(String(32), primary_key=True)
+
+
+class DecisionRow(Base):
+    """A decision on a passage, by the rules or an officer; `current` marks the one in force."""
+
+    __tablename__ = "decisions"
+    __table_args__ = (Index("ix_decisions_current_outcome", "current", "outcome"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    passage_event_id: Mapped[str] = mapped_column(String(64), index=True)
+    current: Mapped[bool] = mapped_column(Boolean, default=True)
+    outcome: Mapped[str] = mapped_column(String(16))
+    action: Mapped[str | None] = mapped_column(String(32))
+    reasons: Mapped[list] = mapped_column(JSON, default=list)
+    declaration_number: Mapped[str | None] = mapped_column(String(32), index=True)
+    plate_score: Mapped[float | None] = mapped_column(Float)
+    rules_version: Mapped[str] = mapped_column(String(48))
+    decided_by: Mapped[str] = mapped_column(String(64))
+    decided_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    note: Mapped[str] = mapped_column(Text, default="")
+
+
+class FeeRow(Base):
+    """The infrastructure-use fee assessed for a passage."""
+
+    __tablename__ = "fee_assessments"
+
+    passage_event_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    declaration_number: Mapped[str | None] = mapped_column(String(32))
+    amount_vnd: Mapped[int] = mapped_column(Integer)
+    basis: Mapped[str] = mapped_column(String(16))
+    multiplier: Mapped[float] = mapped_column(Float)
+    items: Mapped[list] = mapped_column(JSON)
+    table_version: Mapped[str] = mapped_column(String(48))
+    assessed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class CommandRow(Base):
+    """A lane command central issued, and the edge's acknowledgement once it arrives."""
+
+    __tablename__ = "commands"
+
+    command_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    site: Mapped[str] = mapped_column(String(64))
+    lane: Mapped[str] = mapped_column(String(64))
+    action: Mapped[str] = mapped_column(String(32))
+    passage_event_id: Mapped[str | None] = mapped_column(String(64), index=True)
+    message: Mapped[str | None] = mapped_column(String(120))
+    inspection_lane: Mapped[str | None] = mapped_column(String(32))
+    issued_by: Mapped[str] = mapped_column(String(64))
+    issued_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+    ack_ok: Mapped[bool | None] = mapped_column(Boolean)
+    ack_detail: Mapped[str | None] = mapped_column(String(200))
+    ack_node_id: Mapped[str | None] = mapped_column(String(64))
+    acked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class LaneStatusRow(Base):
+    """The last reported live state of a lane."""
+
+    __tablename__ = "lane_status"
+
+    site: Mapped[str] = mapped_column(String(64), primary_key=True)
+    lane: Mapped[str] = mapped_column(String(64), primary_key=True)
+    node_id: Mapped[str] = mapped_column(String(64))
+    state: Mapped[str] = mapped_column(String(32))
+    queue_length: Mapped[int] = mapped_column(Integer, default=0)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class AuditEntry(Base):
+    """Who did what to which record, and when."""
+
+    __tablename__ = "audit_log"
+    __table_args__ = (Index("ix_audit_log_target", "target_type", "target_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)
+    actor: Mapped[str] = mapped_column(String(64))
+    action: Mapped[str] = mapped_column(String(64))
+    target_type: Mapped[str] = mapped_column(String(32))
+    target_id: Mapped[str] = mapped_column(String(64))
+    detail: Mapped[dict] = mapped_column(JSON, default=dict)
 
 
 def make_engine(url: str) -> Engine:
