@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -28,3 +28,14 @@ class CentralSettings(BaseSettings):
     http_host: str = Field(default="127.0.0.1", description="HTTP listen address")
     http_port: int = Field(default=8000, ge=1, le=65535, description="HTTP listen port")
     data_dir: Path = Field(default=Path("data"), description="where files (images) are kept")
+    secret_key: SecretStr | None = Field(
+        default=None,
+        description="keys session and CSRF digests: 32+ random characters; required unless demo",
+    )
+    session_hours: float = Field(default=12.0, gt=0, le=720, description="how long a sign-in lasts")
+    cookie_secure: bool = Field(
+        default=True, description="send cookies over HTTPS only; false only for plain-HTTP local use"
+    )
+    demo_mode: bool = Field(
+        default=False, description="demo: allows the printed demo account and a generated secret key"
+    )
