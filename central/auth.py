@@ -186,8 +186,13 @@ def require_role(*roles: str) -> Callable[[Request], Awaitable[CurrentUser]]:
 def set_session_cookie(response: Response, config: AuthConfig, session_id: str) -> None:
     """Attach the session cookie (HttpOnly, SameSite=Lax, Secure per settings)."""
     response.set_cookie(
-        SESSION_COOKIE, session_id, max_age=int(config.session_ttl.total_seconds()),
-        httponly=True, secure=config.cookie_secure, samesite="lax", path="/",
+        SESSION_COOKIE,
+        session_id,
+        max_age=int(config.session_ttl.total_seconds()),
+        httponly=True,
+        secure=config.cookie_secure,
+        samesite="lax",
+        path="/",
     )
 
 
@@ -220,6 +225,7 @@ def install(app: FastAPI, settings: CentralSettings) -> None:
             target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
             return RedirectResponse(f"/login?next={quote(target, safe='')}", status_code=303)
         return JSONResponse(
-            {"detail": "not authenticated"}, status_code=401,
+            {"detail": "not authenticated"},
+            status_code=401,
             headers={"WWW-Authenticate": "Bearer"},
         )

@@ -101,8 +101,12 @@ def add_user(
     if get_user(session, username) is not None:
         raise UserError(f"user {username!r} already exists")
     user = User(
-        username=username, password_hash=PASSWORDS.hash(password), role=role, active=True,
-        is_demo=is_demo, created_at=utcnow(),
+        username=username,
+        password_hash=PASSWORDS.hash(password),
+        role=role,
+        active=True,
+        is_demo=is_demo,
+        created_at=utcnow(),
     )
     session.add(user)
     session.flush()
@@ -204,4 +208,3 @@ def ensure_demo_user(sessions: sessionmaker) -> tuple[str, str]:
         add_user(session, DEMO_USERNAME, password, Role.ADMIN, is_demo=True)
     log.warning("demo account %r created (demo mode only)", DEMO_USERNAME)
     return DEMO_USERNAME, password
-
