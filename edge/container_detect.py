@@ -65,9 +65,9 @@ class ClassicalContainerDetector:
         )
         k = max(5, self.work_width // 20)
         density = cv2.blur(edges, (k, k))
-        mask = (density > 0.12).astype(np.uint8)
-        mask = cv2.morphologyEx(mask, cv2.MORPH_CLOSE, np.ones((k, k), np.uint8))
-        mask = cv2.morphologyEx(mask, cv2.MORPH_OPEN, np.ones((k // 2, k // 2), np.uint8))
+        dense = (density > 0.12).astype(np.uint8)
+        closed = cv2.morphologyEx(dense, cv2.MORPH_CLOSE, np.ones((k, k), np.uint8))
+        mask = cv2.morphologyEx(closed, cv2.MORPH_OPEN, np.ones((k // 2, k // 2), np.uint8))
         contours, _ = cv2.findContours(mask, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
         area_total = mask.shape[0] * mask.shape[1]
         found = []

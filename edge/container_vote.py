@@ -186,12 +186,14 @@ def vote_containers(
             kept.append((vote, support, g))
     if len(kept) == 1:
         return [replace(first, position="single")]
-    along = []
+    along: list[float] = []
     for _, _, g in kept:
-        known = [observations[i].along for i in g if observations[i].along is not None]
-        along.append(sum(known) / len(known) if known else None)
-    if any(a is None for a in along) or along[0] == along[1]:
+        known = [a for i in g if (a := observations[i].along) is not None]
+        if not known:
+            return [replace(v, position="unknown") for v, _, _ in kept]
+        along.append(sum(known) / len(known))
+    if along[0] == along[1]:
         return [replace(v, position="unknown") for v, _, _ in kept]
-    order = sorted(range(len(kept)), key=lambda k: along[k])  # type: ignore[arg-type, return-value]
+    order = sorted(range(len(kept)), key=lambda k: along[k])
     names: list[Literal["front", "rear"]] = ["front", "rear"]
     return [replace(kept[k][0], position=names[n]) for n, k in enumerate(order)]

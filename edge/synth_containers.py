@@ -89,7 +89,7 @@ def _draw_text(
     """Draw `text` letter-spaced from `xy`; returns its bounding box."""
     x, y = xy
     x0 = x
-    top, bottom = 10**9, -(10**9)
+    top, bottom = 10.0**9, -(10.0**9)
     for ch in text:
         _, t, r, b = draw.textbbox((x, y), ch, font=font)
         draw.text((x, y), ch, font=font, fill=ink)
@@ -151,12 +151,13 @@ def render_face(
 
 def _camera(rng: np.random.Generator, image: np.ndarray) -> np.ndarray:
     """Camera effects: slight blur, sensor noise, exposure, JPEG compression."""
-    out = cv2.GaussianBlur(image, (0, 0), rng.uniform(0.3, 1.1))
-    out = out.astype(np.float32) * rng.uniform(0.75, 1.15) + rng.normal(0, 4, out.shape)
-    out = np.clip(out, 0, 255).astype(np.uint8)
+    blurred = cv2.GaussianBlur(image, (0, 0), rng.uniform(0.3, 1.1)).astype(np.float32)
+    noisy = blurred * rng.uniform(0.75, 1.15) + rng.normal(0, 4, blurred.shape)
+    out = np.clip(noisy, 0, 255).astype(np.uint8)
     quality = int(rng.integers(55, 95))
     ok, data = cv2.imencode(".jpg", out, [cv2.IMWRITE_JPEG_QUALITY, quality])
-    return cv2.imdecode(data, cv2.IMREAD_COLOR) if ok else out
+    decoded = cv2.imdecode(data, cv2.IMREAD_COLOR) if ok else None
+    return decoded if decoded is not None else out
 
 
 def generate(n: int, seed: int = 0, layouts: tuple[str, ...] = LAYOUTS) -> Iterator[SynthFace]:
