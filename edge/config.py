@@ -1,14 +1,19 @@
-"""Edge node configuration: typed, validated YAML with SMARTGATE_EDGE_* env overrides."""
+"""Edge node configuration: typed, validated YAML with SMARTGATE_EDGE_* env overrides.
+
+See docs/edge.md for every key. Hardware sections (weighbridge, barrier, display) embed the
+`hardware.config` models as they are.
+"""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from hardware.config import BarrierConfig, DisplayConfig, WeighbridgeConfig
 from smartgate.contract import Segment
 
 
@@ -20,6 +25,9 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+Rect = tuple[int, int, int, int]
+
+
 class MqttConfig(_Strict):
     """Connection to the site broker."""
 
@@ -28,6 +36,9 @@ class MqttConfig(_Strict):
     username: str | None = Field(default=None, description="MQTT user name of this node")
     password: str | None = Field(default=None, description="MQTT password of this node")
     keepalive_s: int = Field(default=15, ge=5, le=600, description="MQTT keepalive seconds")
+    inflight: int = Field(
+        default=16, ge=1, le=1000, description="spooled messages published ahead of their PUBACK"
+    )
 
 
 class CameraConfig(_Strict):
@@ -37,18 +48,91 @@ class CameraConfig(_Strict):
     role: Literal["front_plate", "rear_plate", "container_side", "container_top"] = Field(
         default="front_plate", description="what the camera looks at"
     )
-    source: str = Field(description="video file, image folder, or rtsp:// / http:// URL")
+    source: str = Field(
+        description="video file, image folder, rtsp:// / http:// URL, or `sim` (a simulated "
+        "camera the program supplies)"
+    )
     fps: float = Field(default=5.0, gt=0, le=60, description="frames per second to sample")
     loop: bool = Field(default=False, description="replay a file or folder forever")
+    roi: Rect | None = Field(
+        default=None, description="region of interest x, y, width, height; inference sees only it"
+    )
+    reconnect_initial_s: float = Field(default=0.5, gt=0, description="first reconnect wait")
+    reconnect_max_s: float = Field(default=30.0, gt=0, description="longest reconnect wait")
+
+    @model_validator(mode="after")
+    def _check(self) -> CameraConfig:
+        if self.roi is not None and (self.roi[2] < 16 or self.roi[3] < 16 or min(self.roi) < 0):
+            raise ValueError(f"roi {self.roi} must be x, y >= 0 and width, height >= 16")
+        if self.reconnect_max_s < self.reconnect_initial_s:
+            raise ValueError("reconnect_max_s must be >= reconnect_initial_s")
+        return self
+
+
+class PlateTrigger(_Strict):
+    """No presence sensor: a vehicle is present while plates are read (every frame inferred)."""
+
+    type: Literal["plate"] = "plate"
+    gap_frames: int = Field(
+        default=4, ge=1, le=300, description="frames of a camera without a plate that end a passage"
+    )
+
+
+class WeighbridgeTrigger(_Strict):
+    """Presence from the lane's weighbridge: vehicle on → passage; weight captured → emitted."""
+
+    type: Literal["weighbridge"] = "weighbridge"
+
+
+class VirtualLoopTrigger(_Strict):
+    """Frame difference against a slowly adapting background inside a zone of one camera."""
+
+    type: Literal["virtual_loop"] = "virtual_loop"
+    camera: Segment = Field(description="camera of this lane whose frames are watched")
+    zone: Rect | None = Field(default=None, description="x, y, width, height; default whole frame")
+    threshold: float = Field(
+        default=0.05, gt=0, lt=1, description="fraction of changed zone pixels meaning occupied"
+    )
+    pixel_delta: int = Field(default=25, ge=1, le=255, description="grey-level change per pixel")
+    on_frames: int = Field(default=2, ge=1, description="occupied frames in a row to switch on")
+    off_frames: int = Field(default=4, ge=1, description="empty frames in a row to switch off")
+    learn_rate: float = Field(
+        default=0.05, gt=0, le=1, description="background adaptation per empty frame"
+    )
+
+
+class MqttTrigger(_Strict):
+    """An external trigger (loop detector, PLC) publishing `on`/`off` on the lane trigger topic."""
+
+    type: Literal["mqtt"] = "mqtt"
+
+
+TriggerConfig = Annotated[
+    PlateTrigger | WeighbridgeTrigger | VirtualLoopTrigger | MqttTrigger,
+    Field(discriminator="type"),
+]
 
 
 class PassageConfig(_Strict):
-    """How frames are grouped into one passage."""
+    """How reads are grouped into one passage."""
 
-    gap_frames: int = Field(
-        default=4, ge=1, le=300, description="frames without a vehicle that end a passage"
-    )
     min_reads: int = Field(default=1, ge=1, description="plate reads needed to emit a passage")
+    split_reads: int = Field(
+        default=2, ge=1, description="reads in a row of another plate that split the passage"
+    )
+    merge_window_s: float = Field(
+        default=30.0,
+        ge=0,
+        description="the same plate reappearing this soon after its passage is a reversing "
+        "truck: merged, not emitted again",
+    )
+    max_images: int = Field(default=6, ge=0, le=32, description="evidence images per passage")
+
+
+class ControllerConfig(_Strict):
+    """Lane controller timings (messages keep the hardware defaults)."""
+
+    auto_close_seconds: float = Field(default=60.0, gt=0, description="open barrier auto-close")
 
 
 class LaneConfig(_Strict):
@@ -57,25 +141,76 @@ class LaneConfig(_Strict):
     lane: Segment = Field(description="lane id, e.g. L1")
     direction: Literal["entry", "exit", "unknown"] = Field(default="unknown")
     cameras: list[CameraConfig] = Field(min_length=1, description="cameras of this lane")
+    trigger: TriggerConfig = Field(default_factory=PlateTrigger, description="presence source")
     passage: PassageConfig = Field(default_factory=PassageConfig)
+    weighbridge: WeighbridgeConfig | None = Field(default=None, description="scale indicator")
+    barrier: BarrierConfig | None = Field(default=None, description="barrier and lights")
+    display: DisplayConfig | None = Field(default=None, description="lane message display")
+    controller: ControllerConfig = Field(default_factory=ControllerConfig)
 
     @model_validator(mode="after")
-    def _unique_cameras(self) -> LaneConfig:
+    def _check(self) -> LaneConfig:
         names = [c.name for c in self.cameras]
         if len(names) != len(set(names)):
             raise ValueError(f"camera names must be unique in lane {self.lane}: {names}")
+        if isinstance(self.trigger, WeighbridgeTrigger) and self.weighbridge is None:
+            raise ValueError(f"lane {self.lane}: trigger weighbridge needs a weighbridge section")
+        if isinstance(self.trigger, VirtualLoopTrigger) and self.trigger.camera not in names:
+            raise ValueError(
+                f"lane {self.lane}: trigger camera {self.trigger.camera!r} is not one of {names}"
+            )
+        if (self.barrier is None) != (self.display is None):
+            raise ValueError(f"lane {self.lane}: barrier and display are configured together")
         return self
 
 
+class InferenceConfig(_Strict):
+    """The batched inference scheduler and its ONNX sessions."""
+
+    threads: int = Field(default=0, ge=0, le=64, description="ONNX intra-op threads (0: auto)")
+    max_batch: int = Field(default=8, ge=1, le=64, description="frames per batch at most")
+    max_delay_ms: float = Field(
+        default=20.0, ge=0, le=5000, description="longest wait for a batch to fill"
+    )
+    queue_frames: int = Field(
+        default=2, ge=1, le=100, description="frames waiting per camera; live sources drop oldest"
+    )
+    det_limit_side: int = Field(
+        default=736, ge=64, le=2000, description="text detector input: shorter side upscaled to"
+    )
+    model_dir: Path | None = Field(
+        default=None, description="folder of replacement models, e.g. `smartgate models quantize`"
+    )
+    regions: list[Literal["vn", "cn", "us", "eu", "br", "other"]] = Field(
+        default_factory=lambda: ["vn", "cn"], description="plate formats expected"
+    )
+
+
+class ImagesConfig(_Strict):
+    """Evidence JPEG ring buffer and its HTTP server."""
+
+    capacity: int = Field(default=2000, ge=10, description="JPEGs kept")
+    quality: int = Field(default=85, ge=30, le=100, description="JPEG quality")
+    http_host: str = Field(default="127.0.0.1", description="address the image server binds")
+    http_port: int = Field(default=0, ge=0, le=65535, description="image server port (0: free)")
+    public_url: str | None = Field(
+        default=None, description="base URL central uses, default http://http_host:port"
+    )
+
+
 class EdgeConfig(_Strict):
-    """An edge node: its identity, broker, storage and lanes."""
+    """An edge node: its identity, broker, storage, inference and lanes."""
 
     site: Segment = Field(description="site id, e.g. huunghi")
     node_id: Segment = Field(description="this node's id")
     mqtt: MqttConfig = Field(default_factory=MqttConfig)
     data_dir: Path = Field(default=Path("data/edge"), description="spool and image storage")
-    inference_threads: int = Field(default=0, ge=0, le=64, description="ONNX intra-op threads")
-    max_batch: int = Field(default=8, ge=1, le=64, description="frames per detector batch")
+    spool_max_messages: int = Field(
+        default=100_000, ge=10, description="spool depth above which the node warns loudly"
+    )
+    status_interval_s: float = Field(default=10.0, gt=0, description="NodeStatus period")
+    inference: InferenceConfig = Field(default_factory=InferenceConfig)
+    images: ImagesConfig = Field(default_factory=ImagesConfig)
     lanes: list[LaneConfig] = Field(min_length=1)
 
     @model_validator(mode="after")
@@ -92,7 +227,7 @@ def _env_overrides(data: dict, env: dict[str, str]) -> dict:
     for key, value in env.items():
         if not key.startswith(prefix):
             continue
-        path = key[len(prefix):].lower().split("__")
+        path = key[len(prefix) :].lower().split("__")
         node = data
         for part in path[:-1]:
             node = node.setdefault(part, {})

@@ -1,15 +1,19 @@
 """MQTT shell of the edge node: drains the spool with QoS 1, announces availability, takes commands.
 
 The node's Last Will marks it `offline`; on every connection it publishes `online` (retained).
-A message leaves the spool only after the broker's PUBACK; while the broker is away the spool
-grows and is drained in order when it returns.
+Spooled messages are handed to the client in order, up to `inflight` ahead of their PUBACK
+(pipelining: one round trip per window, not per message); each leaves the spool only when its
+PUBACK arrives. While the broker is away the spool grows; after a reconnect the client resends
+its unacknowledged messages first (same order) and the drain goes on after them. After a restart
+the drain starts again from the oldest spooled message.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Sequence
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
@@ -20,40 +24,54 @@ from smartgate import contract
 
 log = logging.getLogger(__name__)
 
-CommandHandler = Callable[[str, bytes], None]
+MessageHandler = Callable[[str, bytes], None]
 
 
 class EdgePublisher:
     """Owns the node's MQTT connection."""
 
     def __init__(
-        self, site: str, node_id: str, lanes: list[str], mqtt_config: MqttConfig, spool: Spool,
-        on_command: CommandHandler | None = None, ack_timeout_s: float = 5.0,
+        self,
+        site: str,
+        node_id: str,
+        subscriptions: Sequence[str],
+        mqtt_config: MqttConfig,
+        spool: Spool,
+        on_message: MessageHandler | None = None,
+        on_connection: Callable[[bool], None] | None = None,
     ) -> None:
-        self.site, self.node_id, self.lanes = site, node_id, lanes
+        self.site, self.node_id = site, node_id
+        self.subscriptions = list(subscriptions)
         self.spool = spool
-        self.on_command = on_command
-        self.ack_timeout_s = ack_timeout_s
+        self.on_message = on_message
+        self.on_connection = on_connection
         self.cfg = mqtt_config
         self.connected = threading.Event()
         self.published = 0
+        self._inflight: list[tuple[mqtt.MQTTMessageInfo, int]] = []  # (publish, spool seq)
+        self._last_seq = 0  # highest seq handed to the client
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._drain, name="spool-drain", daemon=True)
         self.client = mqtt.Client(
-            CallbackAPIVersion.VERSION2, client_id=f"smartgate-edge-{site}-{node_id}",
+            CallbackAPIVersion.VERSION2,
+            client_id=f"smartgate-edge-{site}-{node_id}",
             protocol=mqtt.MQTTv311,
         )
+        self.client.max_inflight_messages_set(mqtt_config.inflight + 8)
         if mqtt_config.username:
             self.client.username_pw_set(mqtt_config.username, mqtt_config.password)
         self.client.will_set(
-            contract.node_availability_topic(site, node_id), contract.AVAILABLE_OFFLINE,
-            qos=1, retain=True,
+            contract.node_availability_topic(site, node_id),
+            contract.AVAILABLE_OFFLINE,
+            qos=1,
+            retain=True,
         )
         self.client.reconnect_delay_set(0.2, 5)
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
         self.client.on_message = self._on_message
+        self.client.on_publish = self._on_publish
 
     def start(self) -> None:
         """Connect in the background and start draining the spool."""
@@ -63,18 +81,18 @@ class EdgePublisher:
 
     def stop(self, drain_timeout_s: float = 5.0) -> None:
         """Try to drain the spool, mark the node offline and disconnect."""
-        deadline = threading.Event()
-        waited = 0.0
-        while self.spool.depth() and self.connected.is_set() and waited < drain_timeout_s:
-            deadline.wait(0.1)
-            waited += 0.1
+        deadline = time.monotonic() + drain_timeout_s
+        while self.spool.depth() and self.connected.is_set() and time.monotonic() < deadline:
+            time.sleep(0.05)
         self._stop.set()
         self._wake.set()
-        self._thread.join(timeout=self.ack_timeout_s + 1)
+        self._thread.join(timeout=5)
         if self.connected.is_set():
             self.client.publish(
                 contract.node_availability_topic(self.site, self.node_id),
-                contract.AVAILABLE_OFFLINE, qos=1, retain=True,
+                contract.AVAILABLE_OFFLINE,
+                qos=1,
+                retain=True,
             ).wait_for_publish(2)
         self.client.disconnect()
         self.client.loop_stop()
@@ -87,50 +105,76 @@ class EdgePublisher:
         """Publish a transient message (status, acks) without spooling it."""
         self.client.publish(topic, payload, qos=1, retain=retain)
 
+    @property
+    def inflight(self) -> int:
+        """Spooled messages handed to the client and not yet acknowledged."""
+        return len(self._inflight)
+
     def _on_connect(self, client, _userdata, _flags, reason_code, _props=None) -> None:  # type: ignore[no-untyped-def]
         if reason_code.is_failure:
             log.error("MQTT connection refused: %s", reason_code)
             return
         client.publish(
             contract.node_availability_topic(self.site, self.node_id),
-            contract.AVAILABLE_ONLINE, qos=1, retain=True,
+            contract.AVAILABLE_ONLINE,
+            qos=1,
+            retain=True,
         )
-        if self.on_command is not None:
-            client.subscribe([(contract.command_topic(self.site, lane), 1) for lane in self.lanes])
+        if self.subscriptions:
+            client.subscribe([(topic, 1) for topic in self.subscriptions])
         self.connected.set()
         self._wake.set()
         log.info("edge %s connected to %s:%s", self.node_id, self.cfg.host, self.cfg.port)
+        if self.on_connection is not None:
+            self.on_connection(True)
 
     def _on_disconnect(self, _client, _userdata, _flags, reason_code, _props=None) -> None:  # type: ignore[no-untyped-def]
+        was = self.connected.is_set()
         self.connected.clear()
-        log.warning("edge %s lost the broker (%s); spooling", self.node_id, reason_code)
+        if was and not self._stop.is_set():
+            log.warning("edge %s lost the broker (%s); spooling", self.node_id, reason_code)
+            if self.on_connection is not None:
+                self.on_connection(False)
 
     def _on_message(self, _client, _userdata, msg) -> None:  # type: ignore[no-untyped-def]
-        if self.on_command is None:
+        if self.on_message is None:
             return
         try:
-            self.on_command(msg.topic, msg.payload)
+            self.on_message(msg.topic, msg.payload)
         except Exception:
-            log.exception("command handler failed on %s", msg.topic)
+            log.exception("message handler failed on %s", msg.topic)
+
+    def _on_publish(self, _client, _userdata, _mid, _reason, _props=None) -> None:  # type: ignore[no-untyped-def]
+        self._wake.set()
+
+    def _reap(self) -> None:
+        """Delete every acknowledged message from the spool (only the drain thread calls this)."""
+        still = []
+        for info, seq in self._inflight:
+            if info.is_published():
+                self.spool.delete(seq)
+                self.published += 1
+            else:
+                still.append((info, seq))
+        self._inflight = still
 
     def _drain(self) -> None:
         while not self._stop.is_set():
+            self._reap()
             if not self.connected.is_set():
                 self.connected.wait(0.5)
                 continue
-            batch = self.spool.peek(1)
+            room = self.cfg.inflight - len(self._inflight)
+            batch = self.spool.peek(room, after=self._last_seq) if room > 0 else []
             if not batch:
                 self._wake.wait(0.5)
                 self._wake.clear()
                 continue
-            msg = batch[0]
-            info = self.client.publish(msg.topic, msg.payload, qos=1)
-            try:
-                info.wait_for_publish(self.ack_timeout_s)
-            except (RuntimeError, ValueError) as exc:
-                log.debug("publish of %s not sent: %s", msg.event_id, exc)
-            if info.is_published():
-                self.spool.delete(msg.seq)
-                self.published += 1
-            else:
-                self._stop.wait(0.2)
+            for msg in batch:
+                info = self.client.publish(msg.topic, msg.payload, qos=1)
+                if info.rc not in (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_NO_CONN):
+                    log.warning("publish of %s failed: rc %s", msg.event_id, info.rc)
+                    break
+                self._inflight.append((info, msg.seq))
+                self._last_seq = msg.seq
+        self._reap()

@@ -1,4 +1,9 @@
-"""Durable outbox: every event is written here before it is published, and removed on PUBACK."""
+"""Durable outbox: every event is written here before it is published, and removed on PUBACK.
+
+SQLite in WAL mode with synchronous=FULL: a message `put` survives a kill -9 or power loss.
+The spool is bounded only by disk; above `max_messages` it logs an error once per crossing
+(the broker has been away a long time) and keeps accepting, since dropping evidence is worse.
+"""
 
 from __future__ import annotations
 
@@ -51,18 +56,23 @@ class Spool:
                 return False
             depth = self._depth()
         if depth > self.max_messages and not self._warned:
-            log.error("SPOOL OVER LIMIT: %d messages waiting (limit %d); broker unreachable?",
-                      depth, self.max_messages)
+            log.error(
+                "SPOOL OVER LIMIT: %d messages waiting (limit %d); broker unreachable?",
+                depth,
+                self.max_messages,
+            )
             self._warned = True
         elif depth <= self.max_messages:
             self._warned = False
         return True
 
-    def peek(self, limit: int = 1) -> list[SpooledMessage]:
-        """The oldest messages, in order."""
+    def peek(self, limit: int = 1, after: int = 0) -> list[SpooledMessage]:
+        """The oldest messages with a sequence number above `after`, in order."""
         with self._lock:
             rows = self._db.execute(
-                "SELECT seq, event_id, topic, payload FROM outbox ORDER BY seq LIMIT ?", (limit,)
+                "SELECT seq, event_id, topic, payload FROM outbox WHERE seq > ? ORDER BY seq"
+                " LIMIT ?",
+                (after, limit),
             ).fetchall()
         return [SpooledMessage(r[0], r[1], r[2], bytes(r[3])) for r in rows]
 

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from dataclasses import dataclass
+import os
+from dataclasses import dataclass, replace
 from functools import cache
 from pathlib import Path
 
@@ -90,11 +91,15 @@ def register(spec: ModelSpec) -> None:
 
 
 def get_spec(name: str) -> ModelSpec:
-    """Look up a registered model by name."""
+    """Look up a registered model by name; `$SMARTGATE_MODEL_DIR/<name>.onnx` overrides it."""
     try:
-        return REGISTRY[name]
+        spec = REGISTRY[name]
     except KeyError:
         raise ModelNotFoundError(f"no model named {name!r}; known: {sorted(REGISTRY)}") from None
+    override = Path(os.environ.get("SMARTGATE_MODEL_DIR", "")) / f"{name}.onnx"
+    if os.environ.get("SMARTGATE_MODEL_DIR") and override.is_file():
+        return replace(spec, filename=str(override.resolve()), source="project", sha256=None)
+    return spec
 
 
 def file_sha256(path: Path) -> str:

@@ -1,8 +1,11 @@
 """`smartgate demo`: broker, central and a simulated lane in one process tree, on this machine.
 
 Everything is embedded: an amqtt broker on 127.0.0.1, central with a SQLite file under the data
-directory, and one lane whose camera plays synthetic truck scenes this project renders (a
-Vietnamese and a Chinese truck), looping until Ctrl-C.
+directory, and one lane with simulated hardware (`hardware.lane_sim`: weighbridge indicator,
+Modbus barrier, lane display) and a simulated camera showing synthetic truck scenes this project
+renders (Vietnamese and Chinese trucks). A director drives each truck onto the weighbridge while
+the camera shows it; the weighbridge is the lane's trigger, so every passage carries a weight.
+Runs until Ctrl-C (or `--seconds`).
 """
 
 from __future__ import annotations
@@ -12,7 +15,6 @@ import logging
 import signal
 import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
@@ -23,23 +25,16 @@ from smartgate.cli import CommandGroups
 log = logging.getLogger(__name__)
 
 DEMO_TRUCKS = (
-    ("29C12345", "vn", 1),
-    ("桂A12345", "cn", 1),
-    ("51D67890", "vn", 2),
-    ("桂FA1234", "cn", 2),
+    ("29C12345", "vn", 1, 32_500),
+    ("桂A12345", "cn", 1, 41_200),
+    ("51D67890", "vn", 2, 18_700),
+    ("桂FA1234", "cn", 2, 27_900),
 )
 FRAME_SIZE = (1280, 720)
+CAMERA_KEY = "L1/front"
 
 
-@dataclass(frozen=True)
-class DemoMedia:
-    """Where the demo's camera frames are and which plates they show."""
-
-    folder: Path
-    plates: tuple[str, ...]
-
-
-def _empty_lane(size: tuple[int, int], seed: int) -> np.ndarray:
+def empty_lane(size: tuple[int, int], seed: int) -> np.ndarray:
     """A frame of the lane with no vehicle: asphalt gradient with lane markings and noise."""
     w, h = size
     rng = np.random.default_rng(seed)
@@ -51,44 +46,62 @@ def _empty_lane(size: tuple[int, int], seed: int) -> np.ndarray:
     return np.clip(frame, 0, 255).astype(np.uint8)
 
 
-def render_demo_media(folder: Path, frames_per_truck: int = 4, gap_frames: int = 5) -> DemoMedia:
-    """Render the demo lane's frames (trucks separated by empty-lane frames) into `folder`."""
+def truck_frames(text: str, region: str, rows: int, seed: int, n: int = 3) -> list[np.ndarray]:
+    """`n` synthetic frames of one truck (different seeds: position, lighting, noise)."""
     from edge.synth_plates import render_scene
 
-    folder.mkdir(parents=True, exist_ok=True)
-    for old in folder.glob("*.jpg"):
-        old.unlink()
-    n = 0
-    for t, (text, region, rows) in enumerate(DEMO_TRUCKS):
-        for k in range(frames_per_truck):
-            image = render_scene(text, region=region, rows=rows, seed=100 * t + k, size=FRAME_SIZE)
-            cv2.imwrite(str(folder / f"{n:04d}.jpg"), image)
-            n += 1
-        for k in range(gap_frames):
-            cv2.imwrite(str(folder / f"{n:04d}.jpg"), _empty_lane(FRAME_SIZE, 1000 * t + k))
-            n += 1
-    return DemoMedia(folder, tuple(t[0] for t in DEMO_TRUCKS))
+    return [render_scene(text, region=region, rows=rows, seed=seed + k, size=FRAME_SIZE)
+            for k in range(n)]
 
 
-def demo_edge_config(data_dir: Path, media: Path, mqtt_port: int, fps: float) -> dict:
-    """The demo lane's edge configuration (as a plain dict, validated by EdgeConfig)."""
+def demo_edge_config(
+    data_dir: Path, media: Path | None, mqtt_port: int, fps: float, lane_sims=None,  # type: ignore[no-untyped-def]
+) -> dict:
+    """The demo lane's edge configuration (a plain dict, validated by EdgeConfig).
+
+    With `lane_sims` (hardware.lane_sim.LaneSimulators) the lane uses the simulated camera, the
+    weighbridge trigger and the simulated barrier and display; otherwise it plays the image
+    folder `media` with the plate trigger.
+    """
+    lane: dict = {
+        "lane": "L1",
+        "direction": "entry",
+        "cameras": [
+            {"name": "front", "role": "front_plate", "source": str(media) if media else "sim",
+             "fps": fps, "loop": media is not None},
+        ],
+        "trigger": {"type": "plate", "gap_frames": 3},
+    }
+    if lane_sims is not None:
+        lane["trigger"] = {"type": "weighbridge"}
+        lane["weighbridge"] = lane_sims.weighbridge_config(stable_seconds=1.0).model_dump()
+        lane["barrier"] = lane_sims.barrier_config().model_dump()
+        lane["display"] = lane_sims.display_config().model_dump()
     return {
         "site": "huunghi",
         "node_id": "edge-demo",
         "mqtt": {"host": "127.0.0.1", "port": mqtt_port},
         "data_dir": str(data_dir / "edge"),
-        "lanes": [
-            {
-                "lane": "L1",
-                "direction": "entry",
-                "cameras": [
-                    {"name": "front", "role": "front_plate", "source": str(media), "fps": fps,
-                     "loop": True},
-                ],
-                "passage": {"gap_frames": 3},
-            }
-        ],
+        "status_interval_s": 5.0,
+        "lanes": [lane],
     }
+
+
+def direct_trucks(camera, sims, stop: threading.Event) -> None:  # type: ignore[no-untyped-def]
+    """Drive the demo trucks one after another: camera shows the truck while it is weighed."""
+    scenes = [truck_frames(text, region, rows, seed=100 * i)
+              for i, (text, region, rows, _) in enumerate(DEMO_TRUCKS)]
+    i = 0
+    while not stop.is_set():
+        text, _, _, gross = DEMO_TRUCKS[i % len(DEMO_TRUCKS)]
+        log.info("demo: truck %s (%d kg) drives onto the weighbridge", text, gross)
+        camera.show(scenes[i % len(scenes)])
+        sims.queue_truck(gross)
+        while not stop.is_set() and not sims.wait_idle(0.5):
+            pass
+        camera.show(None)
+        stop.wait(1.0)
+        i += 1
 
 
 def run_demo(args: argparse.Namespace) -> int:
@@ -99,12 +112,12 @@ def run_demo(args: argparse.Namespace) -> int:
     from central.config import CentralSettings
     from edge.app import EdgeNode
     from edge.config import EdgeConfig
+    from edge.sources import SimulatedCamera
+    from hardware.lane_sim import LaneSimulators
     from smartgate.broker import EmbeddedBroker, free_port
 
     data_dir = Path(args.data_dir).resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
-    log.info("rendering demo media into %s", data_dir / "media")
-    media = render_demo_media(data_dir / "media")
 
     broker = EmbeddedBroker("127.0.0.1", args.mqtt_port or free_port()).start()
     settings = CentralSettings(
@@ -125,17 +138,23 @@ def run_demo(args: argparse.Namespace) -> int:
         print(f"error: central could not listen on port {settings.http_port}")
         return 1
 
-    node = EdgeNode(EdgeConfig.model_validate(
-        demo_edge_config(data_dir, media.folder, broker.port, args.fps)
-    ))
+    sims = LaneSimulators.start(protocol="toledo")
+    camera = SimulatedCamera(empty_lane(FRAME_SIZE, 0))
+    node = EdgeNode(
+        EdgeConfig.model_validate(demo_edge_config(data_dir, None, broker.port, args.fps, sims)),
+        simulated={CAMERA_KEY: camera},
+    )
     node.start()
     edge = threading.Thread(target=node.run, name="edge", daemon=True)
     edge.start()
+    stop = threading.Event()
+    director = threading.Thread(target=direct_trucks, args=(camera, sims, stop),
+                                name="demo-director", daemon=True)
+    director.start()
 
     url = f"http://{settings.http_host}:{settings.http_port}/"
     print(f"SmartGate demo running: open {url}  (MQTT broker 127.0.0.1:{broker.port}; "
           f"data in {data_dir}; Ctrl-C to stop)", flush=True)
-    stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     try:
         while not stop.is_set() and (args.seconds is None or args.seconds > 0):
@@ -145,9 +164,12 @@ def run_demo(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         pass
     print("stopping demo...", flush=True)
+    stop.set()
     node.stop_event.set()
     edge.join(timeout=10)
+    director.join(timeout=5)
     node.stop()
+    sims.stop()
     server.should_exit = True
     web.join(timeout=10)
     broker.stop()

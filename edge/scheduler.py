@@ -1,0 +1,192 @@
+"""Batched inference scheduler: the one owner of the ONNX sessions (dynamic batching).
+
+Frames from every camera of every lane wait in small per-camera queues. One worker thread takes
+the oldest waiting job, then waits until `max_batch` compatible jobs (same kind, same image
+shape: one detector batch without padding) are waiting or until the oldest has waited
+`max_delay_s`, whichever comes first, as Triton's dynamic batcher does. The batch is taken
+round-robin across cameras, run through the runner of its kind, and each result is handed to
+the callback of the job it belongs to, which routes it to its lane.
+
+Live cameras never block: a full camera queue drops its oldest frame (counted).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import Counter, deque
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+Runner = Callable[[Sequence[np.ndarray]], Sequence[Any]]
+
+
+@dataclass(eq=False)
+class Job:
+    """One image to infer; `done(result)` or `dropped()` is called exactly once."""
+
+    key: str
+    kind: str
+    image: np.ndarray
+    done: Callable[[Any], None]
+    dropped: Callable[[], None] = lambda: None
+    submitted: float = field(default_factory=time.monotonic)
+
+
+@dataclass
+class SchedulerStats:
+    """Counters of a scheduler (read them from any thread)."""
+
+    batches: int = 0
+    items: int = 0
+    dropped: int = 0
+    failed: int = 0
+    busy_s: float = 0.0
+    sizes: Counter[int] = field(default_factory=Counter)
+
+    @property
+    def mean_batch(self) -> float:
+        """Mean batch size so far."""
+        return self.items / self.batches if self.batches else 0.0
+
+
+class BatchScheduler:
+    """Dynamic batcher over per-key queues; `runners` maps a job kind to a batch function."""
+
+    def __init__(
+        self,
+        runners: Mapping[str, Runner],
+        max_batch: int = 8,
+        max_delay_s: float = 0.02,
+        queue_size: int = 2,
+    ) -> None:
+        if max_batch < 1 or queue_size < 1:
+            raise ValueError("max_batch and queue_size must be >= 1")
+        self.runners = dict(runners)
+        self.max_batch = max_batch
+        self.max_delay_s = max_delay_s
+        self.queue_size = queue_size
+        self.stats = SchedulerStats()
+        self._queues: dict[str, deque[Job]] = {}
+        self._cond = threading.Condition()
+        self._stop = False
+        self._thread = threading.Thread(target=self._work, name="inference", daemon=True)
+
+    def start(self) -> BatchScheduler:
+        """Start the worker thread."""
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop after the running batch; waiting jobs are dropped."""
+        with self._cond:
+            self._stop = True
+            waiting = [j for q in self._queues.values() for j in q]
+            self._queues.clear()
+            self._cond.notify_all()
+        for job in waiting:
+            job.dropped()
+        self._thread.join(timeout=30)
+
+    def submit(self, job: Job, block: bool = False) -> None:
+        """Queue a job; when its key's queue is full, drop the oldest (or wait, with `block`)."""
+        if job.kind not in self.runners:
+            raise ValueError(f"no runner for job kind {job.kind!r}")
+        evicted: Job | None = None
+        with self._cond:
+            queue = self._queues.setdefault(job.key, deque())
+            while block and len(queue) >= self.queue_size and not self._stop:
+                self._cond.wait(0.1)
+            if self._stop:
+                evicted = job
+            else:
+                if len(queue) >= self.queue_size:
+                    evicted = queue.popleft()
+                    self.stats.dropped += 1
+                queue.append(job)
+                self._cond.notify_all()
+        if evicted is not None:
+            evicted.dropped()
+
+    def cancel(self, predicate: Callable[[Job], bool]) -> int:
+        """Drop waiting jobs matching `predicate` (e.g. a lane that no longer needs them)."""
+        cancelled: list[Job] = []
+        with self._cond:
+            for queue in self._queues.values():
+                keep = [j for j in queue if not predicate(j)]
+                cancelled += [j for j in queue if predicate(j)]
+                queue.clear()
+                queue.extend(keep)
+            self._cond.notify_all()
+        for job in cancelled:
+            job.dropped()
+        return len(cancelled)
+
+    def waiting(self) -> int:
+        """Jobs waiting in the queues."""
+        with self._cond:
+            return sum(len(q) for q in self._queues.values())
+
+    def _compatible(self, head: Job) -> list[Job]:
+        """Waiting jobs batchable with `head`, round-robin across keys, oldest keys first."""
+        queues = sorted((q for q in self._queues.values() if q), key=lambda q: q[0].submitted)
+        lanes = [
+            [j for j in q if j.kind == head.kind and j.image.shape == head.image.shape]
+            for q in queues
+        ]
+        out: list[Job] = []
+        depth = 0
+        while len(out) < self.max_batch and any(depth < len(lane) for lane in lanes):
+            for lane in lanes:
+                if depth < len(lane) and len(out) < self.max_batch:
+                    out.append(lane[depth])
+            depth += 1
+        return out
+
+    def _next_batch(self) -> list[Job] | None:
+        with self._cond:
+            while True:
+                if self._stop:
+                    return None
+                heads = [q[0] for q in self._queues.values() if q]
+                if not heads:
+                    self._cond.wait()
+                    continue
+                head = min(heads, key=lambda j: j.submitted)
+                batch = self._compatible(head)
+                wait = head.submitted + self.max_delay_s - time.monotonic()
+                if len(batch) >= self.max_batch or wait <= 0:
+                    for job in batch:
+                        self._queues[job.key].remove(job)
+                    self._cond.notify_all()
+                    return batch
+                self._cond.wait(wait)
+
+    def _work(self) -> None:
+        while (batch := self._next_batch()) is not None:
+            kind = batch[0].kind
+            started = time.perf_counter()
+            try:
+                results = self.runners[kind]([j.image for j in batch])
+            except Exception:
+                log.exception("inference of a %s batch of %d failed", kind, len(batch))
+                self.stats.failed += len(batch)
+                for job in batch:
+                    job.dropped()
+                continue
+            finally:
+                self.stats.busy_s += time.perf_counter() - started
+            self.stats.batches += 1
+            self.stats.items += len(batch)
+            self.stats.sizes[len(batch)] += 1
+            for job, result in zip(batch, results, strict=True):
+                try:
+                    job.done(result)
+                except Exception:
+                    log.exception("result handler of %s failed", job.key)
