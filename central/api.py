@@ -1,108 +1,99 @@
-"""FastAPI application: JSON API, health, and the passage list page."""
+"""The central FastAPI application: JSON API, health, passage page, ingest and decisions.
+
+`create_app` wires the parts: database (migrated at startup), the decision service with the
+site's rules and fee table, the MQTT ingest that decides each passage in its transaction, the
+live event bus (`app.state.events`) and the routers. OpenAPI docs are at /docs.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from datetime import datetime
 from pathlib import Path
-from typing import Annotated
 
-from fastapi import FastAPI, Query, Request
+from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
-from pydantic import BaseModel
 
-from central import store
+from central import auth, store
 from central.config import CentralSettings
 from central.db import make_engine, session_factory, upgrade_database
-from central.deps import Db
-from central.ingest import MqttIngest
+from central.decisions import DecisionService
+from central.deps import Db, Outbox
+from central.events import EventBus
+from central.fees import DEFAULT_FEE_TABLE, load_fee_table
+from central.ingest import IngestOutcome, MqttIngest
+from central.routes import declarations, lanes, passages
+from central.rules import DEFAULT_RULES, load_rules
 
 log = logging.getLogger(__name__)
 
 TEMPLATES = Jinja2Templates(directory=str(Path(__file__).resolve().parent / "web" / "templates"))
 
 
-class PassageOut(BaseModel):
-    """A passage as the API lists it."""
-
-    event_id: str
-    site: str
-    lane: str
-    node_id: str
-    started_at: datetime
-    ended_at: datetime
-    received_at: datetime
-    plate_text: str | None
-    plate_confidence: float | None
-    trailer_text: str | None
-    container_codes: list[str]
-    gross_kg: float | None
-    payload: dict
-
-
-def _passage_out(row) -> PassageOut:  # type: ignore[no-untyped-def]
-    return PassageOut(
-        event_id=row.event_id, site=row.site, lane=row.lane, node_id=row.node_id,
-        started_at=row.started_at, ended_at=row.ended_at, received_at=row.received_at,
-        plate_text=row.plate_text, plate_confidence=row.plate_confidence,
-        trailer_text=row.trailer_text, container_codes=row.container_codes.split(),
-        gross_kg=row.gross_kg, payload=row.payload,
-    )
+def decision_service(settings: CentralSettings) -> DecisionService:
+    """The decision service for the configured rules and fee table (defaults when unset)."""
+    rules = load_rules(settings.rules_file) if settings.rules_file else DEFAULT_RULES
+    fees = load_fee_table(settings.fee_table_file) if settings.fee_table_file else DEFAULT_FEE_TABLE
+    log.info("matching rules %s, fee table %s", rules.version, fees.version)
+    return DecisionService(rules, fees)
 
 
 def create_app(settings: CentralSettings, start_ingest: bool = True) -> FastAPI:
     """The central app; its lifespan migrates the database and runs the MQTT ingest."""
     engine = make_engine(settings.database_url)
     sessions = session_factory(engine)
+    decisions = decision_service(settings)
+    events = EventBus()
+
+    def after_commit(outcome: IngestOutcome) -> None:
+        if outcome.notice is not None:
+            events.publish(outcome.notice)
+
     ingest = MqttIngest(
         sessions, settings.mqtt_host, settings.mqtt_port, client_id=settings.mqtt_client_id,
         site=settings.site, username=settings.mqtt_username, password=settings.mqtt_password,
+        on_passage=decisions.decide_passage, after_commit=after_commit,
+        batch_size=settings.ingest_batch,
     )
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         upgrade_database(engine)
+        events.bind(asyncio.get_running_loop())
         if start_ingest:
             ingest.start()
         yield
         if start_ingest:
             ingest.stop()
+        events.bind(None)
         engine.dispose()
 
-    app = FastAPI(title="SmartGate central", version="0.1.0", lifespan=lifespan)
+    app = FastAPI(title="SmartGate central", version="0.2.0", lifespan=lifespan)
     app.state.settings = settings
     app.state.sessions = sessions
     app.state.ingest = ingest
+    app.state.decisions = decisions
+    app.state.events = events
+    app.state.outbox = Outbox(ingest.send_command, events)
+    auth.install(app, settings)
+    for router in (passages.router, declarations.router, lanes.router):
+        app.include_router(router)
 
-    @app.get("/api/health")
+    @app.get("/api/health", tags=["health"])
     def health() -> dict:
-        """Liveness plus MQTT connection and ingest counters."""
+        """Liveness plus MQTT connection, ingest counters and the rules in force."""
         return {
             "status": "ok",
             "mqtt_connected": ingest.connected.is_set(),
             "ingest": dict(ingest.stats),
             "rejects_by_reason": dict(ingest.reject_reasons),
+            "rules_version": decisions.rules.version,
         }
 
-    @app.get("/api/passages", response_model=list[PassageOut])
-    def passages(
-        db: Db,
-        lane: str | None = None,
-        site: str | None = None,
-        plate: str | None = None,
-        since: datetime | None = None,
-        until: datetime | None = None,
-        limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-        offset: Annotated[int, Query(ge=0)] = 0,
-    ) -> list[PassageOut]:
-        """Stored passages, newest first, with optional filters."""
-        f = store.PassageFilter(lane, site, plate, since, until, limit, offset)
-        return [_passage_out(r) for r in store.list_passages(db, f)]
-
-    @app.get("/", response_class=HTMLResponse)
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     def passage_page(request: Request, db: Db) -> HTMLResponse:
         """Plain HTML list of the latest passages with their reads."""
         rows = store.list_passages(db, store.PassageFilter(limit=200))

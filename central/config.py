@@ -28,6 +28,15 @@ class CentralSettings(BaseSettings):
     http_host: str = Field(default="127.0.0.1", description="HTTP listen address")
     http_port: int = Field(default=8000, ge=1, le=65535, description="HTTP listen port")
     data_dir: Path = Field(default=Path("data"), description="where files (images) are kept")
+    rules_file: Path | None = Field(
+        default=None, description="site matching rules (YAML/TOML, central/rules.py); none: defaults"
+    )
+    fee_table_file: Path | None = Field(
+        default=None, description="border-gate fee table (YAML/TOML); none: the illustrative one"
+    )
+    ingest_batch: int = Field(
+        default=50, ge=1, le=1000, description="most queued messages stored in one transaction"
+    )
     secret_key: SecretStr | None = Field(
         default=None,
         description="keys session and CSRF digests: 32+ random characters; required unless demo",

@@ -1,17 +1,52 @@
-"""Data access: every query and write central makes goes through these functions."""
+"""Data access: every query and write central makes goes through these functions.
+
+Times are stored in UTC (SQLite keeps no offset): `utc` normalizes everything written or used as
+a filter, and rows read back from SQLite get their UTC zone again through `aware`.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
-from datetime import datetime
+from collections import Counter, defaultdict
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from enum import StrEnum
+from itertools import islice
+from typing import Any
 
-from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.orm import Session
 
-from central.db import EdgeNode, Passage, RejectedMessage, utcnow
-from smartgate.contract import PassageEvent
+from central.db import (
+    AuditEntry,
+    CommandRow,
+    DecisionRow,
+    DeclarationKey,
+    DeclarationRow,
+    EdgeNode,
+    FeeRow,
+    LaneStatusRow,
+    Passage,
+    RejectedMessage,
+    utcnow,
+)
+from central.declarations import Declaration, DeclarationStatus, Direction
+from central.fees import FeeAssessment
+from central.matching import Decision, declaration_keys
+from central.plate_similarity import normalize_plate
+from smartgate.contract import CommandAck, LaneCommand, LaneStatus, PassageEvent
+
+REVIEW_OUTCOMES = ("flagged", "no_declaration", "held")
+
+
+def utc(at: datetime) -> datetime:
+    """`at` in UTC; a naive time is taken as UTC already."""
+    return at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC)
+
+
+def aware(at: datetime | None) -> datetime | None:
+    """A time read from the database, with its UTC zone (SQLite returns naive times)."""
+    return None if at is None else utc(at)
 
 
 def passage_row(event: PassageEvent) -> Passage:
@@ -23,8 +58,8 @@ def passage_row(event: PassageEvent) -> Passage:
         lane=event.lane,
         node_id=event.node_id,
         direction=event.direction,
-        started_at=event.started_at,
-        ended_at=event.ended_at,
+        started_at=utc(event.started_at),
+        ended_at=utc(event.ended_at),
         received_at=utcnow(),
         plate_text=plate.text if plate else None,
         plate_confidence=plate.confidence if plate else None,
@@ -41,16 +76,16 @@ def passage_exists(session: Session, event_id: str) -> bool:
 
 
 def add_passage(session: Session, event: PassageEvent) -> Passage | None:
-    """Add the passage in the caller's transaction; None when the event id is already stored."""
+    """Add the passage in the caller's transaction; None when the event id is already stored.
+
+    A concurrent insert of the same event id raises IntegrityError at flush; the ingest shell
+    retries the message in a fresh transaction, where it is then seen as a duplicate.
+    """
     if passage_exists(session, event.event_id):
         return None
     row = passage_row(event)
     session.add(row)
-    try:
-        session.flush()
-    except IntegrityError:
-        session.rollback()
-        return None
+    session.flush()
     return row
 
 
@@ -77,33 +112,614 @@ def set_node_state(
 
 @dataclass(frozen=True)
 class PassageFilter:
-    """Filters for passage listings."""
+    """Filters for passage listings; `outcome` is the current decision's outcome."""
 
     lane: str | None = None
     site: str | None = None
     plate: str | None = None
     since: datetime | None = None
     until: datetime | None = None
+    outcome: str | None = None
     limit: int = 100
     offset: int = 0
 
 
 def list_passages(session: Session, f: PassageFilter) -> Sequence[Passage]:
-    """Passages matching the filter, newest first."""
+    """Passages matching the filter, newest first; `plate` matches tractor or trailer plate."""
     q = select(Passage).order_by(Passage.ended_at.desc(), Passage.id.desc())
     if f.lane:
         q = q.where(Passage.lane == f.lane)
     if f.site:
         q = q.where(Passage.site == f.site)
     if f.plate:
-        q = q.where(Passage.plate_text.contains(f.plate.upper()))
+        plate = normalize_plate(f.plate)
+        q = q.where(Passage.plate_text.contains(plate) | Passage.trailer_text.contains(plate))
     if f.since:
-        q = q.where(Passage.ended_at >= f.since)
+        q = q.where(Passage.ended_at >= utc(f.since))
     if f.until:
-        q = q.where(Passage.ended_at < f.until)
+        q = q.where(Passage.ended_at < utc(f.until))
+    if f.outcome:
+        q = q.join(
+            DecisionRow,
+            (DecisionRow.passage_event_id == Passage.event_id) & DecisionRow.current,
+        ).where(DecisionRow.outcome == f.outcome)
     return session.scalars(q.limit(f.limit).offset(f.offset)).all()
 
 
 def list_nodes(session: Session) -> Sequence[EdgeNode]:
     """Every known edge node."""
     return session.scalars(select(EdgeNode).order_by(EdgeNode.site, EdgeNode.node_id)).all()
+
+
+def get_passage(session: Session, event_id: str) -> Passage | None:
+    """The passage with this event id."""
+    return session.scalar(select(Passage).where(Passage.event_id == event_id))
+
+
+# --------------------------------------------------------------------------------------------
+# Declarations
+# --------------------------------------------------------------------------------------------
+
+
+def declaration_values(decl: Declaration) -> dict[str, Any]:
+    """The `declarations` columns of a declaration (times in UTC, lists joined)."""
+    return {
+        "number": decl.number,
+        "direction": decl.direction.value,
+        "tractor_plate": decl.tractor_plate,
+        "trailer_plate": decl.trailer_plate,
+        "containers": " ".join(decl.containers),
+        "seals": ";".join(decl.seals),
+        "gross_weight_kg": decl.gross_weight_kg,
+        "window_start": utc(decl.window_start),
+        "window_end": utc(decl.window_end),
+        "gate": decl.gate,
+        "lane_group": decl.lane_group,
+        "status": decl.status.value,
+        "company": decl.company,
+        "goods_category": decl.goods_category,
+    }
+
+
+def declaration_from_row(row: Any) -> Declaration:
+    """The Declaration stored in a row (ORM object or result row); values were validated."""
+    return Declaration.model_construct(
+        number=row.number,
+        direction=Direction(row.direction),
+        tractor_plate=row.tractor_plate,
+        trailer_plate=row.trailer_plate,
+        containers=tuple(row.containers.split()),
+        seals=tuple(s for s in row.seals.split(";") if s),
+        gross_weight_kg=row.gross_weight_kg,
+        window_start=utc(row.window_start),
+        window_end=utc(row.window_end),
+        gate=row.gate,
+        lane_group=row.lane_group,
+        status=DeclarationStatus(row.status),
+        company=row.company,
+        goods_category=row.goods_category,
+    )
+
+
+@dataclass
+class ImportCounts:
+    """What an import did: new declarations, amended ones, and identical re-imports."""
+
+    created: int = 0
+    updated: int = 0
+    unchanged: int = 0
+
+    def add(self, other: ImportCounts) -> None:
+        """Accumulate another batch's counts."""
+        self.created += other.created
+        self.updated += other.updated
+        self.unchanged += other.unchanged
+
+
+def _batches(items: Iterable[Declaration], size: int) -> Iterator[list[Declaration]]:
+    it = iter(items)
+    while chunk := list(islice(it, size)):
+        yield chunk
+
+
+def _key_rows(number: str, keys: Iterable[str]) -> list[dict[str, str]]:
+    return [{"key": k, "declaration_number": number} for k in keys]
+
+
+def _import_batch(session: Session, chunk: list[Declaration], now: datetime) -> ImportCounts:
+    counts = ImportCounts()
+    existing = {
+        r.number: r
+        for r in session.scalars(
+            select(DeclarationRow).where(DeclarationRow.number.in_([d.number for d in chunk]))
+        )
+    }
+    new_rows: list[dict[str, Any]] = []
+    new_keys: list[dict[str, str]] = []
+    for decl in chunk:
+        values = declaration_values(decl)
+        old = existing.get(decl.number)
+        if old is None:
+            new_rows.append({**values, "updated_at": now, "used_by_event_id": None, "used_at": None})
+            new_keys += _key_rows(decl.number, declaration_keys(decl))
+            counts.created += 1
+            continue
+        previous = declaration_from_row(old)
+        if declaration_values(previous) == values:
+            counts.unchanged += 1
+            continue
+        old_keys, keys = set(declaration_keys(previous)), set(declaration_keys(decl))
+        if old_keys - keys:
+            session.execute(
+                delete(DeclarationKey).where(
+                    DeclarationKey.declaration_number == decl.number,
+                    DeclarationKey.key.in_(old_keys - keys),
+                )
+            )
+        new_keys += _key_rows(decl.number, keys - old_keys)
+        for name, value in values.items():
+            setattr(old, name, value)
+        old.updated_at = now
+        counts.updated += 1
+    session.flush()
+    if new_rows:
+        session.execute(insert(DeclarationRow), new_rows)
+    if new_keys:
+        session.execute(insert(DeclarationKey), new_keys)
+    return counts
+
+
+def import_declarations(
+    session: Session,
+    decls: Iterable[Declaration],
+    batch_size: int = 5000,
+    progress: Callable[[int], None] | None = None,
+) -> ImportCounts:
+    """Insert or amend declarations by number, with their lookup keys, in batches.
+
+    Idempotent: re-importing the same declaration counts as `unchanged` and writes nothing.
+    New rows go in with one executemany per batch, so a million load in about a minute.
+    `progress(n)` is called after each batch with its size. The caller commits.
+    """
+    total = ImportCounts()
+    now = utcnow()
+    for chunk in _batches(decls, batch_size):
+        total.add(_import_batch(session, chunk, now))
+        if progress is not None:
+            progress(len(chunk))
+    return total
+
+
+def get_declaration(session: Session, number: str) -> DeclarationRow | None:
+    """The stored declaration with this number."""
+    return session.get(DeclarationRow, number)
+
+
+@dataclass(frozen=True)
+class DeclarationFilter:
+    """Filters for declaration listings; `valid_at` keeps those whose window contains it."""
+
+    plate: str | None = None
+    container: str | None = None
+    gate: str | None = None
+    status: str | None = None
+    used: bool | None = None
+    valid_at: datetime | None = None
+    limit: int = 100
+    offset: int = 0
+
+
+def list_declarations(session: Session, f: DeclarationFilter) -> Sequence[DeclarationRow]:
+    """Declarations matching the filter, by window start, newest first."""
+    q = select(DeclarationRow).order_by(
+        DeclarationRow.window_start.desc(), DeclarationRow.number
+    )
+    if f.plate:
+        plate = normalize_plate(f.plate)
+        q = q.where(
+            DeclarationRow.tractor_plate.contains(plate)
+            | DeclarationRow.trailer_plate.contains(plate)
+        )
+    if f.container:
+        q = q.where(DeclarationRow.containers.contains(f.container.strip().upper()))
+    if f.gate:
+        q = q.where(DeclarationRow.gate == f.gate)
+    if f.status:
+        q = q.where(DeclarationRow.status == f.status)
+    if f.used is not None:
+        used = DeclarationRow.used_by_event_id.is_not(None)
+        q = q.where(used if f.used else ~used)
+    if f.valid_at:
+        at = utc(f.valid_at)
+        q = q.where(DeclarationRow.window_start <= at, DeclarationRow.window_end >= at)
+    return session.scalars(q.limit(f.limit).offset(f.offset)).all()
+
+
+def count_declarations(session: Session) -> int:
+    """How many declarations are stored."""
+    return int(session.scalar(select(func.count()).select_from(DeclarationRow)) or 0)
+
+
+class DeclarationInUse(ValueError):
+    """A declaration that a passage already used cannot be deleted (cancel it instead)."""
+
+
+def delete_declaration(session: Session, number: str, actor: str) -> bool:
+    """Delete an unused declaration and its keys; False when there is none with this number."""
+    row = session.get(DeclarationRow, number)
+    if row is None:
+        return False
+    if row.used_by_event_id is not None:
+        raise DeclarationInUse(f"declaration {number} was used by passage {row.used_by_event_id}")
+    session.execute(delete(DeclarationKey).where(DeclarationKey.declaration_number == number))
+    session.delete(row)
+    add_audit(session, actor, "declaration.delete", "declaration", number, {})
+    return True
+
+
+def cancel_declaration(session: Session, number: str, actor: str) -> DeclarationRow | None:
+    """Mark a declaration cancelled (a later passage on it is flagged); None when unknown."""
+    row = session.get(DeclarationRow, number)
+    if row is None:
+        return None
+    if row.status != DeclarationStatus.CANCELLED.value:
+        row.status = DeclarationStatus.CANCELLED.value
+        row.updated_at = utcnow()
+        add_audit(session, actor, "declaration.cancel", "declaration", number, {})
+    return row
+
+
+_CANDIDATE_COLUMNS = tuple(DeclarationRow.__table__.c)
+
+
+def candidate_declarations(
+    session: Session, keys: Collection[str]
+) -> tuple[list[Declaration], set[str]]:
+    """Declarations stored under any of `keys` (`passage_keys`), and which of them are used.
+
+    The database counterpart of `DeclarationIndex.candidates`: one indexed `key IN (...)`.
+    """
+    if not keys:
+        return [], set()
+    numbers = select(DeclarationKey.declaration_number).where(DeclarationKey.key.in_(keys))
+    rows = session.execute(
+        select(*_CANDIDATE_COLUMNS).where(DeclarationRow.number.in_(numbers))
+    ).all()
+    used = {r.number for r in rows if r.used_by_event_id is not None}
+    return [declaration_from_row(r) for r in rows], used
+
+
+def mark_declaration_used(session: Session, number: str, event_id: str) -> None:
+    """Record that a passage consumed this declaration (first use wins)."""
+    session.execute(
+        update(DeclarationRow)
+        .where(DeclarationRow.number == number, DeclarationRow.used_by_event_id.is_(None))
+        .values(used_by_event_id=event_id, used_at=utcnow())
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Decisions, fees, commands, lane status, audit
+# --------------------------------------------------------------------------------------------
+
+
+def _supersede(session: Session, event_id: str) -> None:
+    session.execute(
+        update(DecisionRow)
+        .where(DecisionRow.passage_event_id == event_id, DecisionRow.current)
+        .values(current=False)
+    )
+
+
+def add_rules_decision(session: Session, event_id: str, decision: Decision) -> DecisionRow:
+    """Store the rules' decision on a passage as its current decision."""
+    _supersede(session, event_id)
+    data = decision.to_dict()
+    row = DecisionRow(
+        passage_event_id=event_id,
+        current=True,
+        outcome=decision.outcome.value,
+        action=decision.action.value,
+        reasons=data["reasons"],
+        declaration_number=decision.declaration_number,
+        plate_score=data["plate_score"],
+        rules_version=decision.rules_version,
+        decided_by=f"rules:{decision.rules_version}"[:64],
+        decided_at=utc(decision.decided_at),
+        note="",
+    )
+    session.add(row)
+    return row
+
+
+def current_decision(session: Session, event_id: str) -> DecisionRow | None:
+    """The decision in force for a passage."""
+    return session.scalar(
+        select(DecisionRow).where(DecisionRow.passage_event_id == event_id, DecisionRow.current)
+    )
+
+
+def current_decisions(session: Session, event_ids: Collection[str]) -> dict[str, DecisionRow]:
+    """The decision in force for each of these passages (missing when undecided)."""
+    if not event_ids:
+        return {}
+    rows = session.scalars(
+        select(DecisionRow).where(
+            DecisionRow.passage_event_id.in_(list(event_ids)), DecisionRow.current
+        )
+    )
+    return {r.passage_event_id: r for r in rows}
+
+
+def decision_history(session: Session, event_id: str) -> Sequence[DecisionRow]:
+    """Every decision on a passage, oldest first."""
+    return session.scalars(
+        select(DecisionRow)
+        .where(DecisionRow.passage_event_id == event_id)
+        .order_by(DecisionRow.decided_at, DecisionRow.id)
+    ).all()
+
+
+class Verdict(StrEnum):
+    """What an officer decides on a reviewed passage."""
+
+    APPROVE = "approve"
+    REJECT = "reject"
+    HOLD = "hold"
+
+
+OFFICER_OUTCOMES = {Verdict.APPROVE: "approved", Verdict.REJECT: "rejected", Verdict.HOLD: "held"}
+
+
+class PassageNotFound(LookupError):
+    """No passage with the given event id."""
+
+
+def record_officer_decision(
+    session: Session, event_id: str, verdict: Verdict, actor: str, note: str, action: str | None
+) -> DecisionRow:
+    """An officer's decision, made current, with an audit entry naming who and when.
+
+    Keeps the rules' reasons and matched declaration; approving marks the declaration used.
+    Raises PassageNotFound for an unknown event id.
+    """
+    if not passage_exists(session, event_id):
+        raise PassageNotFound(event_id)
+    previous = current_decision(session, event_id)
+    _supersede(session, event_id)
+    row = DecisionRow(
+        passage_event_id=event_id,
+        current=True,
+        outcome=OFFICER_OUTCOMES[verdict],
+        action=action,
+        reasons=previous.reasons if previous else [],
+        declaration_number=previous.declaration_number if previous else None,
+        plate_score=previous.plate_score if previous else None,
+        rules_version=previous.rules_version if previous else "",
+        decided_by=actor,
+        decided_at=utcnow(),
+        note=note,
+    )
+    session.add(row)
+    if verdict is Verdict.APPROVE and row.declaration_number:
+        mark_declaration_used(session, row.declaration_number, event_id)
+    add_audit(
+        session, actor, f"decision.{verdict.value}", "passage", event_id,
+        {"note": note, "previous": previous.outcome if previous else None, "action": action},
+    )
+    session.flush()
+    return row
+
+
+def add_fee(
+    session: Session, event_id: str, fee: FeeAssessment, declaration_number: str | None
+) -> FeeRow:
+    """Store the fee assessed for a passage."""
+    row = FeeRow(
+        passage_event_id=event_id,
+        declaration_number=declaration_number,
+        amount_vnd=fee.amount_vnd,
+        basis=fee.basis,
+        multiplier=fee.multiplier,
+        items=[{"label": i.label, "amount_vnd": i.amount_vnd} for i in fee.items],
+        table_version=fee.table_version,
+        assessed_at=utcnow(),
+    )
+    session.add(row)
+    return row
+
+
+def add_command(session: Session, command: LaneCommand) -> CommandRow:
+    """Store a lane command central issues (before it is published)."""
+    row = CommandRow(
+        command_id=command.command_id,
+        site=command.site,
+        lane=command.lane,
+        action=command.action.value,
+        passage_event_id=command.passage_event_id,
+        message=command.message,
+        inspection_lane=command.inspection_lane,
+        issued_by=command.issued_by,
+        issued_at=utc(command.issued_at),
+    )
+    session.add(row)
+    return row
+
+
+def record_ack(session: Session, ack: CommandAck) -> CommandRow | None:
+    """Attach an edge's acknowledgement to its command; None when the command is unknown."""
+    row = session.get(CommandRow, ack.command_id)
+    if row is None:
+        return None
+    row.ack_ok = ack.ok
+    row.ack_detail = ack.detail
+    row.ack_node_id = ack.node_id
+    row.acked_at = utc(ack.acked_at)
+    return row
+
+
+def commands_for_passage(session: Session, event_id: str) -> Sequence[CommandRow]:
+    """Commands issued for a passage, oldest first."""
+    return session.scalars(
+        select(CommandRow)
+        .where(CommandRow.passage_event_id == event_id)
+        .order_by(CommandRow.issued_at)
+    ).all()
+
+
+def set_lane_status(session: Session, status: LaneStatus) -> None:
+    """Keep the latest reported state of a lane."""
+    row = session.get(LaneStatusRow, (status.site, status.lane))
+    if row is None:
+        row = LaneStatusRow(site=status.site, lane=status.lane)
+        session.add(row)
+    row.node_id = status.node_id
+    row.state = status.state
+    row.queue_length = status.queue_length
+    row.updated_at = utc(status.at)
+
+
+def list_lane_status(session: Session) -> Sequence[LaneStatusRow]:
+    """The latest state of every lane that reported one."""
+    return session.scalars(
+        select(LaneStatusRow).order_by(LaneStatusRow.site, LaneStatusRow.lane)
+    ).all()
+
+
+def add_audit(
+    session: Session, actor: str, action: str, target_type: str, target_id: str, detail: dict
+) -> None:
+    """Append an audit entry (who, what, on which record) in the caller's transaction."""
+    session.add(
+        AuditEntry(
+            at=utcnow(), actor=actor, action=action, target_type=target_type,
+            target_id=target_id, detail=detail,
+        )
+    )
+
+
+def list_audit(
+    session: Session, target_type: str | None = None, target_id: str | None = None,
+    limit: int = 100,
+) -> Sequence[AuditEntry]:
+    """Audit entries, newest first, optionally for one record."""
+    q = select(AuditEntry).order_by(AuditEntry.at.desc(), AuditEntry.id.desc())
+    if target_type:
+        q = q.where(AuditEntry.target_type == target_type)
+    if target_id:
+        q = q.where(AuditEntry.target_id == target_id)
+    return session.scalars(q.limit(limit)).all()
+
+
+# --------------------------------------------------------------------------------------------
+# Pages: review queue, passage detail, lane statistics
+# --------------------------------------------------------------------------------------------
+
+
+def list_review_queue(
+    session: Session, limit: int = 100, offset: int = 0, lane: str | None = None
+) -> Sequence[tuple[Passage, DecisionRow]]:
+    """Passages waiting for an officer (current outcome flagged, no_declaration or held),
+    oldest first, each with its current decision."""
+    q = (
+        select(Passage, DecisionRow)
+        .join(DecisionRow, DecisionRow.passage_event_id == Passage.event_id)
+        .where(DecisionRow.current, DecisionRow.outcome.in_(REVIEW_OUTCOMES))
+        .order_by(Passage.ended_at, Passage.id)
+    )
+    if lane:
+        q = q.where(Passage.lane == lane)
+    return [(p, d) for p, d in session.execute(q.limit(limit).offset(offset))]
+
+
+@dataclass(frozen=True)
+class PassageDetail:
+    """Everything the passage page shows."""
+
+    passage: Passage
+    decision: DecisionRow | None
+    declaration: DeclarationRow | None
+    history: Sequence[DecisionRow]
+    commands: Sequence[CommandRow]
+    fee: FeeRow | None
+    audit: Sequence[AuditEntry]
+
+
+def passage_detail(session: Session, event_id: str) -> PassageDetail | None:
+    """A passage with its current decision, matched declaration, decision history, commands,
+    fee and audit entries; None when unknown."""
+    passage = get_passage(session, event_id)
+    if passage is None:
+        return None
+    history = decision_history(session, event_id)
+    decision = next((d for d in history if d.current), None)
+    number = decision.declaration_number if decision else None
+    return PassageDetail(
+        passage=passage,
+        decision=decision,
+        declaration=session.get(DeclarationRow, number) if number else None,
+        history=history,
+        commands=commands_for_passage(session, event_id),
+        fee=session.get(FeeRow, event_id),
+        audit=list_audit(session, "passage", event_id),
+    )
+
+
+@dataclass
+class LaneStats:
+    """Numbers for one lane over a time range."""
+
+    site: str
+    lane: str
+    passages: int = 0
+    per_hour: dict[str, int] = field(default_factory=dict)
+    read_rate: float = 0.0
+    flagged_rate: float = 0.0
+    mean_decision_s: float | None = None
+    outcomes: dict[str, int] = field(default_factory=dict)
+
+
+def lane_statistics(
+    session: Session, since: datetime | None = None, until: datetime | None = None,
+    site: str | None = None,
+) -> list[LaneStats]:
+    """Per lane: passages per hour, plate read rate, share the rules did not clear, and mean
+    seconds from the vehicle's arrival (passage start) to the rules' decision."""
+    q = select(
+        Passage.site, Passage.lane, Passage.ended_at, Passage.started_at, Passage.plate_text,
+        DecisionRow.outcome, DecisionRow.decided_at,
+    ).outerjoin(
+        DecisionRow,
+        (DecisionRow.passage_event_id == Passage.event_id)
+        & DecisionRow.decided_by.startswith("rules:"),
+    )
+    if since:
+        q = q.where(Passage.ended_at >= utc(since))
+    if until:
+        q = q.where(Passage.ended_at < utc(until))
+    if site:
+        q = q.where(Passage.site == site)
+    rows: dict[tuple[str, str], list[Any]] = defaultdict(list)
+    for r in session.execute(q):
+        rows[(r.site, r.lane)].append(r)
+    out = []
+    for (site_id, lane), items in sorted(rows.items()):
+        decided = [r for r in items if r.outcome is not None]
+        waits = [(utc(r.decided_at) - utc(r.started_at)).total_seconds() for r in decided]
+        hours = Counter(utc(r.ended_at).strftime("%Y-%m-%dT%H:00Z") for r in items)
+        outcomes = Counter(r.outcome for r in decided)
+        out.append(
+            LaneStats(
+                site=site_id,
+                lane=lane,
+                passages=len(items),
+                per_hour=dict(sorted(hours.items())),
+                read_rate=round(sum(r.plate_text is not None for r in items) / len(items), 4),
+                flagged_rate=round(
+                    (len(decided) - outcomes["cleared"]) / len(decided), 4
+                ) if decided else 0.0,
+                mean_decision_s=round(sum(waits) / len(waits), 3) if waits else None,
+                outcomes=dict(outcomes),
+            )
+        )
+    return out

@@ -1,0 +1,1 @@
+"""JSON API routers; `central.api.create_app` mounts them."""

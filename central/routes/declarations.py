@@ -1,0 +1,114 @@
+"""Declarations: list, read, import (JSON or CSV upload), amend, cancel, delete."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, HTTPException, Query, UploadFile, status
+
+from central import store
+from central.declarations import Declaration, DeclarationFileError, parse_csv, parse_json
+from central.deps import Admin, Db, Reader
+from central.schemas import DeclarationOut, ImportReport, RowErrorOut
+
+router = APIRouter(prefix="/api/declarations", tags=["declarations"])
+
+
+def _import(db: Db, decls: list[Declaration], errors, actor: str, source: str) -> ImportReport:  # type: ignore[no-untyped-def]
+    counts = store.import_declarations(db, decls)
+    store.add_audit(db, actor, "declaration.import", "declaration", source, {
+        "created": counts.created, "updated": counts.updated, "unchanged": counts.unchanged,
+        "bad_rows": len(errors),
+    })  # fmt: skip
+    db.commit()
+    return ImportReport(
+        created=counts.created, updated=counts.updated, unchanged=counts.unchanged,
+        errors=[RowErrorOut.of(e) for e in errors],
+    )
+
+
+@router.get("", response_model=list[DeclarationOut])
+def list_declarations(
+    db: Db,
+    _user: Reader,
+    plate: Annotated[str | None, Query(description="part of the tractor or trailer plate")] = None,
+    container: str | None = None,
+    gate: str | None = None,
+    status_: Annotated[str | None, Query(alias="status", pattern="^(valid|cancelled)$")] = None,
+    used: bool | None = None,
+    valid_at: Annotated[datetime | None, Query(description="window contains this time")] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> list[DeclarationOut]:
+    """Declarations by window start, newest first."""
+    f = store.DeclarationFilter(plate, container, gate, status_, used, valid_at, limit, offset)
+    return [DeclarationOut.of(r) for r in store.list_declarations(db, f)]
+
+
+@router.get("/{number}", response_model=DeclarationOut)
+def get_declaration(number: str, db: Db, _user: Reader) -> DeclarationOut:
+    """One declaration with its usage."""
+    row = store.get_declaration(db, number)
+    if row is None:
+        raise HTTPException(404, f"no declaration {number}")
+    return DeclarationOut.of(row)
+
+
+@router.post("", response_model=ImportReport)
+def import_json(
+    db: Db,
+    user: Admin,
+    payload: Annotated[Any, Body(description="a declaration, a list, or {declarations: [...]}")],
+) -> ImportReport:
+    """Create or amend declarations by number (idempotent); bad items are reported by
+    position and the good ones kept."""
+    try:
+        decls, errors = parse_json(json.dumps(payload))
+    except DeclarationFileError as exc:
+        raise HTTPException(400, str(exc)) from None
+    return _import(db, decls, errors, user.username, "json")
+
+
+@router.post("/import", response_model=ImportReport)
+def import_csv(db: Db, user: Admin, file: UploadFile) -> ImportReport:
+    """Upload a CSV (docs/matching.md); every bad row is reported with its line number."""
+    try:
+        decls, errors = parse_csv(file.file.read().decode("utf-8-sig"))
+    except (DeclarationFileError, UnicodeDecodeError) as exc:
+        raise HTTPException(400, f"{file.filename}: {exc}") from None
+    return _import(db, decls, errors, user.username, file.filename or "upload.csv")
+
+
+@router.put("/{number}", response_model=DeclarationOut)
+def put_declaration(number: str, decl: Declaration, db: Db, user: Admin) -> DeclarationOut:
+    """Create or amend one declaration."""
+    if decl.number != number:
+        raise HTTPException(400, f"body number {decl.number} differs from path {number}")
+    _import(db, [decl], [], user.username, number)
+    row = store.get_declaration(db, number)
+    assert row is not None
+    return DeclarationOut.of(row)
+
+
+@router.post("/{number}/cancel", response_model=DeclarationOut)
+def cancel_declaration(number: str, db: Db, user: Admin) -> DeclarationOut:
+    """Cancel a declaration: a later passage on it is flagged."""
+    row = store.cancel_declaration(db, number, user.username)
+    if row is None:
+        raise HTTPException(404, f"no declaration {number}")
+    db.commit()
+    return DeclarationOut.of(row)
+
+
+@router.delete("/{number}", status_code=status.HTTP_204_NO_CONTENT)
+def delete_declaration(number: str, db: Db, user: Admin) -> None:
+    """Delete a declaration no passage has used (a used one can only be cancelled)."""
+    try:
+        found = store.delete_declaration(db, number, user.username)
+    except store.DeclarationInUse as exc:
+        raise HTTPException(409, str(exc)) from None
+    if not found:
+        raise HTTPException(404, f"no declaration {number}")
+    db.commit()

@@ -1,0 +1,81 @@
+"""Passages, their decisions, the officer review queue and officer decisions."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, HTTPException, Query
+
+from central import store
+from central.deps import Db, Decisions, Officer, Out, Reader
+from central.schemas import DecisionOut, OfficerDecisionIn, PassageDetailOut, PassageOut
+
+router = APIRouter(prefix="/api", tags=["passages"])
+
+OutcomeName = Literal["cleared", "flagged", "no_declaration", "approved", "rejected", "held"]
+
+
+def _with_decisions(db: Db, rows) -> list[PassageOut]:  # type: ignore[no-untyped-def]
+    decisions = store.current_decisions(db, [r.event_id for r in rows])
+    return [PassageOut.of(r, decisions.get(r.event_id)) for r in rows]
+
+
+@router.get("/passages", response_model=list[PassageOut])
+def list_passages(
+    db: Db,
+    _user: Reader,
+    lane: str | None = None,
+    site: str | None = None,
+    plate: Annotated[str | None, Query(description="part of the tractor or trailer plate")] = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    outcome: Annotated[OutcomeName | None, Query(description="current decision")] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> list[PassageOut]:
+    """Stored passages, newest first, with their current decision."""
+    f = store.PassageFilter(lane, site, plate, since, until, outcome, limit, offset)
+    return _with_decisions(db, store.list_passages(db, f))
+
+
+@router.get("/review", response_model=list[PassageOut])
+def review_queue(
+    db: Db,
+    _user: Reader,
+    lane: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> list[PassageOut]:
+    """Passages waiting for an officer (flagged, no declaration, held), oldest first."""
+    return [
+        PassageOut.of(p, d) for p, d in store.list_review_queue(db, limit, offset, lane=lane)
+    ]
+
+
+@router.get("/passages/{event_id}", response_model=PassageDetailOut)
+def passage_detail(event_id: str, db: Db, _user: Reader) -> PassageDetailOut:
+    """A passage with its decision history, matched declaration, commands, fee and audit."""
+    detail = store.passage_detail(db, event_id)
+    if detail is None:
+        raise HTTPException(404, f"no passage {event_id}")
+    return PassageDetailOut.of(detail)
+
+
+@router.post("/passages/{event_id}/decision", response_model=DecisionOut)
+def officer_decision(
+    event_id: str, body: OfficerDecisionIn, db: Db, user: Officer, service: Decisions, out: Out
+) -> DecisionOut:
+    """Approve (open the barrier), reject (keep it closed) or hold a passage; audited."""
+    try:
+        row, command = service.officer_decision(db, event_id, body.verdict, user.username,
+                                                body.note)
+    except store.PassageNotFound:
+        raise HTTPException(404, f"no passage {event_id}") from None
+    db.commit()
+    out.send_command(command)
+    out.events.publish({
+        "type": "decision", "event_id": event_id, "site": command.site, "lane": command.lane,
+        "outcome": row.outcome, "decided_by": row.decided_by,
+    })  # fmt: skip
+    return DecisionOut.of(row)

@@ -1,0 +1,226 @@
+"""Request and response models of the JSON API (`/api/...`), built from the stored rows."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from central import store
+from central.db import CommandRow, DecisionRow, DeclarationRow, FeeRow, Passage
+from central.declarations import RowError
+
+
+class DecisionOut(BaseModel):
+    """A decision on a passage, by the rules (`decided_by` rules:<version>) or an officer."""
+
+    outcome: str
+    action: str | None
+    reasons: list[dict[str, Any]]
+    declaration_number: str | None
+    plate_score: float | None
+    rules_version: str
+    decided_by: str
+    decided_at: datetime
+    note: str
+    current: bool
+
+    @classmethod
+    def of(cls, row: DecisionRow) -> DecisionOut:
+        """From a stored decision."""
+        return cls(
+            outcome=row.outcome, action=row.action, reasons=row.reasons,
+            declaration_number=row.declaration_number, plate_score=row.plate_score,
+            rules_version=row.rules_version, decided_by=row.decided_by,
+            decided_at=store.utc(row.decided_at), note=row.note, current=row.current,
+        )
+
+
+class PassageOut(BaseModel):
+    """A passage as the API lists it, with its current decision."""
+
+    event_id: str
+    site: str
+    lane: str
+    node_id: str
+    direction: str
+    started_at: datetime
+    ended_at: datetime
+    received_at: datetime
+    plate_text: str | None
+    plate_confidence: float | None
+    trailer_text: str | None
+    container_codes: list[str]
+    gross_kg: float | None
+    decision: DecisionOut | None
+    payload: dict
+
+    @classmethod
+    def of(cls, row: Passage, decision: DecisionRow | None) -> PassageOut:
+        """From a stored passage and its current decision."""
+        return cls(
+            event_id=row.event_id, site=row.site, lane=row.lane, node_id=row.node_id,
+            direction=row.direction, started_at=store.utc(row.started_at),
+            ended_at=store.utc(row.ended_at), received_at=store.utc(row.received_at),
+            plate_text=row.plate_text, plate_confidence=row.plate_confidence,
+            trailer_text=row.trailer_text, container_codes=row.container_codes.split(),
+            gross_kg=row.gross_kg, decision=DecisionOut.of(decision) if decision else None,
+            payload=row.payload,
+        )
+
+
+class DeclarationOut(BaseModel):
+    """A stored declaration with its usage."""
+
+    number: str
+    direction: str
+    tractor_plate: str
+    trailer_plate: str | None
+    containers: list[str]
+    seals: list[str]
+    gross_weight_kg: float | None
+    window_start: datetime
+    window_end: datetime
+    gate: str
+    lane_group: str | None
+    status: str
+    company: str
+    goods_category: str
+    updated_at: datetime
+    used_by_event_id: str | None
+    used_at: datetime | None
+
+    @classmethod
+    def of(cls, row: DeclarationRow) -> DeclarationOut:
+        """From a stored declaration."""
+        decl = store.declaration_from_row(row)
+        return cls(
+            **decl.model_dump(mode="python", exclude={"containers", "seals"}),
+            containers=list(decl.containers), seals=list(decl.seals),
+            updated_at=store.utc(row.updated_at), used_by_event_id=row.used_by_event_id,
+            used_at=store.aware(row.used_at),
+        )
+
+
+class RowErrorOut(BaseModel):
+    """One rejected row: CSV line number (JSON: item position) and why."""
+
+    line: int
+    reason: str
+
+    @classmethod
+    def of(cls, err: RowError) -> RowErrorOut:
+        """From a parser's row error."""
+        return cls(line=err.line, reason=err.reason)
+
+
+class ImportReport(BaseModel):
+    """What an import did; bad rows are listed and the good ones kept."""
+
+    created: int
+    updated: int
+    unchanged: int
+    errors: list[RowErrorOut]
+
+
+class CommandOut(BaseModel):
+    """A lane command and its acknowledgement."""
+
+    command_id: str
+    site: str
+    lane: str
+    action: str
+    message: str | None
+    issued_by: str
+    issued_at: datetime
+    ack_ok: bool | None
+    ack_detail: str | None
+    acked_at: datetime | None
+
+    @classmethod
+    def of(cls, row: CommandRow) -> CommandOut:
+        """From a stored command."""
+        return cls(
+            command_id=row.command_id, site=row.site, lane=row.lane, action=row.action,
+            message=row.message, issued_by=row.issued_by, issued_at=store.utc(row.issued_at),
+            ack_ok=row.ack_ok, ack_detail=row.ack_detail, acked_at=store.aware(row.acked_at),
+        )
+
+
+class FeeOut(BaseModel):
+    """The fee assessed for a passage."""
+
+    amount_vnd: int
+    basis: str
+    multiplier: float
+    items: list[dict[str, Any]]
+    table_version: str
+    declaration_number: str | None
+
+    @classmethod
+    def of(cls, row: FeeRow) -> FeeOut:
+        """From a stored fee assessment."""
+        return cls(
+            amount_vnd=row.amount_vnd, basis=row.basis, multiplier=row.multiplier,
+            items=row.items, table_version=row.table_version,
+            declaration_number=row.declaration_number,
+        )
+
+
+class AuditOut(BaseModel):
+    """One audit entry."""
+
+    at: datetime
+    actor: str
+    action: str
+    target_type: str
+    target_id: str
+    detail: dict[str, Any]
+
+
+class PassageDetailOut(BaseModel):
+    """A passage with everything decided and done about it."""
+
+    passage: PassageOut
+    declaration: DeclarationOut | None
+    history: list[DecisionOut]
+    commands: list[CommandOut]
+    fee: FeeOut | None
+    audit: list[AuditOut]
+
+    @classmethod
+    def of(cls, d: store.PassageDetail) -> PassageDetailOut:
+        """From the store's passage detail."""
+        return cls(
+            passage=PassageOut.of(d.passage, d.decision),
+            declaration=DeclarationOut.of(d.declaration) if d.declaration else None,
+            history=[DecisionOut.of(h) for h in d.history],
+            commands=[CommandOut.of(c) for c in d.commands],
+            fee=FeeOut.of(d.fee) if d.fee else None,
+            audit=[
+                AuditOut(at=store.utc(a.at), actor=a.actor, action=a.action,
+                         target_type=a.target_type, target_id=a.target_id, detail=a.detail)
+                for a in d.audit
+            ],
+        )
+
+
+class OfficerDecisionIn(BaseModel):
+    """An officer's verdict on a passage; the note is kept in the audit log."""
+
+    verdict: store.Verdict
+    note: str = Field(default="", max_length=2000)
+
+
+class LaneStatsOut(BaseModel):
+    """Per-lane numbers over the requested range."""
+
+    site: str
+    lane: str
+    passages: int
+    per_hour: dict[str, int] = Field(description="passages per UTC hour, e.g. 2025-05-08T09:00Z")
+    read_rate: float = Field(description="share of passages with a plate read")
+    flagged_rate: float = Field(description="share of rules decisions that did not clear")
+    mean_decision_s: float | None = Field(description="mean seconds from arrival to decision")
+    outcomes: dict[str, int]
