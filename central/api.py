@@ -11,26 +11,22 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from pathlib import Path
 
-from fastapi import FastAPI, Request
-from fastapi.responses import HTMLResponse
-from fastapi.templating import Jinja2Templates
+from fastapi import FastAPI
 
-from central import auth, store
+from central import auth
 from central.config import CentralSettings
 from central.db import make_engine, session_factory, upgrade_database
 from central.decisions import DecisionService
-from central.deps import Db, Outbox
+from central.deps import Outbox
 from central.events import EventBus
 from central.fees import DEFAULT_FEE_TABLE, load_fee_table
 from central.ingest import IngestOutcome, MqttIngest
 from central.routes import declarations, lanes, passages
+from central.routes.web import install_web
 from central.rules import DEFAULT_RULES, load_rules
 
 log = logging.getLogger(__name__)
-
-TEMPLATES = Jinja2Templates(directory=str(Path(__file__).resolve().parent / "web" / "templates"))
 
 
 def decision_service(settings: CentralSettings) -> DecisionService:
@@ -62,6 +58,7 @@ def create_app(settings: CentralSettings, start_ingest: bool = True) -> FastAPI:
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         upgrade_database(engine)
+        auth.check_startup(settings, sessions)
         events.bind(asyncio.get_running_loop())
         if start_ingest:
             ingest.start()
@@ -81,6 +78,7 @@ def create_app(settings: CentralSettings, start_ingest: bool = True) -> FastAPI:
     auth.install(app, settings)
     for router in (passages.router, declarations.router, lanes.router):
         app.include_router(router)
+    install_web(app)
 
     @app.get("/api/health", tags=["health"])
     def health() -> dict:
@@ -92,13 +90,5 @@ def create_app(settings: CentralSettings, start_ingest: bool = True) -> FastAPI:
             "rejects_by_reason": dict(ingest.reject_reasons),
             "rules_version": decisions.rules.version,
         }
-
-    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
-    def passage_page(request: Request, db: Db) -> HTMLResponse:
-        """Plain HTML list of the latest passages with their reads."""
-        rows = store.list_passages(db, store.PassageFilter(limit=200))
-        return TEMPLATES.TemplateResponse(
-            request, "passages.html", {"passages": rows, "nodes": store.list_nodes(db)}
-        )
 
     return app

@@ -123,7 +123,8 @@ def csrf_for(config: AuthConfig, session_id: str) -> str:
     return config.digest("csrf", session_id)
 
 
-def _lookup(request: Request) -> CurrentUser | None:
+def lookup_user(request: Request) -> CurrentUser | None:
+    """The caller of `request` as the database says now (blocking; see `current_user`)."""
     config = _config(request)
     header = request.headers.get("authorization", "")
     with request.app.state.sessions() as session:
@@ -145,7 +146,7 @@ async def current_user(request: Request) -> CurrentUser | None:
     cached = getattr(request.state, "user", False)
     if cached is not False:
         return cached
-    user = await run_in_threadpool(_lookup, request)
+    user = await run_in_threadpool(lookup_user, request)
     request.state.user = user
     return user
 

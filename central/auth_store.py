@@ -184,11 +184,17 @@ def demo_users_exist(session: Session) -> bool:
     return session.scalar(select(User.id).where(User.is_demo).limit(1)) is not None
 
 
+DEFAULT_USERNAMES = ("admin", "administrator", "root", "smartgate", "operator", "officer")
+
+
 def users_with_default_password(session: Session) -> list[str]:
-    """Names of active users whose password is `admin` or their own user name."""
+    """Names of active stock accounts (admin, root, ...) whose password is `admin`, `password`
+    or their own name (`add_user` refuses such passwords; this catches rows made otherwise)."""
     weak = []
-    for user in session.scalars(select(User).where(User.active)):
-        if any(PASSWORDS.verify(p, user.password_hash) for p in {"admin", user.username}):
+    stock = select(User).where(User.active, User.username.in_(DEFAULT_USERNAMES))
+    for user in session.scalars(stock):
+        guesses = {"admin", "password", user.username}
+        if any(PASSWORDS.verify(p, user.password_hash) for p in guesses):
             weak.append(user.username)
     return weak
 
