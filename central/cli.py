@@ -1,8 +1,10 @@
-"""`smartgate central ...` commands."""
+"""`smartgate central run` and `smartgate declarations import|sample`."""
 
 from __future__ import annotations
 
 import argparse
+import sys
+from pathlib import Path
 
 from smartgate.cli import CommandGroups
 
@@ -22,6 +24,8 @@ def run_central(args: argparse.Namespace) -> int:
             "mqtt_port": args.mqtt_port,
             "http_host": args.host,
             "http_port": args.port,
+            "rules_file": args.rules,
+            "fee_table_file": args.fee_table,
         }.items()
         if v is not None
     }
@@ -31,8 +35,58 @@ def run_central(args: argparse.Namespace) -> int:
     return 0
 
 
+def import_declarations(args: argparse.Namespace) -> int:
+    """Import a declarations CSV: good rows kept (idempotent on number), bad rows listed.
+
+    Exit status 0 when every row was good, 1 when some were rejected, 2 when the file is
+    unusable.
+    """
+    from tqdm import tqdm
+
+    from central import store
+    from central.config import CentralSettings
+    from central.db import make_engine, session_factory, upgrade_database
+    from central.declarations import DeclarationFileError, parse_csv
+
+    path = Path(args.file)
+    try:
+        with path.open(encoding="utf-8-sig", newline="") as lines:
+            decls, errors = parse_csv(lines)
+    except (OSError, UnicodeDecodeError, DeclarationFileError) as exc:
+        print(f"error: {path}: {exc}", file=sys.stderr)
+        return 2
+    for err in errors:
+        print(f"{path}:{err.line}: {err.reason}", file=sys.stderr)
+    settings = CentralSettings(**({"database_url": args.database_url} if args.database_url else {}))
+    engine = make_engine(settings.database_url)
+    upgrade_database(engine)
+    with (
+        tqdm(total=len(decls), unit="decl", disable=not sys.stderr.isatty()) as bar,
+        session_factory(engine)() as session,
+        session.begin(),
+    ):
+        counts = store.import_declarations(session, decls, progress=bar.update)
+        store.add_audit(session, "cli", "declaration.import", "declaration", path.name, {
+            "created": counts.created, "updated": counts.updated,
+            "unchanged": counts.unchanged, "bad_rows": len(errors),
+        })  # fmt: skip
+    engine.dispose()
+    print(f"{path}: {counts.created} created, {counts.updated} updated, "
+          f"{counts.unchanged} unchanged, {len(errors)} bad rows")
+    return 1 if errors else 0
+
+
+def sample_declarations(args: argparse.Namespace) -> int:
+    """Write generated declarations as CSV to stdout."""
+    from central.declarations import write_csv
+    from central.sample_declarations import generate_declarations
+
+    write_csv(generate_declarations(args.count, args.seed, gate=args.gate), sys.stdout)
+    return 0
+
+
 def register(commands: CommandGroups) -> None:
-    """Attach `smartgate central run`."""
+    """Attach `smartgate central run` and `smartgate declarations import|sample`."""
     central = commands.top.add_parser("central", help="the central service")
     sub = central.add_subparsers(dest="central_command", metavar="ACTION")
     sub.required = True
@@ -42,4 +96,19 @@ def register(commands: CommandGroups) -> None:
     run.add_argument("--mqtt-port", type=int)
     run.add_argument("--host", help="HTTP listen address")
     run.add_argument("--port", type=int, help="HTTP listen port")
+    run.add_argument("--rules", help="site matching rules, YAML or TOML (docs/matching.md)")
+    run.add_argument("--fee-table", help="fee table, YAML or TOML (central/fees.py)")
     run.set_defaults(func=run_central)
+
+    decl = commands.top.add_parser("declarations", help="customs declarations in central's DB")
+    dsub = decl.add_subparsers(dest="declarations_command", metavar="ACTION")
+    dsub.required = True
+    imp = dsub.add_parser("import", help="import a CSV (docs/matching.md), idempotent on number")
+    imp.add_argument("file", help="CSV file with a header row")
+    imp.add_argument("--database-url", help="SQLAlchemy URL (default: central settings)")
+    imp.set_defaults(func=import_declarations)
+    sample = dsub.add_parser("sample", help="print generated declarations as CSV")
+    sample.add_argument("--count", type=int, default=1000, help="how many (default 1000)")
+    sample.add_argument("--seed", type=int, default=0, help="random seed (same seed, same rows)")
+    sample.add_argument("--gate", default="huunghi", help="site id of the gate")
+    sample.set_defaults(func=sample_declarations)

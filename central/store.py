@@ -263,9 +263,9 @@ def _import_batch(session: Session, chunk: list[Declaration], now: datetime) -> 
         counts.updated += 1
     session.flush()
     if new_rows:
-        session.execute(insert(DeclarationRow), new_rows)
+        session.execute(insert(DeclarationRow.__table__), new_rows)
     if new_keys:
-        session.execute(insert(DeclarationKey), new_keys)
+        session.execute(insert(DeclarationKey.__table__), new_keys)
     return counts
 
 

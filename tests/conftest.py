@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import socket
 import subprocess
+import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -15,6 +17,7 @@ import pytest
 from smartgate.broker import EmbeddedBroker, free_port
 
 REPO = Path(__file__).resolve().parents[1]
+POSTGRES_BIN = Path("/usr/lib/postgresql/15/bin")
 SHARED_DATA = REPO.parent / "shared" / "data"
 
 
@@ -98,3 +101,66 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip(f"evaluation data not found at {SHARED_DATA}")
     return SHARED_DATA
+
+
+def _as_postgres_user() -> list[str]:
+    """Command prefix that runs the PostgreSQL server unprivileged (it refuses to run as root)."""
+    if os.geteuid() != 0:
+        return []
+    runuser = shutil.which("runuser")
+    if runuser is None:
+        pytest.skip("running as root without runuser: cannot start PostgreSQL unprivileged")
+    return [runuser, "-u", "postgres", "--"]
+
+
+def _wait_postgres(port: int, timeout_s: float = 30.0) -> None:
+    import psycopg
+
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            psycopg.connect(host="127.0.0.1", port=port, user="postgres", dbname="postgres",
+                            connect_timeout=2).close()
+            return
+        except psycopg.OperationalError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A throwaway PostgreSQL 15 cluster for the session; yields the URL of its `postgres` DB.
+
+    Tests that need a clean database create their own in it. Skips when the binaries are absent.
+    """
+    if not (POSTGRES_BIN / "initdb").exists():
+        pytest.skip(f"PostgreSQL binaries not found in {POSTGRES_BIN}")
+    try:
+        import psycopg  # noqa: F401
+    except ImportError:
+        pytest.skip("psycopg is not installed (pip install 'smartgate[postgres]')")
+    prefix = _as_postgres_user()
+    folder = Path(tempfile.mkdtemp(prefix="smartgate-pg-"))
+    if prefix:
+        shutil.chown(folder, "postgres", "postgres")
+    data = folder / "data"
+    port = free_port()
+    subprocess.run(
+        [*prefix, str(POSTGRES_BIN / "initdb"), "-D", str(data), "-U", "postgres",
+         "--auth=trust", "-E", "UTF8", "--no-sync"],
+        check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    server = subprocess.Popen(
+        [*prefix, str(POSTGRES_BIN / "postgres"), "-D", str(data), "-p", str(port),
+         "-c", "listen_addresses=127.0.0.1", "-c", f"unix_socket_directories={folder}",
+         "-c", "fsync=off", "-c", "full_page_writes=off"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    try:
+        _wait_postgres(port)
+        yield f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres"
+    finally:
+        server.terminate()
+        server.wait(30)
+        shutil.rmtree(folder, ignore_errors=True)
