@@ -2,17 +2,78 @@
 
 from __future__ import annotations
 
+import threading
 import time
+from datetime import timedelta
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
+import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 from sqlalchemy import func, select
 
-from central.db import Passage, RejectedMessage, make_engine, session_factory, upgrade_database
-from central.ingest import MqttIngest, handle_message
+from central import store
+from central.db import (
+    CommandRow,
+    DecisionRow,
+    FeeRow,
+    LaneStatusRow,
+    Passage,
+    RejectedMessage,
+    make_engine,
+    session_factory,
+    upgrade_database,
+)
+from central.decisions import DecisionService
+from central.declarations import Declaration
+from central.ingest import IngestOutcome, MqttIngest, handle_message
+from central.rules import RuleSet
 from smartgate import contract
-from tests.test_contract import make_event
+from smartgate.contract import CommandAck, LaneCommand, LaneStatus
+from tests.test_contract import T0, make_event
+
+RULES = RuleSet(version="site-7")
+
+
+def declaration(number: str, plate: str, containers=("CSQU3054383",), kg=32_100.0) -> Declaration:  # type: ignore[no-untyped-def]
+    """A declaration that `make_event(plate_front=<plate>)` matches (weight permitting)."""
+    return Declaration(
+        number=number, direction="import", tractor_plate=plate, containers=containers,
+        gross_weight_kg=kg, window_start=T0 - timedelta(hours=1),
+        window_end=T0 + timedelta(hours=10), gate="huunghi",
+    )
+
+
+def seed(sessions, *decls: Declaration) -> None:  # type: ignore[no-untyped-def]
+    with sessions() as s, s.begin():
+        store.import_declarations(s, decls)
+
+
+def check_ingest_decides_once(sessions) -> None:  # type: ignore[no-untyped-def]
+    """A passage delivered twice is stored, decided, charged and commanded exactly once."""
+    seed(sessions, declaration("TEST-0001", "29C12345"))
+    service = DecisionService(RULES)
+    event = make_event()
+    topic = contract.passage_topic(event.site, event.lane)
+    outcomes = []
+    for _ in range(2):
+        with sessions() as s, s.begin():
+            outcomes.append(handle_message(s, topic, event.to_json(), service.decide_passage))
+    first, again = outcomes
+    assert (first.kind, again.kind) == ("stored", "duplicate")
+    assert first.command is not None and again.command is None
+    assert first.command.action == contract.CommandAction.OPEN_BARRIER
+    assert first.command.passage_event_id == event.event_id
+    assert first.notice == {"type": "passage", "event_id": event.event_id, "site": "huunghi",
+                            "lane": "L1", "plate": "29C12345", "outcome": "cleared"}
+    with sessions() as s:
+        decision = store.current_decision(s, event.event_id)
+        assert decision is not None and decision.rules_version == "site-7"
+        assert decision.decided_by == "rules:site-7" and decision.declaration_number == "TEST-0001"
+        row = store.get_declaration(s, "TEST-0001")
+        assert row is not None and row.used_by_event_id == event.event_id
+        fee = s.get(FeeRow, event.event_id)
+        assert fee is not None and fee.basis == "containers" and fee.amount_vnd > 0
 
 
 def _sessions(tmp_path: Path):
@@ -37,6 +98,24 @@ def test_handle_message_is_idempotent_and_keeps_rejects(tmp_path: Path) -> None:
     assert kinds == ["stored", "duplicate", "rejected"]
     assert _count(sessions, Passage) == 1
     assert _count(sessions, RejectedMessage) == 1
+
+
+def test_passage_decision_fee_and_command_commit_together(tmp_path: Path) -> None:
+    sessions = _sessions(tmp_path)
+    check_ingest_decides_once(sessions)
+    assert _count(sessions, DecisionRow) == 1 and _count(sessions, CommandRow) == 1
+
+
+def test_failed_decision_rolls_back_the_passage(tmp_path: Path) -> None:
+    sessions = _sessions(tmp_path)
+    event = make_event()
+
+    def broken(_session, _event):  # type: ignore[no-untyped-def]
+        raise RuntimeError("matching bug")
+
+    with pytest.raises(RuntimeError), sessions() as s, s.begin():
+        handle_message(s, contract.passage_topic("huunghi", "L1"), event.to_json(), broken)
+    assert _count(sessions, Passage) == 0  # not acknowledged either: the broker redelivers
 
 
 def test_event_on_wrong_lane_topic_is_rejected(tmp_path: Path) -> None:
@@ -75,3 +154,104 @@ def test_ingest_over_mosquitto_survives_malformed_messages(tmp_path: Path, mosqu
     with sessions() as s:
         plates = set(s.scalars(select(Passage.plate_text)))
     assert plates == {"29C12345"}
+
+
+class _Edge:
+    """The lane's side of the broker: publishes, collects commands, acknowledges them."""
+
+    def __init__(self, broker) -> None:  # type: ignore[no-untyped-def]
+        self.commands: list[LaneCommand] = []
+        self.got = threading.Condition()
+        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="edge-lane")
+        self.client.on_message = self._on_message
+        self.client.connect(broker.host, broker.port)
+        self.client.subscribe(contract.command_topic("huunghi", "L1"), qos=1)
+        self.client.loop_start()
+
+    def _on_message(self, _c, _u, msg) -> None:  # type: ignore[no-untyped-def]
+        with self.got:
+            self.commands.append(contract.parse_command(msg.payload))
+            self.got.notify_all()
+
+    def send(self, topic: str, payload: bytes) -> None:
+        self.client.publish(topic, payload, qos=1).wait_for_publish(5)
+
+    def wait_commands(self, n: int, timeout_s: float = 15) -> list[LaneCommand]:
+        with self.got:
+            self.got.wait_for(lambda: len(self.commands) >= n, timeout_s)
+            return list(self.commands)
+
+    def stop(self) -> None:
+        self.client.loop_stop()
+        self.client.disconnect()
+
+
+def _wait(predicate, timeout_s: float = 15) -> bool:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def test_passage_in_decision_and_command_out_over_mosquitto(tmp_path: Path, mosquitto) -> None:
+    sessions = _sessions(tmp_path)
+    seed(sessions, declaration("TEST-0001", "29C12345"),
+         declaration("TEST-0002", "51D67890", containers=(), kg=10_000))
+    notices: list[dict] = []
+
+    def after_commit(outcome: IngestOutcome) -> None:
+        if outcome.notice:
+            notices.append(outcome.notice)
+
+    ingest = MqttIngest(sessions, mosquitto.host, mosquitto.port, client_id="central-e2e",
+                        on_passage=DecisionService(RULES).decide_passage,
+                        after_commit=after_commit)
+    ingest.start()
+    assert ingest.connected.wait(10)
+    edge = _Edge(mosquitto)
+    cleared = make_event()
+    flagged = make_event(plate_front={"text": "51D67890", "confidence": 0.95}, containers=[])
+    unknown = make_event(plate_front={"text": "88H88888", "confidence": 0.95}, containers=[])
+    topic = contract.passage_topic("huunghi", "L1")
+    for event in (cleared, cleared, flagged, unknown):  # the second is a QoS 1 redelivery
+        edge.send(topic, event.to_json())
+    commands = edge.wait_commands(3)
+    by_event = {c.passage_event_id: c for c in commands}
+    assert by_event[cleared.event_id].action == contract.CommandAction.OPEN_BARRIER
+    assert by_event[flagged.event_id].action == contract.CommandAction.SEND_TO_INSPECTION
+    assert by_event[flagged.event_id].inspection_lane == "inspection"
+    assert "weight_out_of_tolerance" in (by_event[flagged.event_id].message or "")
+    assert by_event[unknown.event_id].action == contract.CommandAction.SEND_TO_INSPECTION
+    assert all(c.issued_by == "rules:site-7" for c in commands)
+
+    open_cmd = by_event[cleared.event_id]
+    edge.send(contract.command_ack_topic("huunghi", "L1"), CommandAck(
+        command_id=open_cmd.command_id, site="huunghi", lane="L1", node_id="edge-1", ok=True,
+        detail="barrier opened").to_json())
+    edge.send(contract.lane_status_topic("huunghi", "L1"), LaneStatus(
+        site="huunghi", lane="L1", node_id="edge-1", state="barrier_open",
+        queue_length=2).to_json())
+
+    def acked() -> bool:
+        with sessions() as s:
+            row = s.get(CommandRow, open_cmd.command_id)
+            return row is not None and row.ack_ok is True and s.get(
+                LaneStatusRow, ("huunghi", "L1")) is not None
+
+    assert _wait(acked)
+    time.sleep(0.3)  # let a wrongly repeated command arrive before counting
+    ingest.stop()
+    edge.stop()
+    assert len(edge.commands) == 3
+    assert _count(sessions, Passage) == 3 and _count(sessions, DecisionRow) == 3
+    with sessions() as s:
+        outcomes = {d.passage_event_id: d.outcome for d in s.scalars(select(DecisionRow))}
+        lane = s.get(LaneStatusRow, ("huunghi", "L1"))
+    assert outcomes == {cleared.event_id: "cleared", flagged.event_id: "flagged",
+                        unknown.event_id: "no_declaration"}
+    assert lane is not None and (lane.state, lane.queue_length) == ("barrier_open", 2)
+    kinds = [n["type"] for n in notices]
+    assert kinds.count("passage") == 3 and "command_ack" in kinds and "lane_status" in kinds
+    assert ingest.stats["duplicate"] == 1 and ingest.stats["command_ack"] == 1
