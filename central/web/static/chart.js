@@ -56,10 +56,10 @@
         svg.appendChild(el("polyline", {points: pts.join(" "), fill: "none", stroke: colour,
           "stroke-width": 2}));
       } else {
-        var bw = (slot * 0.8) / Math.max(series.length, 1);
+        var bw = Math.min((slot * 0.8) / Math.max(series.length, 1), 48);
         s.values.forEach(function (v, i) {
-          if (v === null) return;
-          var bx = L + slot * i + slot * 0.1 + bw * si;
+          if (!v) return;  /* null or zero: no bar */
+          var bx = L + slot * i + (slot - bw * series.length) / 2 + bw * si;
           svg.appendChild(el("rect", {x: bx, y: y(v), width: Math.max(bw - 1, 1),
             height: T + plotH - y(v), fill: colour}, undefined));
         });
