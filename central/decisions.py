@@ -8,7 +8,7 @@ command only after that commit. Officers' decisions go through `officer_decision
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Collection, Sequence
 from datetime import timedelta
 
 from sqlalchemy.orm import Session, sessionmaker
@@ -23,8 +23,6 @@ from central.rules import DEFAULT_RULES, RuleSet
 from smartgate.contract import CommandAction, LaneCommand, PassageEvent
 
 log = logging.getLogger(__name__)
-
-CommandSender = Callable[[LaneCommand], None]
 
 OFFICER_COMMANDS: dict[store.Verdict, tuple[CommandAction, str]] = {
     store.Verdict.APPROVE: (CommandAction.OPEN_BARRIER, "Cleared by officer"),
@@ -92,29 +90,28 @@ def seed_demo_declarations(
     target: sessionmaker | str,
     plates: Sequence[str],
     *,
-    flagged: str | None = None,
+    flagged: Collection[str] = (),
     gate: str = "huunghi",
     per_plate: int = 50,
 ) -> store.ImportCounts:
     """Declarations for the demo's trucks: `per_plate` valid ones per plate, so a looping demo
-    keeps clearing, except for `flagged` (default: the last plate), whose declared weight of 5 t
-    sends it to inspection (`weight_out_of_tolerance`).
+    keeps clearing; the plates in `flagged` get a declared weight of 5 t, which sends a truck
+    weighed on the bridge to inspection (`weight_out_of_tolerance`).
 
     `target` is a session factory or a database URL (migrated first). Windows run from an hour
-    ago to a week ahead; import directions, no containers. Safe to call again (idempotent).
+    ago to a week ahead; import direction (entry lanes), no containers. Safe to call again.
     """
     if isinstance(target, str):
         engine = make_engine(target)
         upgrade_database(engine)
         target = session_factory(engine)
-    flagged = flagged if flagged is not None else (plates[-1] if plates else None)
     start = utcnow() - timedelta(hours=1)
     decls = [
         Declaration(
             number=f"DEMO-{i}-{k:03d}",
             direction=Direction.IMPORT,
             tractor_plate=plate,
-            gross_weight_kg=5_000 if plate == flagged else None,
+            gross_weight_kg=5_000 if plate in flagged else None,
             window_start=start,
             window_end=start + timedelta(days=7),
             gate=gate,

@@ -12,8 +12,10 @@ import cv2
 import pytest
 from fastapi.testclient import TestClient
 
+from central import auth_store
 from central.api import create_app
 from central.config import CentralSettings
+from central.decisions import seed_demo_declarations
 from edge.app import EdgeNode
 from edge.config import EdgeConfig
 from smartgate.demo import demo_edge_config
@@ -30,19 +32,39 @@ def _scene_folder(tmp_path: Path) -> Path:
     return folder
 
 
+def _api_token(app, role: str) -> str:  # type: ignore[no-untyped-def]
+    """A machine token for a fresh user with `role`."""
+    from central import auth_store
+
+    token = "e2e-token-" + role
+    with app.state.sessions() as session, session.begin():
+        user = auth_store.add_user(session, f"e2e-{role}", "e2e-password-long", role)
+        auth_store.add_api_token(session, user, "e2e", app.state.auth.digest("token", token))
+    return token
+
+
 @pytest.mark.parametrize("broker_fixture", ["mosquitto", "amqtt_broker"])
 def test_passage_from_edge_is_stored_with_plate(tmp_path: Path, request, broker_fixture) -> None:
     broker = request.getfixturevalue(broker_fixture)
     settings = CentralSettings(
         database_url=f"sqlite:///{tmp_path / 'central.db'}",
         mqtt_host=broker.host, mqtt_port=broker.port, data_dir=tmp_path,
+        secret_key="e2e-secret-key-0123456789-abcdefghij",
     )
+    seed_demo_declarations(settings.database_url, ["29C12345"])
     config = EdgeConfig.model_validate(
         demo_edge_config(tmp_path, _scene_folder(tmp_path), broker.port, fps=10)
     )
     config.lanes[0].cameras[0].loop = False
     with TestClient(create_app(settings)) as client:
         assert client.app.state.ingest.connected.wait(10)
+        client.headers["Authorization"] = "Bearer " + _api_token(client.app, "operator")
+        with client.app.state.sessions() as session, session.begin():
+            user = auth_store.add_user(session, "e2e", "e2e-password-123", "admin")
+            auth_store.add_api_token(
+                session, user, "e2e", client.app.state.auth.digest("token", "e2e-token")
+            )
+        client.headers["Authorization"] = "Bearer e2e-token"
         node = EdgeNode(config, realtime=False)
         node.start()
         node.run()
@@ -57,7 +79,8 @@ def test_passage_from_edge_is_stored_with_plate(tmp_path: Path, request, broker_
         assert isinstance(passages, list) and len(passages) == 1, passages
         assert passages[0]["plate_text"] == "29C12345"
         assert passages[0]["lane"] == "L1"
-        page = client.get("/")
+        assert passages[0]["decision"]["outcome"] == "cleared"
+        page = client.get("/passages")
         assert "29C" in page.text
         health = client.get("/api/health").json()
         assert health["ingest"]["stored"] == 1
