@@ -16,8 +16,10 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
+
+import cv2
 
 from edge.config import (
     EdgeConfig,
@@ -74,13 +76,14 @@ class Readers:
         return cls(PlateReader(det, rec, regions=cfg.regions), ContainerReader(det, rec))
 
 
-def _shift_plate(plate: PlateResult, dx: int, dy: int) -> PlateResult:
-    if (dx, dy) == (0, 0) or plate.box is None:
+def to_frame(plate: PlateResult, dx: int, dy: int, scale: float) -> PlateResult:
+    """A plate read on the scaled ROI, with its box and corners in full-frame pixels."""
+    if ((dx, dy) == (0, 0) and scale == 1.0) or plate.box is None:
         return plate
     x1, y1, x2, y2 = plate.box
-    quad = tuple((x + dx, y + dy) for x, y in plate.quad) if plate.quad else None
-    return PlateResult(plate.text, plate.display_text, plate.confidence, plate.region, plate.rows,
-                       plate.colour, (x1 + dx, y1 + dy, x2 + dx, y2 + dy), plate.candidates, quad)
+    quad = tuple((x / scale + dx, y / scale + dy) for x, y in plate.quad) if plate.quad else None
+    box = (int(x1 / scale) + dx, int(y1 / scale) + dy, int(x2 / scale) + dx, int(y2 / scale) + dy)
+    return replace(plate, box=box, quad=quad)
 
 
 class LaneRuntime:
@@ -90,10 +93,13 @@ class LaneRuntime:
         self.node, self.cfg = node, cfg
         self.lock = threading.RLock()
         self.roles = {f"{cfg.lane}/{c.name}": c.role for c in cfg.cameras}
+        self.scales = {f"{cfg.lane}/{c.name}": c.scale for c in cfg.cameras}
         self.gated = not isinstance(cfg.trigger, PlateTrigger)
         self.present = False
         self.closing_at: float | None = None
         self.inflight = 0
+        self.generation = 0  # passages closed so far: results of an older one are late
+        self.late = 0
         self.loop = LoopState()
         self.state: LaneState = "idle"
         p = cfg.passage
@@ -132,9 +138,21 @@ class LaneRuntime:
                     self.cfg.trigger, WeighbridgeTrigger) else "vehicle_present")
                 return
             self.closing_at = at
-            if self.assembler.reads >= max(1, self.cfg.passage.min_reads):
+            enough = self.assembler.reads >= max(1, self.cfg.passage.min_reads)
+            if enough:
                 self.node.scheduler.cancel(lambda j: j.key in self.roles)
-            if self.inflight == 0:
+            if self.inflight == 0 and self.closing_at is not None:
+                self._close()
+            elif enough:
+                timer = threading.Timer(self.cfg.passage.close_wait_ms / 1000,
+                                        self._close_late, args=(self.generation,))
+                timer.daemon = True
+                timer.start()
+
+    def _close_late(self, generation: int) -> None:
+        """`close_wait_ms` after trigger off: close without the frames still in flight."""
+        with self.lock:
+            if self.generation == generation and self.closing_at is not None:
                 self._close()
 
     def on_weighbridge(self, event: CaptureEvent) -> None:
@@ -172,21 +190,34 @@ class LaneRuntime:
             self.inflight += 1
         role = self.roles[frame.camera]
         kind = "plates" if role in PLATE_ROLES else "containers"
+        scale = self.scales[frame.camera]
+        image = frame.view if scale == 1.0 else cv2.resize(
+            frame.view, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
         self.node.scheduler.submit(
-            Job(frame.camera, kind, frame.view, done=partial(self.on_result, frame, role),
+            Job(frame.camera, kind, image, rank=self.rank,
+                done=partial(self.on_result, frame, role, self.generation),
                 dropped=self.job_finished),
             block=not self.node.realtime,
         )
 
-    def on_result(self, frame: Frame, role: str, result: list) -> None:
+    def on_result(self, frame: Frame, role: str, generation: int, result: list) -> None:
         """Inference result of one frame (on the inference thread)."""
         dx, dy = frame.offset
+        scale = self.scales[frame.camera]
         events: list[PassageEvent] = []
+        if self.gated and generation != self.generation:
+            with self.lock:
+                self.late += 1
+            self.job_finished()
+            return
         image_id = self.node.images.save(frame.image) if result else None
         with self.lock:
-            if role in PLATE_ROLES:
+            if self.gated and generation != self.generation:
+                self.late += 1
+            elif role in PLATE_ROLES:
                 plates: list[PlateResult] = result
-                obs = [Observation(frame.camera, frame.timestamp, _shift_plate(p, dx, dy),
+                self.node.plates_read += len(plates[:1])
+                obs = [Observation(frame.camera, frame.timestamp, to_frame(p, dx, dy, scale),
                                    image_id, role) for p in plates[:1]]
                 if isinstance(self.cfg.trigger, PlateTrigger):
                     events = self.assembler.feed_frame(frame.camera, frame.index,
@@ -205,6 +236,14 @@ class LaneRuntime:
             self.node.emit(self, event)
         self.job_finished()
 
+    def rank(self) -> int:
+        """Scheduling priority of this lane's frames (lower first): a closing passage without
+        a read, then passages with few reads; a well-read passage waits."""
+        reads = self.assembler.reads
+        if self.closing_at is not None and reads == 0:
+            return -1
+        return min(reads, 3)
+
     def job_finished(self) -> None:
         """A frame left the pipeline (inferred or dropped); closes a passage waiting for it."""
         with self.lock:
@@ -215,6 +254,7 @@ class LaneRuntime:
     def _close(self) -> None:
         at, self.closing_at = self.closing_at, None
         assert at is not None
+        self.generation += 1
         event = self.assembler.close(at)
         if event is not None:
             self.node.emit(self, event)
@@ -274,6 +314,7 @@ class EdgeNode:
         self.cameras_ok: dict[str, bool] = {}
         self.stop_event = threading.Event()
         self.passages_emitted = 0
+        self.plates_read = 0
         self.spool_depth_at_stop = 0
         self._ended = 0
         self._ended_lock = threading.Lock()

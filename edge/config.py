@@ -57,6 +57,11 @@ class CameraConfig(_Strict):
     roi: Rect | None = Field(
         default=None, description="region of interest x, y, width, height; inference sees only it"
     )
+    scale: float = Field(
+        default=1.0, gt=0.1, le=1.0,
+        description="inference sees the ROI resized by this factor (cheaper detection; boxes are "
+        "reported in full-frame pixels)",
+    )
     reconnect_initial_s: float = Field(default=0.5, gt=0, description="first reconnect wait")
     reconnect_max_s: float = Field(default=30.0, gt=0, description="longest reconnect wait")
 
@@ -127,6 +132,11 @@ class PassageConfig(_Strict):
         "truck: merged, not emitted again",
     )
     max_images: int = Field(default=6, ge=0, le=32, description="evidence images per passage")
+    close_wait_ms: float = Field(
+        default=400.0, ge=0, le=60_000,
+        description="after trigger off, a passage that already has its reads waits at most this "
+        "long for frames still in inference (bounds trigger-to-event latency)",
+    )
 
 
 class ControllerConfig(_Strict):

@@ -5,7 +5,9 @@ the oldest waiting job, then waits until `max_batch` compatible jobs (same kind,
 shape: one detector batch without padding) are waiting or until the oldest has waited
 `max_delay_s`, whichever comes first, as Triton's dynamic batcher does. The batch is taken
 round-robin across cameras, run through the runner of its kind, and each result is handed to
-the callback of the job it belongs to, which routes it to its lane.
+the callback of the job it belongs to, which routes it to its lane. A job's `rank` (lower
+first) orders cameras when a batch is formed: the edge ranks frames of passages that have no
+read yet ahead of passages that already have several.
 
 Live cameras never block: a full camera queue drops its oldest frame (counted).
 """
@@ -36,6 +38,7 @@ class Job:
     image: np.ndarray
     done: Callable[[Any], None]
     dropped: Callable[[], None] = lambda: None
+    rank: Callable[[], int] = lambda: 0  # priority when batches are formed, lower first
     submitted: float = field(default_factory=time.monotonic)
 
 
@@ -133,9 +136,12 @@ class BatchScheduler:
         with self._cond:
             return sum(len(q) for q in self._queues.values())
 
-    def _compatible(self, head: Job) -> list[Job]:
-        """Waiting jobs batchable with `head`, round-robin across keys, oldest keys first."""
-        queues = sorted((q for q in self._queues.values() if q), key=lambda q: q[0].submitted)
+    def _compatible(self, head: Job, ranks: dict[str, int]) -> list[Job]:
+        """Waiting jobs batchable with `head`, round-robin across keys, best-ranked and oldest
+        keys first."""
+        queues = sorted(
+            (q for q in self._queues.values() if q), key=lambda q: (ranks[q[0].key], q[0].submitted)
+        )
         lanes = [
             [j for j in q if j.kind == head.kind and j.image.shape == head.image.shape]
             for q in queues
@@ -158,9 +164,11 @@ class BatchScheduler:
                 if not heads:
                     self._cond.wait()
                     continue
-                head = min(heads, key=lambda j: j.submitted)
-                batch = self._compatible(head)
-                wait = head.submitted + self.max_delay_s - time.monotonic()
+                ranks = {j.key: j.rank() for j in heads}
+                head = min(heads, key=lambda j: (ranks[j.key], j.submitted))
+                oldest = min(j.submitted for j in heads)
+                batch = self._compatible(head, ranks)
+                wait = oldest + self.max_delay_s - time.monotonic()
                 if len(batch) >= self.max_batch or wait <= 0:
                     for job in batch:
                         self._queues[job.key].remove(job)
