@@ -108,7 +108,7 @@ def check_startup(settings: CentralSettings, sessions: sessionmaker) -> None:
         if weak:
             problems.append(f"users with a default password (admin or own name): {weak}")
         auth_store.purge_expired_sessions(session, utcnow())
-        if not auth_store.list_users(session):
+        if not settings.demo_mode and not auth_store.list_users(session):
             log.warning("no users yet: add one with `smartgate users add NAME --role admin`")
     if problems:
         raise InsecureConfigError("central refuses to start: " + "; ".join(problems))

@@ -109,6 +109,7 @@ def run_demo(args: argparse.Namespace) -> int:
     import uvicorn
 
     from central.api import create_app
+    from central.auth_store import ensure_demo_user
     from central.config import CentralSettings
     from edge.app import EdgeNode
     from edge.config import EdgeConfig
@@ -124,9 +125,11 @@ def run_demo(args: argparse.Namespace) -> int:
         database_url=f"sqlite:///{data_dir / 'central.db'}",
         mqtt_host=broker.host, mqtt_port=broker.port,
         http_host="127.0.0.1", http_port=args.port, data_dir=data_dir,
+        demo_mode=True, cookie_secure=False,
     )
+    app = create_app(settings)
     server = uvicorn.Server(
-        uvicorn.Config(create_app(settings), host=settings.http_host, port=settings.http_port,
+        uvicorn.Config(app, host=settings.http_host, port=settings.http_port,
                        log_level="warning")
     )
     web = threading.Thread(target=server.run, name="central-http", daemon=True)
@@ -137,6 +140,7 @@ def run_demo(args: argparse.Namespace) -> int:
         broker.stop()
         print(f"error: central could not listen on port {settings.http_port}")
         return 1
+    demo_user, demo_password = ensure_demo_user(app.state.sessions)
 
     sims = LaneSimulators.start(protocol="toledo")
     camera = SimulatedCamera(empty_lane(FRAME_SIZE, 0))
@@ -155,6 +159,7 @@ def run_demo(args: argparse.Namespace) -> int:
     url = f"http://{settings.http_host}:{settings.http_port}/"
     print(f"SmartGate demo running: open {url}  (MQTT broker 127.0.0.1:{broker.port}; "
           f"data in {data_dir}; Ctrl-C to stop)", flush=True)
+    print(f"sign in as {demo_user} / {demo_password} (demo account, admin role)", flush=True)
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     try:
         while not stop.is_set() and (args.seconds is None or args.seconds > 0):
