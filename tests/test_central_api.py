@@ -189,7 +189,8 @@ def test_lane_statistics(client: TestClient) -> None:
     assert l1["outcomes"] == {"cleared": 1, "flagged": 1}  # no plate, container matched
     assert l1["mean_decision_s"] is not None and l1["mean_decision_s"] > 0
     assert by_lane["L2"]["flagged_rate"] == 1.0
-    assert client.get("/api/stats/lanes", headers=client.operator).json() == []  # last 24 h
+    later = {"since": (T0 + timedelta(days=1)).isoformat()}
+    assert client.get("/api/stats/lanes", params=later, headers=client.operator).json() == []
 
 
 def test_openapi_lists_the_api(client: TestClient) -> None:
