@@ -1,0 +1,145 @@
+"""Store-and-forward: the spool survives kill -9 of the edge; every event arrives once, in order.
+
+The edge runs as a subprocess (`smartgate edge run`) against a real mosquitto that is stopped
+while the edge spools and started again before a second edge process drains the spool.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import paho.mqtt.client as mqtt
+import pytest
+import yaml
+from paho.mqtt.enums import CallbackAPIVersion
+
+from edge.config import MqttConfig
+from edge.publisher import EdgePublisher
+from edge.spool import Spool
+from smartgate import contract
+from tests.test_contract import make_event
+
+
+def _spooled(db: Path) -> list[str]:
+    if not db.exists():
+        return []
+    try:
+        with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=1) as conn:
+            return [r[0] for r in conn.execute("SELECT event_id FROM outbox ORDER BY seq")]
+    except sqlite3.OperationalError:
+        return []
+
+
+class Collector:
+    """A subscriber recording every passage event id it receives."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.ids: list[str] = []
+        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="collector")
+        self.client.on_message = lambda _c, _u, m: self.ids.append(
+            contract.parse_passage(m.payload).event_id)
+        self.client.connect(host, port)
+        self.client.subscribe(f"{contract.TOPIC_ROOT}/+/+/passage", qos=1)
+        self.client.loop_start()
+        time.sleep(0.3)
+
+    def stop(self) -> None:
+        self.client.loop_stop()
+        self.client.disconnect()
+
+
+def _folder(tmp_path: Path) -> Path:
+    from edge.synth_plates import render_scene
+
+    folder = tmp_path / "camera"
+    folder.mkdir()
+    empty = np.full((720, 1280, 3), 90, np.uint8)
+    for k, text in enumerate(["29C12345", "51D67890", "30H98765", "15C24680", "88C13579"]):
+        cv2.imwrite(str(folder / f"{k:02d}a.jpg"), render_scene(text, "vn", 1, seed=k))
+        cv2.imwrite(str(folder / f"{k:02d}b.jpg"), empty)
+    return folder
+
+
+@pytest.mark.slow
+def test_spool_survives_kill_9_and_drains_exactly_once(tmp_path: Path, mosquitto) -> None:
+    config = {
+        "site": "huunghi", "node_id": "edge-k9", "data_dir": str(tmp_path / "edge"),
+        "mqtt": {"host": mosquitto.host, "port": mosquitto.port, "keepalive_s": 5},
+        "inference": {"det_limit_side": 360, "max_batch": 2},
+        "lanes": [{"lane": "L1", "cameras": [
+            {"name": "front", "source": str(_folder(tmp_path)), "fps": 5, "scale": 0.5}],
+            "trigger": {"type": "plate", "gap_frames": 1}}],
+    }
+    path = tmp_path / "edge.yaml"
+    path.write_text(yaml.safe_dump(config))
+    db = tmp_path / "edge" / "spool.db"
+    cmd = [sys.executable, "-m", "smartgate.cli", "edge", "run", "--config", str(path), "--fast",
+           "--drain-timeout", "20"]
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+
+    mosquitto.stop()  # broker away: events pile up in the spool
+    first = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 90
+    while len(_spooled(db)) < 2 and time.monotonic() < deadline and first.poll() is None:
+        time.sleep(0.1)
+    first.send_signal(signal.SIGKILL)
+    first.wait(10)
+    spooled = _spooled(db)
+    assert len(spooled) >= 2, first.stdout.read().decode() if first.stdout else ""
+
+    mosquitto.start()
+    collector = Collector(mosquitto.host, mosquitto.port)
+    second = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=180)
+    assert second.returncode == 0, second.stdout + second.stderr
+    emitted = int(second.stdout.split("edge edge-k9: ")[1].split()[0])
+    deadline = time.monotonic() + 10
+    while len(collector.ids) < len(spooled) + emitted and time.monotonic() < deadline:
+        time.sleep(0.1)
+    collector.stop()
+    assert collector.ids[: len(spooled)] == spooled  # the old ones first, in order
+    assert len(collector.ids) == len(set(collector.ids)) == len(spooled) + emitted
+    assert _spooled(db) == []
+
+
+def test_pipelined_drain_keeps_order_across_a_broker_restart(tmp_path: Path, mosquitto) -> None:
+    spool = Spool(tmp_path / "spool.db")
+    publisher = EdgePublisher("huunghi", "edge-p", [], MqttConfig(
+        host=mosquitto.host, port=mosquitto.port, keepalive_s=5, inflight=8), spool)
+    collector = Collector(mosquitto.host, mosquitto.port)
+    publisher.start()
+    assert publisher.connected.wait(10)
+    events = [make_event() for _ in range(60)]
+    topic = contract.passage_topic("huunghi", "L1")
+    for e in events[:30]:
+        spool.put(e.event_id, topic, e.to_json())
+        publisher.notify()
+    assert publisher.connected.is_set()
+    deadline = time.monotonic() + 10
+    while spool.depth() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    mosquitto.stop()
+    for e in events[30:]:
+        spool.put(e.event_id, topic, e.to_json())
+        publisher.notify()
+    time.sleep(0.5)
+    assert spool.depth() == 30  # nothing lost while the broker is away
+    mosquitto.start()
+    collector.stop()
+    collector = Collector(mosquitto.host, mosquitto.port)
+    deadline = time.monotonic() + 20
+    while spool.depth() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.3)
+    publisher.stop()
+    collector.stop()
+    assert spool.depth() == 0
+    assert collector.ids == [e.event_id for e in events[30:]]
+    spool.close()
