@@ -143,15 +143,13 @@ class _Watcher:
         self.client.loop_start()
 
     def _on_command(self, _client, _userdata, msg) -> None:  # type: ignore[no-untyped-def]
-        from smartgate import contract
-
         now = time.perf_counter()
-        command = contract.parse_command(msg.payload)
+        command = json.loads(msg.payload)  # central's own output: no need to validate here
         with self.cond:
-            start = self.sent.get(command.passage_event_id or "")
+            start = self.sent.get(command.get("passage_event_id") or "")
             if start is not None:
                 self.latency.append(now - start)
-                self.actions[command.action.value] += 1
+                self.actions[command["action"]] += 1
             self.cond.notify_all()
 
     def publish(self, topic: str, event_id: str, payload: bytes) -> None:
@@ -191,7 +189,7 @@ def run_bench(
     declarations: int,
     database_url: str | None = None,
     broker_kind: str = "mosquitto",
-    window: int = 200,
+    window: int = 50,
     batch: int = 50,
     seed: int = 0,
     show_progress: bool = False,
@@ -289,8 +287,8 @@ def register(commands: CommandGroups) -> None:
     bench.add_argument("--database-url", help="SQLAlchemy URL (default: a temporary SQLite)")
     bench.add_argument("--broker", choices=("mosquitto", "amqtt"),
                        help="default: mosquitto if installed, else amqtt")
-    bench.add_argument("--window", type=int, default=200,
-                       help="most passages published and not yet answered (default 200)")
+    bench.add_argument("--window", type=int, default=50,
+                       help="most passages published and not yet answered (default 50)")
     bench.add_argument("--batch", type=int, default=50, help="ingest messages per commit")
     bench.add_argument("--seed", type=int, default=0)
     bench.add_argument("--json", action="store_true", help="last line: one JSON object")

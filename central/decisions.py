@@ -43,7 +43,7 @@ class DecisionService:
         keys = passage_keys(event, self.rules.candidate_min_confidence)
         candidates, used = store.candidate_declarations(session, keys)
         decision = decide(event, candidates, self.rules, used, utcnow())
-        store.add_rules_decision(session, event.event_id, decision)
+        store.add_rules_decision(session, event.event_id, decision, first=True)
         number = decision.declaration_number
         if decision.outcome is Outcome.CLEARED and number is not None:
             store.mark_declaration_used(session, number, event.event_id)

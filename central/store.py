@@ -411,9 +411,13 @@ def _supersede(session: Session, event_id: str) -> None:
     )
 
 
-def add_rules_decision(session: Session, event_id: str, decision: Decision) -> DecisionRow:
-    """Store the rules' decision on a passage as its current decision."""
-    _supersede(session, event_id)
+def add_rules_decision(
+    session: Session, event_id: str, decision: Decision, first: bool = False
+) -> DecisionRow:
+    """Store the rules' decision on a passage as its current decision; `first` (a passage
+    just stored, as in the ingest) skips retiring earlier decisions, since there are none."""
+    if not first:
+        _supersede(session, event_id)
     data = decision.to_dict()
     row = DecisionRow(
         passage_event_id=event_id,
