@@ -153,10 +153,12 @@ def lane(mosquitto) -> Iterator[Lane]:
 def passage(images_url: str, plate: str = "29C12345") -> PassageEvent:
     """A passage with no declaration on file, so the rules send it to review."""
     now = datetime.now(UTC)
+    example = plate == "29C12345"
     read = PlateRead(
-        text=plate, display_text="29C-123.45", region="vn", confidence=0.91, camera="front",
-        box=PLATE_BOX, image_id="frame1",
-        candidates=[{"text": plate, "confidence": 0.91}, {"text": "29C12845", "confidence": 0.05}],
+        text=plate, display_text="29C-123.45" if example else plate, region="vn",
+        confidence=0.91, camera="front", box=PLATE_BOX, image_id="frame1",
+        candidates=[{"text": plate, "confidence": 0.91}]
+        + ([{"text": "29C12845", "confidence": 0.05}] if example else []),
     )  # fmt: skip
     return PassageEvent(
         event_id=contract.new_id(), site=SITE, node_id=NODE, lane=LANE, direction="entry",
