@@ -72,7 +72,7 @@ def register(commands: CommandGroups) -> None:
     p.add_argument("--cameras", type=int, default=4, help="cameras per lane")
     p.add_argument("--seconds", type=float, default=30.0, help="length of each run")
     p.add_argument("--fps", type=float, default=5.0, help="frames per second per camera")
-    p.add_argument("--max-batch", type=int, default=8, help="batch size of the batched run")
+    p.add_argument("--max-batch", type=int, default=4, help="batch size of the batched run")
     p.add_argument("--max-delay-ms", type=float, default=20.0, help="batching deadline")
     p.add_argument("--threads", type=int, default=0, help="ONNX intra-op threads (0: auto)")
     p.add_argument("--scale", type=float, default=0.5, help="inference scale of the ROI")
