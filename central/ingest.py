@@ -217,7 +217,10 @@ class MqttIngest:
 
     def _transaction(self, batch: list[mqtt.MQTTMessage]) -> list[IngestOutcome]:
         with self.sessions() as session, session.begin():
-            return [handle_message(session, m.topic, m.payload, self.on_passage) for m in batch]
+            return [
+                handle_message(session, m.topic, bytes(m.payload), self.on_passage)
+                for m in batch
+            ]
 
     def _process(self, batch: list[mqtt.MQTTMessage]) -> None:
         try:

@@ -12,9 +12,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
 from itertools import islice
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import Table, delete, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from central.db import (
@@ -37,6 +37,8 @@ from central.plate_similarity import normalize_plate
 from smartgate.contract import CommandAck, LaneCommand, LaneStatus, PassageEvent
 
 REVIEW_OUTCOMES = ("flagged", "no_declaration", "held")
+_DECLARATIONS = cast(Table, DeclarationRow.__table__)
+_DECLARATION_KEYS = cast(Table, DeclarationKey.__table__)
 
 
 def utc(at: datetime) -> datetime:
@@ -263,9 +265,9 @@ def _import_batch(session: Session, chunk: list[Declaration], now: datetime) -> 
         counts.updated += 1
     session.flush()
     if new_rows:
-        session.execute(insert(DeclarationRow.__table__), new_rows)
+        session.execute(insert(_DECLARATIONS), new_rows)
     if new_keys:
-        session.execute(insert(DeclarationKey.__table__), new_keys)
+        session.execute(insert(_DECLARATION_KEYS), new_keys)
     return counts
 
 
@@ -369,7 +371,7 @@ def cancel_declaration(session: Session, number: str, actor: str) -> Declaration
     return row
 
 
-_CANDIDATE_COLUMNS = tuple(DeclarationRow.__table__.c)
+_CANDIDATE_COLUMNS = tuple(_DECLARATIONS.c)
 
 
 def candidate_declarations(
