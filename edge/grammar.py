@@ -7,7 +7,8 @@ a glyph of the wrong class is replaced by the most probable one of the right cla
 confusable glyph (O/0, I/1, B/8, D/0, S/5, Z/2, G/6) counts for its partner at a penalty.
 
 Classes: D digit, L letter (region letter set), A digit or letter, P Chinese province character,
-S Chinese special suffix (挂 trailer, 学 learner, 警 police, 港 澳 cross-border, 领 consulate).
+S Chinese special suffix (挂 trailer, 学 learner, 警 police, 港 澳 cross-border, 领 consulate),
+E the 使 prefix of Chinese embassy plates.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ VN_LETTERS = "ABCDEFGHKLMNPRSTUVXYZ"  # I J O Q W are not used on Vietnamese pla
 CN_LETTERS = "ABCDEFGHJKLMNPQRSTUVWXYZ"  # I and O are not used on Chinese plates
 CN_PROVINCES = "京津沪渝冀豫云辽黑湘皖鲁新苏浙赣鄂桂甘晋蒙陕吉闽贵粤青藏川宁琼"
 CN_SPECIAL = "挂学警港澳领"
+CN_EMBASSY = "使"
 
 # glyph -> what it is often confused with, in the other class
 CONFUSABLE = {
@@ -51,11 +53,16 @@ class Grammar:
     classes: tuple[tuple[str, str], ...]  # class code -> allowed characters
     min_digits: int = 0
     digits_only_factor: float = 1.0  # score factor for an all-digit reading (rare, timestamps)
+    weights: tuple[tuple[str, float], ...] = ()  # class code -> weight in the score (default 1)
 
     @property
     def alphabet(self) -> str:
         """Every character any template allows."""
         return "".join(sorted({c for _, chars in self.classes for c in chars}))
+
+    def weight(self, code: str) -> float:
+        """Weight of one class's character probability in the geometric-mean score."""
+        return dict(self.weights).get(code, 1.0)
 
     def allowed(self, code: str) -> str:
         """Characters allowed for one class code."""
@@ -94,9 +101,10 @@ VN = Grammar(
 )
 CN = Grammar(
     region="cn",
-    templates=("PLAAAAA", "PLAAAAAA", "PLAAAAS"),
+    templates=("PLAAAAA", "PLAAAAAA", "PLAAAAS", "EDDDDDD"),
     classes=(("P", CN_PROVINCES), ("L", CN_LETTERS), ("A", DIGITS + CN_LETTERS),
-             ("S", CN_SPECIAL)),
+             ("S", CN_SPECIAL), ("E", CN_EMBASSY), ("D", DIGITS)),
+    weights=(("P", 0.5),),  # the province glyph is the least legible at plate resolution
 )
 LATIN_PLATE = Grammar(
     region="other",
@@ -187,7 +195,7 @@ def decode(
     """Ranked plate readings of a (T, 1 + len(chars)) CTC matrix (column 0 = blank).
 
     Each template of each grammar is aligned to the frames; its per-slot top characters give
-    candidates scored by the geometric mean of their probabilities, with frames left to the
+    candidates scored by the weighted geometric mean of their probabilities, with frames left to the
     blank but likely to hold a character (a glyph the template has no room for) as a penalty.
     """
     logb = np.log(np.maximum(probs[:, 0], 1e-6))
@@ -198,12 +206,14 @@ def decode(
     for grammar in grammars:
         classes = {}
         for code, allowed in grammar.classes:
-            cols = np.array([i for i, c in enumerate(chars) if c in allowed])
+            cols = np.array([i for i, c in enumerate(chars) if c in allowed], dtype=np.int64)
+            if not cols.size:
+                continue
             sub = glyphs[:, cols]
             arg = sub.argmax(axis=1)
             classes[code] = (cols, np.log(np.maximum(sub.max(axis=1), 1e-6)), cols[arg])
         for template in grammar.templates:
-            if abs(len(template) - n_read) > 2:
+            if abs(len(template) - n_read) > 2 or not set(template) <= classes.keys():
                 continue
             slot_logp = np.stack([classes[c][1] for c in template], axis=1)
             slot_arg = np.stack([classes[c][2] for c in template], axis=1)
@@ -216,7 +226,7 @@ def decode(
                 cols = classes[code][0]
                 cost = _slot_costs(glyphs[slots == i][:, cols], probs[slots == i, 0])
                 top = np.argsort(cost)[:3]
-                options = [(float(cost[k]), chars[cols[k]]) for k in top]
+                options = [(float(cost[k]) * grammar.weight(code), chars[cols[k]]) for k in top]
                 beam = heapq.nsmallest(
                     top_n, ((c + oc, t + ch) for c, t in beam for oc, ch in options)
                 )
@@ -224,7 +234,7 @@ def decode(
                 digits = sum(ch.isdigit() for ch in text)
                 if digits < grammar.min_digits:
                     continue
-                score = math.exp(-cost / len(template))
+                score = math.exp(-cost / sum(grammar.weight(code) for code in template))
                 if digits == len(text):
                     score *= grammar.digits_only_factor
                 if text not in found or found[text].score < score:

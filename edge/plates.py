@@ -28,6 +28,7 @@ from edge.ocr import (
     order_quad,
     warp_quad,
 )
+from edge.plate_locate import plate_prior, search_window
 
 __all__ = ["PlateReader", "PlateResult", "normalize_plate", "plate_colour"]
 
@@ -38,7 +39,12 @@ SEPARATORS = "-.·:"
 ALIASES = {"Đ": "D"}  # glyphs read as another plate character
 CROP_DETECT_SIDE = 320  # crops are searched for text lines at this longest side
 MAX_CROP_GROUPS = 3
-MAX_FRAME_GROUPS = 40  # plate candidates read per frame, most confident text first
+MAX_FRAME_GROUPS = 8  # plate candidates read per frame, most plate-like first
+SMALL_ROW = 24  # candidates with rows lower than this (px) get an upscaled second pass
+LINE_HEIGHT = 48  # the recognizer's input height: lines are brought to it before reading
+CONFIDENT = 0.85  # a crop read this well skips the detector pass
+NEW_ENERGY_COLOURS = ("green", "white")  # CN 8-character plates are green (white at the top)
+WRONG_COLOUR_FACTOR = 0.5  # score factor for an 8-character CN read on another colour
 
 
 @dataclass(frozen=True)
@@ -80,6 +86,22 @@ def plate_colour(crop: np.ndarray) -> str:
         "blue": int(np.sum(chromatic & (hue >= 90) & (hue < 135))),
     }
     return max(votes, key=lambda k: votes[k])
+
+
+def prepare_line(line: np.ndarray) -> np.ndarray:
+    """A text line ready for the recognizer: contrast-stretched and at the recognizer's height.
+
+    Small lines (94x24 plate crops, far plates) are upscaled with cubic interpolation.
+    """
+    lab = cv2.cvtColor(line, cv2.COLOR_BGR2LAB)
+    light = lab[:, :, 0]
+    lo, hi = np.percentile(light, (2, 98))
+    if hi - lo > 8:
+        lab[:, :, 0] = np.clip((light - lo) * (255.0 / (hi - lo)), 0, 255).astype(np.uint8)
+        line = cv2.cvtColor(lab, cv2.COLOR_LAB2BGR)
+    scale = LINE_HEIGHT / line.shape[0]
+    interp = cv2.INTER_CUBIC if scale > 1 else cv2.INTER_AREA
+    return cv2.resize(line, None, fx=scale, fy=scale, interpolation=interp)
 
 
 def split_rows(crop: np.ndarray) -> int:
@@ -210,39 +232,65 @@ class PlateReader:
         self.min_confidence = min_confidence
 
     def read_frames(self, frames: Sequence[np.ndarray]) -> list[list[PlateResult]]:
-        """Plates found in each frame, most confident first."""
+        """Plates found in each frame, most confident first.
+
+        Text-line groups are ranked by detector score times a geometric plate prior and only the
+        top `MAX_FRAME_GROUPS` are read; a candidate with small rows also gets a second detector
+        pass over an upscaled window around it. All lines of all frames share one recognizer call.
+        """
         frames = [check_image(f, f"frame {i}") for i, f in enumerate(frames)]
-        boxes_per_frame = self.detector.detect(frames)
         owners: list[int] = []
         quads: list[np.ndarray] = []
         layouts: list[list[_Layout]] = []
-        for i, (frame, boxes) in enumerate(zip(frames, boxes_per_frame, strict=True)):
+        windows: list[tuple[int, np.ndarray]] = []  # (candidate index, window image)
+        for i, (frame, boxes) in enumerate(zip(frames, self.detector.detect(frames), strict=True)):
             warped: dict[int, np.ndarray] = {}
-            for group in plate_groups(boxes)[:MAX_FRAME_GROUPS]:
+            ranked = sorted(
+                plate_groups(boxes),
+                key=lambda g: -min(b.score for b in g) * plate_prior(_group_bbox(g), len(g),
+                                                                    frame.shape),
+            )
+            for group in ranked[:MAX_FRAME_GROUPS]:
                 lines = tuple(warped.setdefault(id(b), warp_quad(frame, b.quad)) for b in group)
-                quad = group[0].quad if len(group) == 1 else _union_quad([b.quad for b in group])
+                bbox = _group_bbox(group)
+                if (bbox[3] - bbox[1]) / len(group) < SMALL_ROW:
+                    x1, y1, x2, y2 = search_window(bbox, len(group), frame.shape)
+                    windows.append((len(layouts), frame[y1:y2, x1:x2]))
                 owners.append(i)
-                quads.append(quad)
+                quads.append(group[0].quad if len(group) == 1 else
+                             _union_quad([b.quad for b in group]))
                 layouts.append([_Layout(len(lines), lines)])
+        for (index, _), found in zip(
+            windows, self._detected_layouts([w for _, w in windows]), strict=True
+        ):
+            layouts[index] += found
+        colours = [plate_colour(warp_quad(frames[o], q)) for o, q in zip(owners, quads, strict=True)]
         results: list[list[PlateResult]] = [[] for _ in frames]
-        for owner, quad, result in zip(owners, quads, self._read(layouts), strict=True):
+        for owner, quad, colour, result in zip(
+            owners, quads, colours, self._read(layouts, colours), strict=True
+        ):
             if result.region == "unknown" or result.confidence < self.min_confidence:
                 continue
             x1, y1 = quad.min(axis=0)
             x2, y2 = quad.max(axis=0)
-            colour = plate_colour(warp_quad(frames[owner], quad))
             results[owner].append(
                 replace(result, box=(int(x1), int(y1), int(x2), int(y2)), colour=colour,
-                         quad=tuple((float(x), float(y)) for x, y in quad))
+                        quad=tuple((float(x), float(y)) for x, y in quad))
             )
         return [_suppress(plates) for plates in results]
 
     def read_crops(self, crops: Sequence[np.ndarray]) -> list[PlateResult]:
         """Read each crop as one plate (1 or 2 rows, whichever its grammar fits best)."""
         crops = [check_image(c, f"crop {i}") for i, c in enumerate(crops)]
-        detected = self._detected_layouts(crops)
-        results = self._read([crop_layouts(c) + d for c, d in zip(crops, detected, strict=True)])
-        return [replace(r, colour=plate_colour(c)) for r, c in zip(results, crops, strict=True)]
+        colours = [plate_colour(c) for c in crops]
+        results = self._read([crop_layouts(c) for c in crops], colours)
+        unsure = [i for i, r in enumerate(results) if r.confidence < CONFIDENT]
+        detected = self._detected_layouts([crops[i] for i in unsure])
+        for i, retry in zip(unsure, self._read(detected, [colours[i] for i in unsure]),
+                            strict=True):
+            if retry.confidence > results[i].confidence:
+                results[i] = retry
+        return [replace(r, colour=c) for r, c in zip(results, colours, strict=True)]
 
     def _detected_layouts(self, crops: Sequence[np.ndarray]) -> list[list[_Layout]]:
         """Layouts from text lines the detector finds in each crop (handles tilted plates)."""
@@ -264,25 +312,30 @@ class PlateReader:
             out.append(layouts)
         return out
 
-    def _read(self, layouts: Sequence[Sequence[_Layout]]) -> list[PlateResult]:
+    def _read(
+        self, layouts: Sequence[Sequence[_Layout]], colours: Sequence[str]
+    ) -> list[PlateResult]:
         """Recognize every line of every layout in one batch; keep each plate's best layout."""
         unique = {id(line): line for options in layouts for lay in options for line in lay.lines}
-        flat = list(unique.values())
+        flat = [prepare_line(line) for line in unique.values()]
         probs = self.recognizer.probabilities(flat, self.columns) if flat else []
         read = dict(zip(unique, probs, strict=True))
         out = []
-        for options in layouts:
+        for options, colour in zip(layouts, colours, strict=True):
             best: PlateResult | None = None
             for layout in options:
                 lines = [read[id(line)] for line in layout.lines]
-                result = self._interpret(lines, layout.rows)
+                result = self._interpret(lines, layout.rows, colour)
                 if best is None or result.confidence > best.confidence:
                     best = result
             out.append(best or PlateResult("", "", 0.0))
         return out
 
-    def _interpret(self, lines: Sequence[np.ndarray], rows: int) -> PlateResult:
-        """Grammar-decoded candidates for the lines of one layout, joined in reading order."""
+    def _interpret(self, lines: Sequence[np.ndarray], rows: int, colour: str) -> PlateResult:
+        """Grammar-decoded candidates for the lines of one layout, joined in reading order.
+
+        A CN 8-character (new-energy) reading on a plate that is not green is scored down.
+        """
         gap = np.zeros((1, len(self.chars) + 1), dtype=np.float32)
         gap[0, 0] = 1.0
         parts = []
@@ -294,6 +347,11 @@ class PlateReader:
             merged = np.concatenate((p[:, :first].sum(axis=1, keepdims=True), glyphs), axis=1)
             parts += [merged, gap]
         candidates = decode(np.concatenate(parts[:-1]), self.chars, self.grammars)
+        if colour not in NEW_ENERGY_COLOURS:
+            candidates = sorted(
+                (replace(c, score=c.score * WRONG_COLOUR_FACTOR)
+                 if c.region == "cn" and len(c.text) == 8 else c for c in candidates),
+                key=lambda c: -c.score)
         if not candidates:
             return PlateResult("", "", 0.0, "unknown", rows)
         top = candidates[0]
