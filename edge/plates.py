@@ -40,6 +40,7 @@ ALIASES = {"Đ": "D"}  # glyphs read as another plate character
 CROP_DETECT_SIDE = 320  # crops are searched for text lines at this longest side
 MAX_CROP_GROUPS = 3
 MAX_FRAME_GROUPS = 8  # plate candidates read per frame, most plate-like first
+SIZE_TOLERANCE = 0.8  # reads with rows at least this share of the tallest read rank unscaled
 SMALL_ROW = 24  # candidates with rows lower than this (px) get an upscaled second pass
 LINE_HEIGHT = 48  # the recognizer's input height: lines are brought to it before reading
 CONFIDENT = 0.85  # a crop read this well skips the detector pass
@@ -363,11 +364,19 @@ class PlateReader:
 
 
 def _suppress(plates: list[PlateResult]) -> list[PlateResult]:
-    """Most confident first, dropping reads that overlap a kept plate."""
-    plates = sorted(plates, key=lambda p: p.confidence, reverse=True)
+    """Best first, dropping reads that overlap a kept plate.
+
+    Reads rank by confidence times a size factor: a row much lower than the frame's tallest
+    read row is more likely a badge, sticker or caption than the plate.
+    """
+    row_h = {id(p): (p.box[3] - p.box[1]) / p.rows for p in plates if p.box is not None}
+    tallest = max(row_h.values(), default=1.0)
+
+    def rank(p: PlateResult) -> float:
+        return p.confidence * min(1.0, row_h.get(id(p), tallest) / (SIZE_TOLERANCE * tallest))
+
     kept: list[PlateResult] = []
-    for p in plates:
-        assert p.box is not None
-        if all(k.box is None or _overlap(p.box, k.box) < 0.5 for k in kept):
+    for p in sorted(plates, key=rank, reverse=True):
+        if all(k.box is None or p.box is None or _overlap(p.box, k.box) < 0.5 for k in kept):
             kept.append(p)
     return kept
