@@ -84,3 +84,17 @@ def test_decode_picks_region_and_ranks_candidates() -> None:
     best = decode(ctc("桂FA1234"), ALPHABET, [VN, CN, LATIN_PLATE])
     assert best[0].text == "桂FA1234" and best[0].region == "cn"
     assert all(a.score >= b.score for a, b in zip(best, best[1:], strict=False))
+
+
+def test_cn_embassy_plates_and_missing_classes() -> None:
+    assert CN.matches("使198476") and not CN.matches("使19847A")
+    # an alphabet without 使 simply skips the embassy template
+    assert decode(ctc("皖A13H25"), ALPHABET, [CN])[0].text == "皖A13H25"
+
+
+def test_province_counts_half_in_the_score() -> None:
+    weak = ctc("皖A13H25")
+    weak[0, 1 + ALPHABET.index("皖")] = weak[0, 0] = 0.3  # a blurred province glyph
+    score = decode(weak, ALPHABET, [CN])[0].score
+    unweighted = 0.3 ** (1 / 7) * 0.95 ** (6 / 7)
+    assert decode(weak, ALPHABET, [CN])[0].text == "皖A13H25" and score > unweighted
