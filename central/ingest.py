@@ -195,7 +195,8 @@ class MqttIngest:
 
     def _on_disconnect(self, _client, _userdata, _flags, reason_code, _props=None) -> None:  # type: ignore[no-untyped-def]
         self.connected.clear()
-        log.warning("MQTT disconnected (%s); reconnecting", reason_code)
+        if reason_code.is_failure:
+            log.warning("MQTT disconnected (%s); reconnecting", reason_code)
 
     def _on_message(self, _client, _userdata, msg) -> None:  # type: ignore[no-untyped-def]
         self._queue.put(msg)
