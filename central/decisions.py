@@ -10,17 +10,26 @@ from __future__ import annotations
 import logging
 from collections.abc import Collection, Sequence
 from datetime import timedelta
+from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
 from central import store
 from central.db import make_engine, session_factory, upgrade_database, utcnow
 from central.declarations import Declaration, Direction
-from central.fees import DEFAULT_FEE_TABLE, FeeError, FeeTable, assess_fee
+from central.fees import DEFAULT_FEE_TABLE, FeeAssessment, FeeError, FeeTable, assess_fee
 from central.ingest import PassageDecided
-from central.matching import Outcome, command_for, decide, passage_keys
+from central.matching import Decision, Outcome, command_for, decide, passage_keys
+from central.plate_similarity import normalize_plate
 from central.rules import DEFAULT_RULES, RuleSet
-from smartgate.contract import CommandAction, LaneCommand, PassageEvent
+from smartgate import iso6346
+from smartgate.contract import (
+    CommandAction,
+    ContainerRead,
+    LaneCommand,
+    PassageEvent,
+    PlateRead,
+)
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +37,42 @@ OFFICER_COMMANDS: dict[store.Verdict, tuple[CommandAction, str]] = {
     store.Verdict.APPROVE: (CommandAction.OPEN_BARRIER, "Cleared by officer"),
     store.Verdict.REJECT: (CommandAction.CLOSE_BARRIER, "Rejected: see officer"),
     store.Verdict.HOLD: (CommandAction.SHOW_MESSAGE, "Hold: wait for officer"),
+    store.Verdict.INSPECT: (CommandAction.SEND_TO_INSPECTION, "Inspection: sent by officer"),
 }
+MAX_CONTAINERS = 4
+
+
+class InvalidCorrection(ValueError):
+    """An officer's correction that cannot be applied (nothing given, malformed codes)."""
+
+
+def corrected_event(event: PassageEvent, plate: str, containers: Sequence[str]) -> PassageEvent:
+    """The passage as the officer says it was: a certain plate and/or container codes."""
+    changes: dict[str, Any] = {}
+    if plate:
+        camera = event.best_plate.camera if event.best_plate else ""
+        changes["plate_front"] = PlateRead(
+            text=normalize_plate(plate), display_text=plate, confidence=1.0, camera=camera
+        )
+        changes["plate_rear"] = None
+    if containers:
+        changes["containers"] = [
+            ContainerRead(code=c, check_digit_ok=iso6346.is_valid(c), confidence=1.0)
+            for c in containers
+        ]
+    return event.model_copy(update=changes)
+
+
+def check_containers(containers: Sequence[str]) -> list[str]:
+    """Container codes as typed, upper-cased; InvalidCorrection unless 11 letters/digits each
+    and at most four."""
+    codes = [c.strip().upper() for c in containers if c.strip()]
+    bad = [c for c in codes if not (len(c) == 11 and c.isalnum())]
+    if bad or len(codes) > MAX_CONTAINERS:
+        raise InvalidCorrection(
+            f"container codes must be 11 letters/digits, at most {MAX_CONTAINERS}: {bad or codes}"
+        )
+    return codes
 
 
 class DecisionService:
@@ -40,32 +84,51 @@ class DecisionService:
 
     def decide_passage(self, session: Session, event: PassageEvent) -> PassageDecided:
         """Decide a just-stored passage in the caller's transaction (the ingest's hook)."""
+        decision, _row, command = self._decide(session, event, first=True)
+        return PassageDecided(decision.outcome.value, command)
+
+    def _decide(
+        self,
+        session: Session,
+        event: PassageEvent,
+        first: bool,
+        actor: str | None = None,
+        note: str = "",
+    ) -> tuple[Decision, store.DecisionRow, LaneCommand]:
+        """Match, store the decision (current), the declaration's use, the fee and the command.
+
+        `actor` names the officer whose corrected reads are decided (default: the rules).
+        """
         keys = passage_keys(event, self.rules.candidate_min_confidence)
         candidates, used = store.candidate_declarations(session, keys)
         decision = decide(event, candidates, self.rules, used, utcnow())
-        store.add_rules_decision(session, event.event_id, decision, first=True)
+        row = store.add_rules_decision(session, event.event_id, decision, first, actor, note)
         number = decision.declaration_number
         if decision.outcome is Outcome.CLEARED and number is not None:
             store.mark_declaration_used(session, number, event.event_id)
-        if number is not None:
-            decl = next(c for c in candidates if c.number == number)
-            self._assess_fee(session, event, decl)
+        decl = next((c for c in candidates if c.number == number), None)
+        store.set_fee(session, event.event_id, self._assess_fee(event, decl), number, first)
         command = command_for(decision, event)
+        if actor is not None:
+            command = command.model_copy(update={"issued_by": actor[:64]})
         store.add_command(session, command)
-        return PassageDecided(decision.outcome.value, command)
+        return decision, row, command
 
-    def _assess_fee(self, session: Session, event: PassageEvent, decl: Declaration) -> None:
+    def _assess_fee(self, event: PassageEvent, decl: Declaration | None) -> FeeAssessment | None:
+        if decl is None:
+            return None
         try:
-            fee = assess_fee(event, decl, self.fee_table)
+            return assess_fee(event, decl, self.fee_table)
         except FeeError as exc:
             log.info("no fee assessed: %s", exc)
-            return
-        store.add_fee(session, event.event_id, fee, decl.number)
+            return None
 
     def officer_decision(
         self, session: Session, event_id: str, verdict: store.Verdict, actor: str, note: str
     ) -> tuple[store.DecisionRow, LaneCommand]:
-        """Record an officer's verdict (audited) and the lane command carrying it out.
+        """Record an officer's verdict (audited) and the lane command carrying it out: approve
+        opens the barrier, reject closes it, hold shows a message, inspect sends the truck to
+        the rules' inspection lane.
 
         The caller commits, then sends the command. Raises store.PassageNotFound.
         """
@@ -74,15 +137,56 @@ class DecisionService:
             raise store.PassageNotFound(event_id)
         action, message = OFFICER_COMMANDS[verdict]
         row = store.record_officer_decision(session, event_id, verdict, actor, note, action.value)
+        inspect = action is CommandAction.SEND_TO_INSPECTION
         command = LaneCommand(
             site=passage.site,
             lane=passage.lane,
             action=action,
             passage_event_id=event_id,
-            message=message,
+            message=f"{message} ({self.rules.inspection_lane})" if inspect else message,
+            inspection_lane=self.rules.inspection_lane if inspect else None,
             issued_by=actor[:64],
         )
         store.add_command(session, command)
+        return row, command
+
+    def correct_reads(
+        self,
+        session: Session,
+        event_id: str,
+        *,
+        plate: str = "",
+        containers: Sequence[str] = (),
+        actor: str,
+        note: str = "",
+    ) -> tuple[store.DecisionRow, LaneCommand]:
+        """Decide a passage again on reads an officer corrected (plate and/or containers).
+
+        Earlier corrections of the other field still apply; the stored reads stay as the edge
+        sent them. The passage's declaration use is released and the rules decide afresh
+        (decided by `actor`); the fee is re-assessed in place; the correction is audited. The
+        caller commits, then sends the command. Raises store.PassageNotFound or
+        InvalidCorrection.
+        """
+        passage = store.get_passage(session, event_id)
+        if passage is None:
+            raise store.PassageNotFound(event_id)
+        plate, codes = plate.strip(), check_containers(containers)
+        if not plate and not codes:
+            raise InvalidCorrection("give a corrected plate or container codes")
+        event = PassageEvent.model_validate(passage.payload)
+        for earlier in store.read_corrections(session, event_id):
+            earlier_codes = earlier.get("containers") or ()
+            event = corrected_event(event, earlier.get("plate") or "", earlier_codes)
+        event = corrected_event(event, plate, codes)
+        store.release_declarations(session, event_id)
+        decision, row, command = self._decide(session, event, False, actor, note)
+        store.add_audit(
+            session, actor, store.CORRECTION, "passage", event_id,
+            {"note": note, "plate": normalize_plate(plate) if plate else None,
+             "containers": codes, "outcome": decision.outcome.value},
+        )  # fmt: skip
+        log.info("%s corrected passage %s -> %s", actor, event_id, decision.outcome.value)
         return row, command
 
 

@@ -14,8 +14,9 @@ from enum import StrEnum
 from itertools import islice
 from typing import Any, cast
 
-from sqlalchemy import Table, delete, func, insert, select, update
+from sqlalchemy import ColumnElement, Table, delete, exists, func, insert, or_, select, update
 from sqlalchemy.orm import Session
+from sqlalchemy.sql import Select
 
 from central.db import (
     AuditEntry,
@@ -112,6 +113,12 @@ def set_node_state(
     node.last_seen = utcnow()
 
 
+def _plate_matches(plate: str, *columns: Any) -> ColumnElement[bool]:
+    """Any of the plate columns contains `plate` (normalized, so `51d-678` finds 51D678..)."""
+    text = normalize_plate(plate)
+    return or_(*(c.contains(text) for c in columns))
+
+
 @dataclass(frozen=True)
 class PassageFilter:
     """Filters for passage listings; `outcome` is the current decision's outcome."""
@@ -134,8 +141,7 @@ def list_passages(session: Session, f: PassageFilter) -> Sequence[Passage]:
     if f.site:
         q = q.where(Passage.site == f.site)
     if f.plate:
-        plate = normalize_plate(f.plate)
-        q = q.where(Passage.plate_text.contains(plate) | Passage.trailer_text.contains(plate))
+        q = q.where(_plate_matches(f.plate, Passage.plate_text, Passage.trailer_text))
     if f.since:
         q = q.where(Passage.ended_at >= utc(f.since))
     if f.until:
@@ -317,10 +323,8 @@ def list_declarations(session: Session, f: DeclarationFilter) -> Sequence[Declar
         DeclarationRow.window_start.desc(), DeclarationRow.number
     )
     if f.plate:
-        plate = normalize_plate(f.plate)
         q = q.where(
-            DeclarationRow.tractor_plate.contains(plate)
-            | DeclarationRow.trailer_plate.contains(plate)
+            _plate_matches(f.plate, DeclarationRow.tractor_plate, DeclarationRow.trailer_plate)
         )
     if f.container:
         q = q.where(DeclarationRow.containers.contains(f.container.strip().upper()))
@@ -400,6 +404,15 @@ def mark_declaration_used(session: Session, number: str, event_id: str) -> None:
     )
 
 
+def release_declarations(session: Session, event_id: str) -> None:
+    """Undo a passage's use of declarations (before it is decided again on corrected reads)."""
+    session.execute(
+        update(DeclarationRow)
+        .where(DeclarationRow.used_by_event_id == event_id)
+        .values(used_by_event_id=None, used_at=None)
+    )
+
+
 # --------------------------------------------------------------------------------------------
 # Decisions, fees, commands, lane status, audit
 # --------------------------------------------------------------------------------------------
@@ -414,10 +427,18 @@ def _supersede(session: Session, event_id: str) -> None:
 
 
 def add_rules_decision(
-    session: Session, event_id: str, decision: Decision, first: bool = False
+    session: Session,
+    event_id: str,
+    decision: Decision,
+    first: bool = False,
+    decided_by: str | None = None,
+    note: str = "",
 ) -> DecisionRow:
     """Store the rules' decision on a passage as its current decision; `first` (a passage
-    just stored, as in the ingest) skips retiring earlier decisions, since there are none."""
+    just stored, as in the ingest) skips retiring earlier decisions, since there are none.
+
+    `decided_by` names the officer whose corrected reads the rules decided (default: the rules).
+    """
     if not first:
         _supersede(session, event_id)
     data = decision.to_dict()
@@ -430,9 +451,9 @@ def add_rules_decision(
         declaration_number=decision.declaration_number,
         plate_score=data["plate_score"],
         rules_version=decision.rules_version,
-        decided_by=f"rules:{decision.rules_version}"[:64],
+        decided_by=(decided_by or f"rules:{decision.rules_version}")[:64],
         decided_at=utc(decision.decided_at),
-        note="",
+        note=note,
     )
     session.add(row)
     return row
@@ -472,9 +493,15 @@ class Verdict(StrEnum):
     APPROVE = "approve"
     REJECT = "reject"
     HOLD = "hold"
+    INSPECT = "inspect"
 
 
-OFFICER_OUTCOMES = {Verdict.APPROVE: "approved", Verdict.REJECT: "rejected", Verdict.HOLD: "held"}
+OFFICER_OUTCOMES = {
+    Verdict.APPROVE: "approved",
+    Verdict.REJECT: "rejected",
+    Verdict.HOLD: "held",
+    Verdict.INSPECT: "inspection",
+}
 
 
 class PassageNotFound(LookupError):
@@ -517,22 +544,30 @@ def record_officer_decision(
     return row
 
 
-def add_fee(
-    session: Session, event_id: str, fee: FeeAssessment, declaration_number: str | None
-) -> FeeRow:
-    """Store the fee assessed for a passage."""
-    row = FeeRow(
-        passage_event_id=event_id,
-        declaration_number=declaration_number,
-        amount_vnd=fee.amount_vnd,
-        basis=fee.basis,
-        multiplier=fee.multiplier,
-        items=[{"label": i.label, "amount_vnd": i.amount_vnd} for i in fee.items],
-        table_version=fee.table_version,
-        assessed_at=utcnow(),
-    )
-    session.add(row)
-    return row
+def set_fee(
+    session: Session,
+    event_id: str,
+    fee: FeeAssessment | None,
+    declaration_number: str | None,
+    first: bool = False,
+) -> None:
+    """Store (or replace, or with None remove) the fee assessed for a passage; `first` (a
+    passage just stored) skips looking for an earlier assessment, since there is none."""
+    row = None if first else session.get(FeeRow, event_id)
+    if fee is None:
+        if row is not None:
+            session.delete(row)
+        return
+    if row is None:
+        row = FeeRow(passage_event_id=event_id)
+        session.add(row)
+    row.declaration_number = declaration_number
+    row.amount_vnd = fee.amount_vnd
+    row.basis = fee.basis
+    row.multiplier = fee.multiplier
+    row.items = [{"label": i.label, "amount_vnd": i.amount_vnd} for i in fee.items]
+    row.table_version = fee.table_version
+    row.assessed_at = utcnow()
 
 
 def add_command(session: Session, command: LaneCommand) -> CommandRow:
@@ -617,25 +652,73 @@ def list_audit(
     return session.scalars(q.limit(limit)).all()
 
 
+CORRECTION = "decision.correct"
+
+
+def read_corrections(session: Session, event_id: str) -> list[dict]:
+    """The details of an officer's read corrections of a passage (audited), oldest first."""
+    return list(
+        session.scalars(
+            select(AuditEntry.detail)
+            .where(
+                AuditEntry.target_type == "passage",
+                AuditEntry.target_id == event_id,
+                AuditEntry.action == CORRECTION,
+            )
+            .order_by(AuditEntry.at, AuditEntry.id)
+        )
+    )
+
+
 # --------------------------------------------------------------------------------------------
 # Pages: review queue, passage detail, lane statistics
 # --------------------------------------------------------------------------------------------
 
 
-def list_review_queue(
-    session: Session, limit: int = 100, offset: int = 0, lane: str | None = None
-) -> Sequence[tuple[Passage, DecisionRow]]:
-    """Passages waiting for an officer (current outcome flagged, no_declaration or held),
-    oldest first, each with its current decision."""
+def _has_reason(session: Session, reason: str) -> ColumnElement[bool]:
+    """The current decision's findings (a JSON list) include one with this `reason`."""
+    if session.get_bind().dialect.name == "postgresql":
+        item = func.json_array_elements(DecisionRow.reasons).table_valued("value").alias("r")
+        return exists().select_from(item).where(item.c.value.op("->>")("reason") == reason)
+    item = func.json_each(DecisionRow.reasons).table_valued("value").alias("r")
+    return exists().select_from(item).where(func.json_extract(item.c.value, "$.reason") == reason)
+
+
+def _review_entries(lane: str | None) -> Select[tuple[Passage, DecisionRow]]:
     q = (
         select(Passage, DecisionRow)
         .join(DecisionRow, DecisionRow.passage_event_id == Passage.event_id)
         .where(DecisionRow.current, DecisionRow.outcome.in_(REVIEW_OUTCOMES))
-        .order_by(Passage.ended_at, Passage.id)
     )
-    if lane:
-        q = q.where(Passage.lane == lane)
+    return q.where(Passage.lane == lane) if lane else q
+
+
+def list_review_queue(
+    session: Session,
+    limit: int = 100,
+    offset: int = 0,
+    lane: str | None = None,
+    reason: str | None = None,
+    newest_first: bool = False,
+) -> Sequence[tuple[Passage, DecisionRow]]:
+    """Passages waiting for an officer (current outcome flagged, no_declaration or held),
+    oldest first (or newest first), each with its current decision; `reason` keeps those
+    whose decision has that finding."""
+    q = _review_entries(lane)
+    if reason:
+        q = q.where(_has_reason(session, reason))
+    if newest_first:
+        q = q.order_by(Passage.ended_at.desc(), Passage.id.desc())
+    else:
+        q = q.order_by(Passage.ended_at, Passage.id)
     return [(p, d) for p, d in session.execute(q.limit(limit).offset(offset))]
+
+
+def review_lanes(session: Session) -> list[str]:
+    """Lanes that reported a state or have passages in the review queue, sorted."""
+    waiting = _review_entries(None).with_only_columns(Passage.lane).distinct()
+    reporting = select(LaneStatusRow.lane).distinct()
+    return sorted(set(session.scalars(waiting)) | set(session.scalars(reporting)))
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ from fastapi.testclient import TestClient
 from central import auth_store
 from central.api import create_app
 from central.config import CentralSettings
+from central.decisions import InvalidCorrection
 from central.declarations import write_csv
 from central.ingest import handle_message
 from central.sample_declarations import generate_declarations
@@ -170,6 +171,80 @@ def test_officer_decision_is_audited_and_commanded(client: TestClient) -> None:
     assert client.get("/api/review", headers=client.officer).json() == []
     assert client.post("/api/passages/nope/decision", json=body,
                        headers=client.officer).status_code == 404
+
+
+@pytest.mark.parametrize(
+    ("verdict", "action", "outcome", "inspection_lane"),
+    [
+        ("approve", "open_barrier", "approved", None),
+        ("reject", "close_barrier", "rejected", None),
+        ("hold", "show_message", "held", None),
+        ("inspect", "send_to_inspection", "inspection", "inspection"),
+    ],
+)
+def test_each_verdict_issues_its_command(
+    client: TestClient, verdict: str, action: str, outcome: str, inspection_lane: str | None
+) -> None:
+    flagged = make_event(plate_front={"text": "51D67890", "confidence": 0.9})
+    ingest(client, flagged)
+    reply = client.post(f"/api/passages/{flagged.event_id}/decision",
+                        json={"verdict": verdict}, headers=client.officer)
+    assert reply.json()["outcome"] == outcome
+    (command,) = client.sent
+    assert (command.action, command.passage_event_id, command.inspection_lane) == (
+        action, flagged.event_id, inspection_lane)
+    queue = [p["event_id"] for p in client.get("/api/review", headers=client.officer).json()]
+    assert (flagged.event_id in queue) == (verdict == "hold")
+
+
+def test_corrections_redecide_release_and_reassess_in_place(client: TestClient) -> None:
+    client.post("/api/declarations", json=_decl_json("D-0001", "29C12345"), headers=client.admin)
+    misread = make_event(plate_front={"text": "51D99999", "confidence": 0.9})
+    ingest(client, misread)
+    service, sessions = client.app.state.decisions, client.app.state.sessions
+
+    def correct(**reads) -> tuple[str, LaneCommand]:  # type: ignore[no-untyped-def]
+        with sessions() as s, s.begin():
+            row, command = service.correct_reads(s, misread.event_id, actor="olga", **reads)
+            return row.outcome, command
+
+    outcome, command = correct(plate="29C-123.45", note="dirty plate")
+    assert (outcome, command.action, command.issued_by) == ("cleared", "open_barrier", "olga")
+    used = client.get("/api/declarations/D-0001", headers=client.operator).json()
+    assert used["used_by_event_id"] == misread.event_id
+    # the plate correction still holds; the wrong container leaves the declaration unused
+    assert correct(containers=["MSCU1234566"])[0] == "flagged"
+    assert client.get("/api/declarations/D-0001",
+                      headers=client.operator).json()["used_by_event_id"] is None
+    assert correct(containers=["csqu3054383"])[0] == "cleared"  # not "already used" by itself
+    detail = client.get(f"/api/passages/{misread.event_id}", headers=client.operator).json()
+    assert [h["decided_by"] for h in detail["history"]] == ["rules:default-1"] + ["olga"] * 3
+    assert detail["fee"]["declaration_number"] == "D-0001"
+    assert [a["action"] for a in detail["audit"]] == ["decision.correct"] * 3
+    assert detail["passage"]["plate_text"] == "51D99999"  # the edge's read is kept
+    with sessions() as s, pytest.raises(InvalidCorrection):
+        service.correct_reads(s, misread.event_id, containers=["ABC"], actor="olga")
+    with sessions() as s, pytest.raises(InvalidCorrection):
+        service.correct_reads(s, misread.event_id, plate=" ", actor="olga")
+
+
+def test_review_queue_filters_by_reason_in_either_order(client: TestClient) -> None:
+    client.post("/api/declarations", json=_decl_json("D-0001", "29C12345"), headers=client.admin)
+    heavy = make_event(weight={"gross_kg": 45_000, "captured_at": T0})
+    unknown = make_event(ended_at=T0 + timedelta(seconds=30),
+                         plate_front={"text": "51D67890", "confidence": 0.9}, containers=[])
+    ingest(client, heavy, unknown)
+
+    def queue(**params) -> list[str]:  # type: ignore[no-untyped-def]
+        reply = client.get("/api/review", params=params, headers=client.officer)
+        return [p["event_id"] for p in reply.json()]
+
+    assert queue() == [heavy.event_id, unknown.event_id]
+    assert queue(newest_first=True) == [unknown.event_id, heavy.event_id]
+    assert queue(reason="weight_out_of_tolerance") == [heavy.event_id]
+    assert queue(reason="container_missing") == []
+    assert client.get("/api/review", params={"reason": "bogus"},
+                      headers=client.officer).status_code == 422
 
 
 def test_lane_statistics(client: TestClient) -> None:

@@ -15,12 +15,14 @@ from sqlalchemy import inspect
 import central.auth_store  # noqa: F401  (registers the auth tables on Base.metadata)
 from central import store
 from central.db import Base, make_engine, session_factory, upgrade_database
+from central.decisions import DecisionService
 from central.declarations import Declaration, DeclarationStatus, parse_csv
 from central.matching import DeclarationIndex, passage_keys
 from central.rules import RuleSet
 from central.sample_declarations import generate_declarations, passage_for
 from smartgate.cli import main
-from tests.test_contract import make_event
+from tests.test_central_ingest import declaration
+from tests.test_contract import T0, make_event
 
 RULES = RuleSet(version="test")
 
@@ -118,6 +120,33 @@ def test_used_declaration_cannot_be_deleted_only_cancelled(sessions) -> None:  #
         }
         hits, used = store.candidate_declarations(s, passage_keys(passage_for(a, random.Random())))
     assert a.number in used and b.number not in {d.number for d in hits}
+
+
+def check_review_queue_filters(sessions) -> None:  # type: ignore[no-untyped-def]
+    """The review queue's reason filter (JSON findings, in SQL), lane filter and both orders."""
+    service = DecisionService(RULES)
+    heavy = make_event(weight={"gross_kg": 45_000, "captured_at": T0})
+    unknown = make_event(lane="L2", ended_at=T0 + timedelta(seconds=30),
+                         plate_front={"text": "51D67890", "confidence": 0.9}, containers=[])
+    with sessions() as s, s.begin():
+        store.import_declarations(s, [declaration("D-0001", "29C12345")])
+        for event in (heavy, unknown):
+            store.add_passage(s, event)
+            service.decide_passage(s, event)
+    with sessions() as s:
+        def ids(**kw) -> list[str]:  # type: ignore[no-untyped-def]
+            return [p.event_id for p, _ in store.list_review_queue(s, **kw)]
+
+        assert ids() == [heavy.event_id, unknown.event_id]
+        assert ids(newest_first=True) == [unknown.event_id, heavy.event_id]
+        assert ids(reason="weight_out_of_tolerance") == [heavy.event_id]
+        assert ids(reason="weight") == [] and ids(reason="container_missing") == []
+        assert ids(lane="L2", newest_first=True) == [unknown.event_id]
+        assert store.review_lanes(s) == ["L1", "L2"]
+
+
+def test_review_queue_filters(sessions) -> None:  # type: ignore[no-untyped-def]
+    check_review_queue_filters(sessions)
 
 
 def check_migrations(url: str) -> None:

@@ -87,7 +87,12 @@ def test_send_to_inspection_and_hold(client: TestClient) -> None:
     )
     assert event_id in client.get("/review/rows").text  # held passages stay in the queue
     client.post(f"/passages/{event_id}/decision", data={"action": "inspection", "csrf_token": csrf})
-    assert [c.action for c in client.sent] == ["show_message", "close_barrier"]
+    assert [c.action for c in client.sent] == ["show_message", "send_to_inspection"]
+    assert client.sent[-1].inspection_lane == "inspection"
+    assert client.sent[-1].passage_event_id == event_id
+    decision = client.get(f"/api/passages/{event_id}").json()["passage"]["decision"]
+    assert (decision["outcome"], decision["decided_by"]) == ("inspection", "olga")
+    assert event_id not in client.get("/review/rows").text
 
 
 def test_queue_filters_by_lane_and_reason_newest_first(client: TestClient) -> None:

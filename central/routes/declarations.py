@@ -11,6 +11,7 @@ from fastapi import APIRouter, Body, HTTPException, Query, UploadFile, status
 from central import store
 from central.declarations import Declaration, DeclarationFileError, parse_csv, parse_json
 from central.deps import Admin, Db, Reader
+from central.routes.common import found
 from central.schemas import DeclarationOut, ImportReport, RowErrorOut
 
 router = APIRouter(prefix="/api/declarations", tags=["declarations"])
@@ -50,10 +51,7 @@ def list_declarations(
 @router.get("/{number}", response_model=DeclarationOut)
 def get_declaration(number: str, db: Db, _user: Reader) -> DeclarationOut:
     """One declaration with its usage."""
-    row = store.get_declaration(db, number)
-    if row is None:
-        raise HTTPException(404, f"no declaration {number}")
-    return DeclarationOut.of(row)
+    return DeclarationOut.of(found(store.get_declaration(db, number), f"no declaration {number}"))
 
 
 @router.post("", response_model=ImportReport)
@@ -95,9 +93,7 @@ def put_declaration(number: str, decl: Declaration, db: Db, user: Admin) -> Decl
 @router.post("/{number}/cancel", response_model=DeclarationOut)
 def cancel_declaration(number: str, db: Db, user: Admin) -> DeclarationOut:
     """Cancel a declaration: a later passage on it is flagged."""
-    row = store.cancel_declaration(db, number, user.username)
-    if row is None:
-        raise HTTPException(404, f"no declaration {number}")
+    row = found(store.cancel_declaration(db, number, user.username), f"no declaration {number}")
     db.commit()
     return DeclarationOut.of(row)
 

@@ -5,15 +5,19 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, HTTPException, Query
+from fastapi import APIRouter, Query
 
 from central import store
 from central.deps import Db, Decisions, Officer, Out, Reader
+from central.routes.common import announce_decision, found, passage_or_404
+from central.rules import Reason
 from central.schemas import DecisionOut, OfficerDecisionIn, PassageDetailOut, PassageOut
 
 router = APIRouter(prefix="/api", tags=["passages"])
 
-OutcomeName = Literal["cleared", "flagged", "no_declaration", "approved", "rejected", "held"]
+OutcomeName = Literal[
+    "cleared", "flagged", "no_declaration", "approved", "rejected", "held", "inspection"
+]
 
 
 def _with_decisions(db: Db, rows) -> list[PassageOut]:  # type: ignore[no-untyped-def]
@@ -44,38 +48,32 @@ def review_queue(
     db: Db,
     _user: Reader,
     lane: str | None = None,
+    reason: Annotated[Reason | None, Query(description="only decisions with this finding")] = None,
+    newest_first: bool = False,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     offset: Annotated[int, Query(ge=0)] = 0,
 ) -> list[PassageOut]:
     """Passages waiting for an officer (flagged, no declaration, held), oldest first."""
-    return [
-        PassageOut.of(p, d) for p, d in store.list_review_queue(db, limit, offset, lane=lane)
-    ]
+    entries = store.list_review_queue(db, limit, offset, lane, reason, newest_first)
+    return [PassageOut.of(p, d) for p, d in entries]
 
 
 @router.get("/passages/{event_id}", response_model=PassageDetailOut)
 def passage_detail(event_id: str, db: Db, _user: Reader) -> PassageDetailOut:
     """A passage with its decision history, matched declaration, commands, fee and audit."""
-    detail = store.passage_detail(db, event_id)
-    if detail is None:
-        raise HTTPException(404, f"no passage {event_id}")
-    return PassageDetailOut.of(detail)
+    return PassageDetailOut.of(found(store.passage_detail(db, event_id), f"no passage {event_id}"))
 
 
 @router.post("/passages/{event_id}/decision", response_model=DecisionOut)
 def officer_decision(
     event_id: str, body: OfficerDecisionIn, db: Db, user: Officer, service: Decisions, out: Out
 ) -> DecisionOut:
-    """Approve (open the barrier), reject (keep it closed) or hold a passage; audited."""
-    try:
-        row, command = service.officer_decision(db, event_id, body.verdict, user.username,
-                                                body.note)
-    except store.PassageNotFound:
-        raise HTTPException(404, f"no passage {event_id}") from None
+    """Approve (open the barrier), reject (keep it closed), hold (show a message) or send to
+    inspection; audited."""
+    with passage_or_404(event_id):
+        row, command = service.officer_decision(
+            db, event_id, body.verdict, user.username, body.note
+        )
     db.commit()
-    out.send_command(command)
-    out.events.publish({
-        "type": "decision", "event_id": event_id, "site": command.site, "lane": command.lane,
-        "outcome": row.outcome, "decided_by": row.decided_by,
-    })  # fmt: skip
+    announce_decision(out, command, row)
     return DecisionOut.of(row)

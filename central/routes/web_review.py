@@ -15,20 +15,18 @@ from fastapi import APIRouter, Form, HTTPException, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from central import store
-from central.db import DecisionRow, DeclarationRow, Passage, utcnow
-from central.deps import Db, Decisions, Officer, Out, Outbox, Reader
-from central.matching import Outcome, command_for, decide, passage_keys
-from central.plate_similarity import normalize_plate
+from central.db import DecisionRow, DeclarationRow, Passage
+from central.decisions import InvalidCorrection
+from central.deps import Db, Decisions, Officer, Out, Reader
+from central.routes.common import announce_decision, found, passage_or_404
 from central.routes.web_render import render
 from central.rules import Reason
-from smartgate import iso6346
-from smartgate.contract import Box, ContainerRead, LaneCommand, PassageEvent, PlateRead
+from smartgate.contract import Box, PassageEvent
 
 log = logging.getLogger(__name__)
 
 router = APIRouter(tags=["review"], include_in_schema=False)
 
-QUEUE_SCAN = 2000  # queue entries read before filtering by reason
 QUEUE_SHOWN = 200
 
 # Which side-by-side row each mismatch reason belongs to.
@@ -145,20 +143,15 @@ def crops(event: PassageEvent) -> list[dict[str, Any]]:
 
 def review_queue(db: Db, lane: str | None, reason: str | None) -> list[tuple[Passage, DecisionRow]]:
     """Passages waiting for an officer, newest first, optionally only those with `reason`."""
-    entries = store.list_review_queue(db, limit=QUEUE_SCAN, lane=lane or None)
-    if reason:
-        entries = [(p, d) for p, d in entries if any(r["reason"] == reason for r in d.reasons)]
-    return list(reversed(entries))[:QUEUE_SHOWN]
+    return list(store.list_review_queue(
+        db, QUEUE_SHOWN, lane=lane or None, reason=reason or None, newest_first=True
+    ))  # fmt: skip
 
 
 def _queue_context(db: Db, lane: str, reason: str) -> dict[str, Any]:
-    lanes = sorted(
-        {s.lane for s in store.list_lane_status(db)}
-        | {p.lane for p, _ in store.list_review_queue(db, limit=QUEUE_SCAN)}
-    )
     return {
         "entries": review_queue(db, lane, reason),
-        "lanes": lanes,
+        "lanes": store.review_lanes(db),
         "reasons": [r.value for r in Reason],
         "lane": lane,
         "reason": reason,
@@ -194,9 +187,7 @@ def _neighbours(db: Db, event_id: str) -> tuple[str | None, str | None]:
 @router.get("/passages/{event_id}", response_class=HTMLResponse)
 def passage_page(request: Request, db: Db, user: Officer, event_id: str) -> Response:
     """One passage: frames with boxes, plate close-ups, reads beside the declaration, actions."""
-    detail = store.passage_detail(db, event_id)
-    if detail is None:
-        raise HTTPException(404, f"no passage {event_id}")
+    detail = found(store.passage_detail(db, event_id), f"no passage {event_id}")
     event = PassageEvent.model_validate(detail.passage.payload)
     reasons = detail.decision.reasons if detail.decision else []
     next_id, prev_id = _neighbours(db, event_id)
@@ -219,17 +210,9 @@ def passage_page(request: Request, db: Db, user: Officer, event_id: str) -> Resp
     )
 
 
-def _announce(out: Outbox, command: LaneCommand, event_id: str, outcome: str, actor: str) -> None:
-    out.send_command(command)
-    out.events.publish(
-        {"type": "decision", "event_id": event_id, "site": command.site, "lane": command.lane,
-         "outcome": outcome, "decided_by": actor}
-    )  # fmt: skip
-
-
 ACTIONS = {
     "approve": store.Verdict.APPROVE,
-    "inspection": store.Verdict.REJECT,
+    "inspection": store.Verdict.INSPECT,
     "hold": store.Verdict.HOLD,
 }
 
@@ -245,33 +228,14 @@ def decide_passage(
     note: Annotated[str, Form(max_length=2000)] = "",
 ) -> Response:
     """Approve, send to inspection or hold, with a note; the lane is told after the commit."""
-    try:
+    with passage_or_404(event_id):
         row, command = service.officer_decision(
             db, event_id, ACTIONS[action], user.username, note.strip()
         )
-    except store.PassageNotFound:
-        raise HTTPException(404, f"no passage {event_id}") from None
     db.commit()
     log.info("%s: %s on passage %s", user.username, action, event_id)
-    _announce(out, command, event_id, row.outcome, user.username)
+    announce_decision(out, command, row)
     return RedirectResponse(f"/passages/{event_id}?saved=1", status_code=303)
-
-
-def corrected_event(event: PassageEvent, plate: str, containers: list[str]) -> PassageEvent:
-    """The passage as the officer says it was: a certain plate and/or container codes."""
-    changes: dict[str, Any] = {}
-    if plate:
-        text = normalize_plate(plate)
-        camera = event.best_plate.camera if event.best_plate else ""
-        changes["plate_front"] = PlateRead(text=text, display_text=plate, confidence=1.0,
-                                           camera=camera)  # fmt: skip
-        changes["plate_rear"] = None
-    if containers:
-        changes["containers"] = [
-            ContainerRead(code=c, check_digit_ok=iso6346.is_valid(c), confidence=1.0)
-            for c in containers
-        ]
-    return event.model_copy(update=changes)
 
 
 @router.post("/passages/{event_id}/correction")
@@ -286,33 +250,16 @@ def correct_passage(
     note: Annotated[str, Form(max_length=2000)] = "",
 ) -> Response:
     """Correct a misread plate or container, re-match with the rules and tell the lane."""
-    passage = store.get_passage(db, event_id)
-    if passage is None:
-        raise HTTPException(404, f"no passage {event_id}")
-    codes = [c.upper() for c in containers.split()]
-    if not plate.strip() and not codes:
-        raise HTTPException(422, "give a corrected plate or container codes")
-    bad = [c for c in codes if not (len(c) == 11 and c.isalnum())]
-    if bad or len(codes) > 4:
-        raise HTTPException(422, f"container codes must be 11 letters/digits, at most 4: {bad}")
-    event = corrected_event(PassageEvent.model_validate(passage.payload), plate.strip(), codes)
-    keys = passage_keys(event, service.rules.candidate_min_confidence)
-    candidates, used = store.candidate_declarations(db, keys)
-    decision = decide(event, candidates, service.rules, used, utcnow())
-    row = store.add_rules_decision(db, event_id, decision)
-    row.decided_by, row.note = user.username, note.strip()
-    if decision.outcome is Outcome.CLEARED and decision.declaration_number:
-        store.mark_declaration_used(db, decision.declaration_number, event_id)
-    command = command_for(decision, event).model_copy(update={"issued_by": user.username[:64]})
-    store.add_command(db, command)
-    store.add_audit(
-        db, user.username, "decision.correct", "passage", event_id,
-        {"note": note.strip(), "plate": event.best_plate.text if plate.strip() else None,
-         "containers": codes, "outcome": decision.outcome.value},
-    )  # fmt: skip
+    with passage_or_404(event_id):
+        try:
+            row, command = service.correct_reads(
+                db, event_id, plate=plate, containers=containers.split(), actor=user.username,
+                note=note.strip(),
+            )  # fmt: skip
+        except InvalidCorrection as exc:
+            raise HTTPException(422, str(exc)) from None
     db.commit()
-    log.info("%s corrected passage %s -> %s", user.username, event_id, decision.outcome)
-    _announce(out, command, event_id, row.outcome, user.username)
+    announce_decision(out, command, row)
     return RedirectResponse(f"/passages/{event_id}?saved=1", status_code=303)
 
 
