@@ -4,7 +4,9 @@
 is the shell: the network thread queues messages, a storing thread handles whatever queued up
 in one transaction, and only after that commit acknowledges each QoS 1 message and publishes the
 lane commands, so a crash between receive and commit makes the broker redeliver instead of
-losing the passage, and a lane never acts on a decision that was not stored.
+losing the passage, and a lane never acts on a decision that was not stored. While the database
+is unavailable the transaction is retried in place with backoff (nothing is acknowledged); a
+message the database refuses for itself is kept as a rejection so it never blocks the others.
 """
 
 from __future__ import annotations
@@ -13,20 +15,27 @@ import json
 import logging
 import queue
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
-from sqlalchemy.exc import SQLAlchemyError
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from central import store
+from central.metrics import IngestMetrics
 from smartgate import contract
 from smartgate.contract import ContractError, LaneCommand, PassageEvent
 
 log = logging.getLogger(__name__)
+
+R = TypeVar("R")
 
 
 @dataclass(frozen=True)
@@ -120,8 +129,25 @@ def handle_message(
         return IngestOutcome("rejected", reason=str(exc))
 
 
+def _transient(exc: BaseException) -> bool:
+    """A database failure that retrying the same transaction can cure (server or lock away)."""
+    return isinstance(exc, OperationalError | InterfaceError) or bool(
+        getattr(exc, "connection_invalidated", False)
+    )
+
+
+class _Stopping(Exception):
+    """The ingest is stopping while waiting for the database; messages stay unacknowledged."""
+
+
 class MqttIngest:
-    """Subscribes central to the contract topics and feeds `handle_message`."""
+    """Subscribes central to the contract topics and feeds `handle_message`.
+
+    MQTT 3.1.1 with `clean_session=False` by default (works with amqtt); `shared=True` connects
+    with MQTT 5 (`clean_start=False`, session expiry) and subscribes to `$share/central/...` so
+    several workers split the messages. `subscribe=False` only publishes (the HTTP process of a
+    multi-worker central sends officer commands on it).
+    """
 
     def __init__(
         self,
@@ -135,23 +161,42 @@ class MqttIngest:
         on_passage: PassageHook | None = None,
         after_commit: Callable[[IngestOutcome], None] | None = None,
         batch_size: int = 50,
+        shared: bool = False,
+        session_expiry_s: int = 7 * 86400,
+        subscribe: bool = True,
+        metrics: IngestMetrics | None = None,
     ) -> None:
         self.sessions = sessions
+        self.client_id = client_id
         self.site = site
         self.on_passage = on_passage
         self.after_commit = after_commit
         self.batch_size = batch_size
+        self.shared = shared
+        self.subscribe = subscribe
+        self.metrics = metrics or IngestMetrics()
         self.stats: Counter[str] = Counter()
         self.reject_reasons: Counter[str] = Counter()
         self.connected = threading.Event()
-        self._queue: queue.Queue[mqtt.MQTTMessage | None] = queue.Queue()
+        self._queue: queue.Queue[tuple[int, mqtt.MQTTMessage] | None] = queue.Queue()
         self._worker: threading.Thread | None = None
-        self.client = mqtt.Client(
-            CallbackAPIVersion.VERSION2,
-            client_id=client_id,
-            clean_session=False,
-            protocol=mqtt.MQTTv311,
-        )
+        self._stopping = threading.Event()
+        self._generation = 0  # connections so far: an ack is only sent on the receiving one
+        self._connect_args: dict = {}
+        if shared:
+            self.client = mqtt.Client(
+                CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5
+            )
+            props = Properties(PacketTypes.CONNECT)
+            props.SessionExpiryInterval = session_expiry_s
+            self._connect_args = {"clean_start": False, "properties": props}
+        else:
+            self.client = mqtt.Client(
+                CallbackAPIVersion.VERSION2,
+                client_id=client_id,
+                clean_session=False,
+                protocol=mqtt.MQTTv311,
+            )
         if username:
             self.client.username_pw_set(username, password)
         self.client.manual_ack_set(True)
@@ -163,19 +208,27 @@ class MqttIngest:
 
     def start(self) -> None:
         """Start the storing thread, connect (retrying in the background) and the network loop."""
+        self._stopping.clear()
         self._worker = threading.Thread(target=self._work, name="central-ingest", daemon=True)
         self._worker.start()
-        self.client.connect_async(self.host, self.port, keepalive=30)
+        self.client.connect_async(self.host, self.port, keepalive=30, **self._connect_args)
         self.client.loop_start()
 
-    def stop(self) -> None:
-        """Store what was received, then disconnect and stop the loop thread."""
+    def stop(self, timeout_s: float = 30.0) -> None:
+        """Store what was received (for at most `timeout_s`), then disconnect.
+
+        Messages not stored by then stay unacknowledged; the broker redelivers them to this
+        client id's persistent session.
+        """
         if self._worker is not None:
             self._queue.put(None)
-            self._worker.join(30)
+            self._worker.join(timeout_s)
+            self._stopping.set()
+            self._worker.join(10)
             self._worker = None
         self.client.disconnect()
         self.client.loop_stop()
+        self.metrics.connected.set(0)
 
     def publish(self, topic: str, payload: bytes, qos: int = 1, retain: bool = False) -> None:
         """Publish a message on the ingest connection."""
@@ -189,22 +242,27 @@ class MqttIngest:
         if reason_code.is_failure:
             log.error("MQTT connection refused: %s", reason_code)
             return
-        client.subscribe([(t, 1) for t in contract.central_subscriptions(self.site)])
+        self._generation += 1
+        if self.subscribe:
+            topics = contract.central_subscriptions(self.site, shared=self.shared)
+            client.subscribe([(t, 1) for t in topics])
         self.connected.set()
-        log.info("central subscribed to %s:%s", self.host, self.port)
+        self.metrics.connected.set(1)
+        log.info("central %s connected to %s:%s", self.client_id, self.host, self.port)
 
     def _on_disconnect(self, _client, _userdata, _flags, reason_code, _props=None) -> None:  # type: ignore[no-untyped-def]
         self.connected.clear()
+        self.metrics.connected.set(0)
         if reason_code.is_failure:
             log.warning("MQTT disconnected (%s); reconnecting", reason_code)
 
     def _on_message(self, _client, _userdata, msg) -> None:  # type: ignore[no-untyped-def]
-        self._queue.put(msg)
+        self._queue.put((self._generation, msg))
 
     def _work(self) -> None:
         """Store messages in batches: whatever queued up (up to `batch_size`) shares a commit."""
-        while (msg := self._queue.get()) is not None:
-            batch = [msg]
+        while (item := self._queue.get()) is not None:
+            batch = [item]
             while len(batch) < self.batch_size:
                 try:
                     nxt = self._queue.get_nowait()
@@ -214,47 +272,94 @@ class MqttIngest:
                     self._queue.put(None)
                     break
                 batch.append(nxt)
-            self._process(batch)
+            try:
+                self._process(batch)
+            except _Stopping:
+                log.warning("stopping with %d messages unstored; the broker redelivers them",
+                            len(batch) + self._queue.qsize())
+                return
 
-    def _transaction(self, batch: list[mqtt.MQTTMessage]) -> list[IngestOutcome]:
+    def _transaction(self, messages: list[mqtt.MQTTMessage]) -> list[IngestOutcome]:
         with self.sessions() as session, session.begin():
             return [
                 handle_message(session, m.topic, bytes(m.payload), self.on_passage)
-                for m in batch
+                for m in messages
             ]
 
-    def _process(self, batch: list[mqtt.MQTTMessage]) -> None:
+    def _retrying(self, work: Callable[[], R]) -> R:
+        """Run `work`, retrying in place with backoff while the database is unavailable.
+
+        The messages stay unacknowledged meanwhile: paho only gets a redelivery after a
+        reconnect, so giving up here would strand them until then.
+        """
+        delay = 0.2
+        while True:
+            try:
+                return work()
+            except SQLAlchemyError as exc:
+                if not _transient(exc):
+                    raise
+                self.stats["db_errors"] += 1
+                self.metrics.db_errors.inc()
+                log.warning("database unavailable (%s); retrying in %.1f s",
+                            str(exc).splitlines()[0][:200], delay)
+            if self._stopping.wait(delay):
+                raise _Stopping
+            delay = min(delay * 2, 5.0)
+
+    def _process(self, batch: list[tuple[int, mqtt.MQTTMessage]]) -> None:
+        messages = [m for _, m in batch]
         try:
-            done = list(zip(batch, self._transaction(batch), strict=True))
+            outcomes = self._retrying(lambda: self._transaction(messages))
+        except _Stopping:
+            raise
         except Exception:  # noqa: BLE001 - retried one by one below
             log.warning("batch of %d failed; storing its messages one by one", len(batch))
-            done = [(m, o) for m in batch if (o := self._one(m)) is not None]
-        for msg, outcome in done:
-            self._finish(msg, outcome)
+            outcomes = [self._one(m) for m in messages]
+        for (generation, msg), outcome in zip(batch, outcomes, strict=True):
+            self._finish(generation, msg, outcome)
 
-    def _one(self, msg: mqtt.MQTTMessage) -> IngestOutcome | None:
-        """Store one message in its own transaction, retried once (a concurrent duplicate)."""
+    def _one(self, msg: mqtt.MQTTMessage) -> IngestOutcome:
+        """Store one message alone; one that the database refuses is kept as a rejection."""
         for attempt in (1, 2):
             try:
-                return self._transaction([msg])[0]
-            except SQLAlchemyError:
-                if attempt == 2:
-                    self.stats["db_errors"] += 1
-                    log.exception("database error storing message on %s; not acknowledged",
-                                  msg.topic)
-            except Exception:  # a bug must not stop the messages behind this one
-                self.stats["errors"] += 1
-                log.exception("unexpected error handling message on %s", msg.topic)
-                return None
-        return None
+                return self._retrying(lambda: self._transaction([msg])[0])
+            except _Stopping:
+                raise
+            except IntegrityError:
+                if attempt == 1:
+                    continue  # a concurrent insert of the same event id: now a duplicate
+                reason = "storage: integrity error"
+            except Exception as exc:  # a bug or bad data must not stop the messages behind
+                reason = f"storage: {type(exc).__name__}"
+            self.stats["errors"] += 1
+            log.exception("error storing message on %s; kept as rejected", msg.topic)
+            break
 
-    def _finish(self, msg: mqtt.MQTTMessage, outcome: IngestOutcome) -> None:
+        def reject() -> None:
+            with self.sessions() as session, session.begin():
+                store.add_rejection(session, msg.topic, reason, bytes(msg.payload))
+
+        self._retrying(reject)
+        return IngestOutcome("rejected", reason=reason)
+
+    def _finish(self, generation: int, msg: mqtt.MQTTMessage, outcome: IngestOutcome) -> None:
         """After the commit: count, acknowledge, send the command, tell the pages."""
         self.stats[outcome.kind] += 1
+        self.metrics.messages.labels(outcome.kind).inc()
+        self.metrics.latency.observe(max(0.0, time.monotonic() - msg.timestamp))
         if outcome.kind == "rejected":
-            self.reject_reasons[outcome.reason.split(":")[0]] += 1
+            reason = outcome.reason.split(":")[0]
+            self.reject_reasons[reason] += 1
+            self.metrics.rejects.labels(reason).inc()
             log.warning("rejected message on %s: %s", msg.topic, outcome.reason)
-        if msg.qos > 0:
+        elif outcome.kind == "stored":
+            self.metrics.passages.inc()
+            if outcome.notice is not None and outcome.notice.get("outcome"):
+                self.metrics.decisions.labels(outcome.notice["outcome"]).inc()
+        if msg.qos > 0 and generation == self._generation:
+            # a message received on an earlier connection is redelivered on this one (same
+            # session); acking the old packet id could acknowledge another message
             self.client.ack(msg.mid, msg.qos)
         if outcome.command is not None:
             self.send_command(outcome.command)
