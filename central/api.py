@@ -12,7 +12,7 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Response
 
 from central import auth
 from central.config import CentralSettings
@@ -48,11 +48,13 @@ def create_app(settings: CentralSettings, start_ingest: bool = True) -> FastAPI:
         if outcome.notice is not None:
             events.publish(outcome.notice)
 
+    workers = settings.ingest_workers > 0  # then this process only publishes officer commands
     ingest = MqttIngest(
-        sessions, settings.mqtt_host, settings.mqtt_port, client_id=settings.mqtt_client_id,
+        sessions, settings.mqtt_host, settings.mqtt_port,
+        client_id=settings.mqtt_client_id + ("-http" if workers else ""),
         site=settings.site, username=settings.mqtt_username, password=settings.mqtt_password,
         on_passage=decisions.decide_passage, after_commit=after_commit,
-        batch_size=settings.ingest_batch,
+        batch_size=settings.ingest_batch, subscribe=not workers,
     )
 
     @asynccontextmanager
@@ -90,5 +92,10 @@ def create_app(settings: CentralSettings, start_ingest: bool = True) -> FastAPI:
             "rejects_by_reason": dict(ingest.reject_reasons),
             "rules_version": decisions.rules.version,
         }
+
+    @app.get("/metrics", tags=["health"], include_in_schema=False)
+    def metrics() -> Response:
+        """Prometheus text format: this process's ingest counters (workers serve their own)."""
+        return Response(ingest.metrics.render(), media_type=ingest.metrics.content_type)
 
     return app

@@ -1,4 +1,4 @@
-"""`smartgate central run` and `smartgate declarations import|sample`."""
+"""`smartgate central run|ingest` and `smartgate declarations import|sample`."""
 
 from __future__ import annotations
 
@@ -9,11 +9,8 @@ from pathlib import Path
 from smartgate.cli import CommandGroups
 
 
-def run_central(args: argparse.Namespace) -> int:
-    """Start the FastAPI app and the MQTT ingest."""
-    import uvicorn
-
-    from central.api import create_app
+def _settings(args: argparse.Namespace, **extra: object):  # type: ignore[no-untyped-def]
+    """CentralSettings from the flags given (the rest from the environment and defaults)."""
     from central.config import CentralSettings
 
     overrides = {
@@ -22,17 +19,46 @@ def run_central(args: argparse.Namespace) -> int:
             "database_url": args.database_url,
             "mqtt_host": args.mqtt_host,
             "mqtt_port": args.mqtt_port,
-            "http_host": args.host,
-            "http_port": args.port,
             "rules_file": args.rules,
             "fee_table_file": args.fee_table,
+            **extra,
         }.items()
         if v is not None
     }
-    settings = CentralSettings(**overrides)
-    uvicorn.run(create_app(settings), host=settings.http_host, port=settings.http_port,
-                log_level="info")
+    return CentralSettings(**overrides)
+
+
+def run_central(args: argparse.Namespace) -> int:
+    """Start the FastAPI app and the MQTT ingest (in-process, or N worker processes)."""
+    import uvicorn
+
+    from central.api import create_app
+    from central.db import make_engine, upgrade_database
+    from central.worker import WorkerPool
+
+    settings = _settings(args, http_host=args.host, http_port=args.port,
+                         ingest_workers=args.workers, metrics_port=args.metrics_port)
+    pool = None
+    if settings.ingest_workers:
+        engine = make_engine(settings.database_url)
+        upgrade_database(engine)  # once, before the workers race for it
+        engine.dispose()
+        pool = WorkerPool(settings, settings.ingest_workers).start()
+    try:
+        uvicorn.run(create_app(settings), host=settings.http_host, port=settings.http_port,
+                    log_level="info")
+    finally:
+        if pool is not None:
+            pool.stop()
     return 0
+
+
+def run_ingest(args: argparse.Namespace) -> int:
+    """Run one ingest worker until SIGTERM/SIGINT."""
+    from central.worker import run_worker, stop_on_signals
+
+    settings = _settings(args, metrics_port=args.metrics_port)
+    return run_worker(settings, args.worker_id, stop_on_signals())
 
 
 def import_declarations(args: argparse.Namespace) -> int:
@@ -86,7 +112,7 @@ def sample_declarations(args: argparse.Namespace) -> int:
 
 
 def register(commands: CommandGroups) -> None:
-    """Attach `smartgate central run` and `smartgate declarations import|sample`."""
+    """Attach `smartgate central run|ingest` and `smartgate declarations import|sample`."""
     central = commands.top.add_parser("central", help="the central service")
     sub = central.add_subparsers(dest="central_command", metavar="ACTION")
     sub.required = True
@@ -98,7 +124,21 @@ def register(commands: CommandGroups) -> None:
     run.add_argument("--port", type=int, help="HTTP listen port")
     run.add_argument("--rules", help="site matching rules, YAML or TOML (docs/matching.md)")
     run.add_argument("--fee-table", help="fee table, YAML or TOML (central/fees.py)")
+    run.add_argument("--workers", type=int,
+                     help="ingest in N worker processes (MQTT 5 shared subscriptions; mosquitto)")
+    run.add_argument("--metrics-port", type=int,
+                     help="with --workers: worker k serves /metrics on this port + k - 1")
     run.set_defaults(func=run_central)
+    ingest = sub.add_parser("ingest", help="run one ingest worker (shared subscription, MQTT 5)")
+    ingest.add_argument("--worker-id", required=True,
+                        help="stable id, distinct per worker: its persistent MQTT session")
+    ingest.add_argument("--database-url", help="SQLAlchemy URL (default sqlite:///data/central.db)")
+    ingest.add_argument("--mqtt-host")
+    ingest.add_argument("--mqtt-port", type=int)
+    ingest.add_argument("--rules", help="site matching rules, YAML or TOML (docs/matching.md)")
+    ingest.add_argument("--fee-table", help="fee table, YAML or TOML (central/fees.py)")
+    ingest.add_argument("--metrics-port", type=int, help="serve /metrics on this port")
+    ingest.set_defaults(func=run_ingest)
 
     decl = commands.top.add_parser("declarations", help="customs declarations in central's DB")
     dsub = decl.add_subparsers(dest="declarations_command", metavar="ACTION")

@@ -37,6 +37,25 @@ class CentralSettings(BaseSettings):
     ingest_batch: int = Field(
         default=50, ge=1, le=1000, description="most queued messages stored in one transaction"
     )
+    ingest_workers: int = Field(
+        default=0, ge=0, le=64,
+        description="`central run`: ingest worker processes (MQTT 5 shared subscriptions, "
+        "mosquitto); 0: ingest inside the HTTP process (MQTT 3.1.1, also amqtt)",
+    )
+    mqtt_session_expiry_s: int = Field(
+        default=7 * 86400, ge=60,
+        description="MQTT 5 session expiry: how long the broker queues for a stopped worker",
+    )
+    metrics_port: int | None = Field(
+        default=None, ge=1, le=65535,
+        description="ingest worker: serve /metrics here (worker k of `central run` uses "
+        "metrics_port + k - 1); none: off (the HTTP process serves its own at /metrics)",
+    )
+    ingest_sqlite_busy_s: float = Field(
+        default=30.0, gt=0, le=600,
+        description="ingest worker on SQLite: how long a write waits for a lock before it "
+        "fails and is retried in place",
+    )
     secret_key: SecretStr | None = Field(
         default=None,
         description="keys session and CSRF digests: 32+ random characters; required unless demo",
