@@ -5,7 +5,9 @@ directory, and one lane with simulated hardware (`hardware.lane_sim`: weighbridg
 Modbus barrier, lane display) and a simulated camera showing synthetic truck scenes this project
 renders (Vietnamese and Chinese trucks). A director drives each truck onto the weighbridge while
 the camera shows it; the weighbridge is the lane's trigger, so every passage carries a weight.
-Runs until Ctrl-C (or `--seconds`).
+Central gets declarations for the four trucks (51D67890's declared weight is off, so it goes to
+the review queue) and a `demo` account whose password is printed. Runs until Ctrl-C (or
+`--seconds`).
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ DEMO_TRUCKS = (
     ("51D67890", "vn", 2, 18_700),
     ("桂FA1234", "cn", 2, 27_900),
 )
+FLAGGED_TRUCKS = ("51D67890",)  # declared at 5 t: the weighbridge sends it to inspection
 FRAME_SIZE = (1280, 720)
 CAMERA_KEY = "L1/front"
 
@@ -111,6 +114,7 @@ def run_demo(args: argparse.Namespace) -> int:
     from central.api import create_app
     from central.auth_store import ensure_demo_user
     from central.config import CentralSettings
+    from central.decisions import seed_demo_declarations
     from edge.app import EdgeNode
     from edge.config import EdgeConfig
     from edge.sources import SimulatedCamera
@@ -141,6 +145,10 @@ def run_demo(args: argparse.Namespace) -> int:
         print(f"error: central could not listen on port {settings.http_port}")
         return 1
     demo_user, demo_password = ensure_demo_user(app.state.sessions)
+    seeded = seed_demo_declarations(
+        app.state.sessions, [t[0] for t in DEMO_TRUCKS], flagged=FLAGGED_TRUCKS
+    )
+    log.info("demo declarations: %d created, %d unchanged", seeded.created, seeded.unchanged)
 
     sims = LaneSimulators.start(protocol="toledo")
     camera = SimulatedCamera(empty_lane(FRAME_SIZE, 0))

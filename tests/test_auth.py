@@ -91,6 +91,14 @@ def test_anonymous_page_redirects_to_login(client: TestClient, path: str) -> Non
     assert reply.headers["location"].startswith("/login?next=")
 
 
+def test_home_sends_anyone_signed_out_to_login_then_to_their_page(client: TestClient) -> None:
+    for headers in ({"Accept": "text/html"}, {}):
+        reply = client.get("/", headers=headers, follow_redirects=False)
+        assert (reply.status_code, reply.headers["location"]) == (303, "/login")
+    login(client, "oscar")
+    assert client.get("/", follow_redirects=False).headers["location"] == "/dashboard"
+
+
 @pytest.mark.parametrize("path", APIS + ["/events"])
 def test_anonymous_api_gets_401(client: TestClient, path: str) -> None:
     reply = client.get(path)

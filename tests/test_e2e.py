@@ -34,8 +34,6 @@ def _scene_folder(tmp_path: Path) -> Path:
 
 def _api_token(app, role: str) -> str:  # type: ignore[no-untyped-def]
     """A machine token for a fresh user with `role`."""
-    from central import auth_store
-
     token = "e2e-token-" + role
     with app.state.sessions() as session, session.begin():
         user = auth_store.add_user(session, f"e2e-{role}", "e2e-password-long", role)
@@ -59,12 +57,6 @@ def test_passage_from_edge_is_stored_with_plate(tmp_path: Path, request, broker_
     with TestClient(create_app(settings)) as client:
         assert client.app.state.ingest.connected.wait(10)
         client.headers["Authorization"] = "Bearer " + _api_token(client.app, "operator")
-        with client.app.state.sessions() as session, session.begin():
-            user = auth_store.add_user(session, "e2e", "e2e-password-123", "admin")
-            auth_store.add_api_token(
-                session, user, "e2e", client.app.state.auth.digest("token", "e2e-token")
-            )
-        client.headers["Authorization"] = "Bearer e2e-token"
         node = EdgeNode(config, realtime=False)
         node.start()
         node.run()

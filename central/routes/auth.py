@@ -112,6 +112,7 @@ def logout(request: Request, user: AnyUser) -> Response:
 
 
 @router.get("/", include_in_schema=False)
-def home(user: AnyUser) -> Response:
-    """Each role's first page."""
-    return RedirectResponse(home_for(user), status_code=303)
+async def home(request: Request) -> Response:
+    """Each role's first page; anyone not signed in (browser or not) goes to the sign-in form."""
+    user = await current_user(request)
+    return RedirectResponse(home_for(user) if user else "/login", status_code=303)
