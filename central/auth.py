@@ -9,6 +9,9 @@
   and stored as digests. Bearer requests need no CSRF token (a browser never sends one itself).
 - `require_role(*roles)` is the FastAPI dependency every protected route uses; admin passes
   every role check. Anonymous page requests are redirected to /login, API requests get 401.
+- `LoginThrottle`: after `MAX_FAILED_LOGINS` failed sign-ins for a user name or from a client
+  address within `FAILED_LOGIN_WINDOW_S`, further attempts are refused (429) until the oldest of
+  them ages out. Kept in memory, per process.
 """
 
 from __future__ import annotations
@@ -17,6 +20,9 @@ import hashlib
 import hmac
 import logging
 import secrets
+import threading
+import time
+from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
@@ -41,6 +47,9 @@ CSRF_FIELD = "csrf_token"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 MIN_SECRET_LENGTH = 32
 KNOWN_DEFAULT_SECRETS = frozenset({"changeme", "secret", "smartgate", "admin"})
+MAX_FAILED_LOGINS = 5
+FAILED_LOGIN_WINDOW_S = 15 * 60
+THROTTLE_KEYS_KEPT = 10_000  # past this many names/addresses, forget those with no recent failure
 
 
 class InsecureConfigError(RuntimeError):
@@ -76,6 +85,58 @@ class CurrentUser:
     def has_role(self, *roles: str) -> bool:
         """Whether this user may act in one of `roles` (admin may act in all)."""
         return self.role == Role.ADMIN or self.role in roles
+
+
+class LoginThrottle:
+    """Failed sign-ins per user name and per client address over a sliding window.
+
+    `retry_after` says how long a sign-in for that name from that address must wait (0: go
+    ahead); refused attempts are not counted. A success forgets the name's failures, not the
+    address's (an attacker's own account must not reset the count for the address).
+    """
+
+    def __init__(
+        self,
+        limit: int = MAX_FAILED_LOGINS,
+        window_s: float = FAILED_LOGIN_WINDOW_S,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.limit = limit
+        self.window_s = window_s
+        self._clock = clock
+        self._failures: dict[str, deque[float]] = {}
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def _keys(username: str, address: str) -> tuple[str, str]:
+        return f"user:{username.strip().lower()}", f"addr:{address}"
+
+    def retry_after(self, username: str, address: str) -> float:
+        """Seconds until this name may try again from this address; 0 when it may now."""
+        now = self._clock()
+        with self._lock:
+            waits = [
+                times[0] + self.window_s - now
+                for key in self._keys(username, address)
+                if len(times := self._failures.get(key, ())) >= self.limit
+            ]
+        return max([0.0, *waits])
+
+    def failed(self, username: str, address: str) -> None:
+        """Count a failed sign-in against the name and the address."""
+        now = self._clock()
+        with self._lock:
+            if len(self._failures) > THROTTLE_KEYS_KEPT:
+                self._failures = {
+                    k: t for k, t in self._failures.items() if t[-1] > now - self.window_s
+                }
+            for key in self._keys(username, address):
+                self._failures.setdefault(key, deque(maxlen=self.limit)).append(now)
+
+    def succeeded(self, username: str) -> None:
+        """Forget the name's failures after a successful sign-in."""
+        with self._lock:
+            self._failures.pop(self._keys(username, "")[0], None)
 
 
 def auth_config(settings: CentralSettings) -> AuthConfig:
@@ -217,8 +278,10 @@ def wants_html(request: Request) -> bool:
 
 
 def install(app: FastAPI, settings: CentralSettings) -> None:
-    """Put the auth config on the app and turn NotAuthenticated into a redirect or a 401."""
+    """Put the auth config and the sign-in throttle on the app and turn NotAuthenticated into a
+    redirect or a 401."""
     app.state.auth = auth_config(settings)
+    app.state.login_throttle = LoginThrottle()
 
     @app.exception_handler(NotAuthenticated)
     async def _not_authenticated(request: Request, _exc: NotAuthenticated) -> Response:

@@ -116,6 +116,46 @@ def test_wrong_password_is_refused(client: TestClient) -> None:
     assert auth.SESSION_COOKIE not in client.cookies
 
 
+def _try_login(client: TestClient, username: str, password: str):  # type: ignore[no-untyped-def]
+    token = re.search(r'name="csrf_token" value="([^"]+)"', client.get("/login").text).group(1)
+    return client.post("/login", data={"username": username, "password": password,
+                                       "csrf_token": token}, follow_redirects=False)  # fmt: skip
+
+
+def test_repeated_failures_are_throttled(client: TestClient, caplog) -> None:  # type: ignore[no-untyped-def]
+    now = [1000.0]
+    client.app.state.login_throttle = auth.LoginThrottle(clock=lambda: now[0])
+    for _ in range(auth.MAX_FAILED_LOGINS):
+        assert _try_login(client, "olga", "wrong-password").status_code == 401
+    refused = _try_login(client, "olga", PASSWORD)  # the right password, too late
+    assert refused.status_code == 429 and auth.SESSION_COOKIE not in client.cookies
+    assert int(refused.headers["retry-after"]) == auth.FAILED_LOGIN_WINDOW_S
+    assert "15 phút" in refused.text
+    assert _try_login(client, "oscar", PASSWORD).status_code == 429  # same address
+    assert "too many failures" in caplog.text
+    now[0] += auth.FAILED_LOGIN_WINDOW_S - 60
+    assert int(_try_login(client, "olga", PASSWORD).headers["retry-after"]) == 60
+    now[0] += 61
+    assert _try_login(client, "olga", PASSWORD).status_code == 303
+
+
+def test_throttle_counts_names_across_addresses_and_forgets_on_success() -> None:
+    now = [0.0]
+    throttle = auth.LoginThrottle(limit=3, window_s=100, clock=lambda: now[0])
+    for address in ("10.0.0.1", "10.0.0.2", "10.0.0.3"):
+        assert throttle.retry_after("olga", address) == 0
+        throttle.failed("olga", address)
+        now[0] += 10
+    assert throttle.retry_after("OLGA", "10.0.0.9") == 70  # the name, from anywhere
+    assert throttle.retry_after("oscar", "10.0.0.9") == 0
+    throttle.succeeded("olga")
+    assert throttle.retry_after("olga", "10.0.0.9") == 0
+    throttle.failed("x", "10.0.0.4")
+    throttle.failed("y", "10.0.0.4")
+    throttle.failed("z", "10.0.0.4")
+    assert throttle.retry_after("new", "10.0.0.4") == 100  # the address, for any name
+
+
 def test_login_form_needs_its_csrf_token(client: TestClient) -> None:
     client.get("/login")
     reply = client.post("/login", data={"username": "olga", "password": PASSWORD})

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hmac
 import logging
+import math
 import secrets
 from typing import Annotated
 
@@ -41,14 +42,19 @@ def safe_next(target: str | None) -> str | None:
     return None
 
 
-def _login_page(request: Request, next_url: str, error: str = "", status: int = 200) -> Response:
+def _login_page(
+    request: Request, next_url: str, error: str = "", status: int = 200, retry_after: int = 0
+) -> Response:
     token = secrets.token_urlsafe(24)
+    minutes = str(-(-retry_after // 60))
     response = render(
         request,
         "login.html",
-        {"login_csrf": token, "next": next_url, "error": error},
+        {"login_csrf": token, "next": next_url, "error": error, "retry_minutes": minutes},
         status_code=status,
     )
+    if retry_after:
+        response.headers["Retry-After"] = str(retry_after)
     response.set_cookie(
         LOGIN_CSRF_COOKIE,
         token,
@@ -78,17 +84,29 @@ def login(
     csrf_token: Annotated[str, Form(max_length=64)] = "",
     next: Annotated[str, Form(max_length=512)] = "",
 ) -> Response:
-    """Check the password; on success start a session and go to `next` or the role's page."""
+    """Check the password; on success start a session and go to `next` or the role's page.
+
+    Too many recent failures for the name or the address: 429 without checking the password.
+    """
     expected = request.cookies.get(LOGIN_CSRF_COOKIE, "")
     if not expected or not hmac.compare_digest(expected, csrf_token):
         return _login_page(request, next, "login_expired", status=403)
+    throttle = request.app.state.login_throttle
+    address = request.client.host if request.client else "unknown"
+    wait = math.ceil(throttle.retry_after(username, address))
+    if wait > 0:
+        log.warning("sign-in for %r from %s refused for %d s: too many failures",
+                    username, address, wait)  # fmt: skip
+        return _login_page(request, next, "login_throttled", status=429, retry_after=wait)
     sessions = request.app.state.sessions
     with sessions() as session, session.begin():
         user = auth_store.authenticate(session, username, password)
         found = None if user is None else CurrentUser(user.id, user.username, user.role, None)
     if found is None:
-        log.warning("failed sign-in for %r from %s", username, request.client)
+        throttle.failed(username, address)
+        log.warning("failed sign-in for %r from %s", username, address)
         return _login_page(request, next, "login_failed", status=401)
+    throttle.succeeded(username)
     config = request.app.state.auth
     session_id = start_session(sessions, config, found.id)
     log.info("%s signed in", found.username)
