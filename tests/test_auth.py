@@ -122,7 +122,9 @@ def _try_login(client: TestClient, username: str, password: str):  # type: ignor
                                        "csrf_token": token}, follow_redirects=False)  # fmt: skip
 
 
-def test_repeated_failures_are_throttled(client: TestClient, caplog) -> None:  # type: ignore[no-untyped-def]
+def test_repeated_failures_are_throttled(
+    client: TestClient, caplog: pytest.LogCaptureFixture
+) -> None:
     now = [1000.0]
     client.app.state.login_throttle = auth.LoginThrottle(clock=lambda: now[0])
     for _ in range(auth.MAX_FAILED_LOGINS):

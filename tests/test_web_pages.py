@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
+import httpx
 import pytest
 from fastapi.testclient import TestClient
 
@@ -12,7 +14,9 @@ from central.api import create_app
 from central.decisions import seed_demo_declarations
 from central.i18n import LANGUAGES, messages
 from central.ingest import handle_message
+from central.routes import web_images
 from central.routes.web_dashboard import chart_data, lane_tiles
+from central.routes.web_images import fetch_image
 from central.routes.web_review import compare, crops, frames
 from central.store import LaneStats
 from smartgate import contract
@@ -116,6 +120,25 @@ def test_image_proxy_uses_only_the_stored_reference(client: TestClient, tmp_path
     assert reply.status_code == 200 and reply.content == b"\xff\xd8cached"
     for image_id in ("..%2F..%2Fcentral.db", "other", "frame1.jpg"):
         assert client.get(f"/passages/{event_id}/images/{image_id}").status_code == 404
+
+
+def test_image_cache_evicts_least_recently_shown(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cache = tmp_path / "images"
+    cache.mkdir()
+    for age, name in enumerate(("shown", "old", "older")):
+        path = cache / f"{name}.jpg"
+        path.write_bytes(b"\xff\xd8" + b"x" * 98)
+        os.utime(path, (1_000_000 - age, 1_000_000 - age))
+    assert fetch_image(cache, "older", None) is not None  # shown again: now the newest
+    jpeg = b"\xff\xd8" + b"y" * 98
+    reply = httpx.Response(200, content=jpeg)
+    monkeypatch.setattr(web_images.httpx, "get", lambda *_a, **_k: reply)
+    assert fetch_image(cache, "new", "http://edge/new.jpg", max_cache_bytes=250) == jpeg
+    assert sorted(p.name for p in cache.iterdir()) == ["new.jpg", "older.jpg"]
+    assert web_images.prune_cache(cache, 100) == 1
+    assert [p.name for p in cache.iterdir()] == ["new.jpg"]
 
 
 def test_passage_view_model_boxes_crops_and_mismatches() -> None:
