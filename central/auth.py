@@ -115,11 +115,8 @@ class LoginThrottle:
         """Seconds until this name may try again from this address; 0 when it may now."""
         now = self._clock()
         with self._lock:
-            waits = [
-                times[0] + self.window_s - now
-                for key in self._keys(username, address)
-                if len(times := self._failures.get(key, ())) >= self.limit
-            ]
+            recent = [self._failures.get(key) for key in self._keys(username, address)]
+        waits = [t[0] + self.window_s - now for t in recent if t and len(t) >= self.limit]
         return max([0.0, *waits])
 
     def failed(self, username: str, address: str) -> None:
@@ -204,8 +201,8 @@ def lookup_user(request: Request) -> CurrentUser | None:
 
 async def current_user(request: Request) -> CurrentUser | None:
     """The caller, from a bearer token or the session cookie; None when anonymous."""
-    cached = getattr(request.state, "user", False)
-    if cached is not False:
+    if hasattr(request.state, "user"):
+        cached: CurrentUser | None = request.state.user
         return cached
     user = await run_in_threadpool(lookup_user, request)
     request.state.user = user

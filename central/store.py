@@ -684,7 +684,7 @@ def _has_reason(session: Session, reason: str) -> ColumnElement[bool]:
     return exists().select_from(item).where(func.json_extract(item.c.value, "$.reason") == reason)
 
 
-def _review_entries(lane: str | None) -> Select[tuple[Passage, DecisionRow]]:
+def _review_entries(lane: str | None) -> Select[Passage, DecisionRow]:
     q = (
         select(Passage, DecisionRow)
         .join(DecisionRow, DecisionRow.passage_event_id == Passage.event_id)

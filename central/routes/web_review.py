@@ -21,7 +21,7 @@ from central.deps import Db, Decisions, Officer, Out, Reader
 from central.routes.common import announce_decision, found, passage_or_404
 from central.routes.web_render import render
 from central.rules import Reason
-from smartgate.contract import Box, PassageEvent
+from smartgate.contract import Box, ContainerRead, PassageEvent, PlateRead
 
 log = logging.getLogger(__name__)
 
@@ -114,7 +114,8 @@ def _box(box: Box | None, kind: str) -> dict | None:
 
 def frames(event: PassageEvent) -> list[dict[str, Any]]:
     """The best frame per camera (the first one the edge listed) with plate/container boxes."""
-    reads = [(p, "plate") for p in (event.plate_front, event.plate_rear, event.trailer_plate) if p]
+    plates = (event.plate_front, event.plate_rear, event.trailer_plate)
+    reads: list[tuple[PlateRead | ContainerRead, str]] = [(p, "plate") for p in plates if p]
     reads += [(c, "container") for c in event.containers]
     out: dict[str, dict[str, Any]] = {}
     for ref in event.images:
