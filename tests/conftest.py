@@ -57,18 +57,24 @@ class Mosquitto:
         )
         wait_port(self.host, self.port)
 
-    def stop(self) -> None:
+    def stop(self, graceful: bool = False) -> None:
+        """Kill the broker (SIGKILL), or with `graceful` let it save its persistent state."""
         if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(5)
+            if graceful:
+                self.proc.terminate()
+            else:
+                self.proc.kill()
+            self.proc.wait(10)
         self.proc = None
 
 
 def write_mosquitto_conf(folder: Path, port: int, extra: str = "") -> Path:
     """A minimal persistent mosquitto configuration on 127.0.0.1:port."""
     conf = folder / "mosquitto.conf"
+    # as root, mosquitto drops to its own user, which cannot write pytest's 0700 tmp folders
+    run_as = "user root\n" if os.geteuid() == 0 else ""
     conf.write_text(
-        f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence true\n"
+        f"{run_as}listener {port} 127.0.0.1\nallow_anonymous true\npersistence true\n"
         f"persistence_location {folder}/\nmax_queued_messages 100000\n{extra}"
     )
     return conf

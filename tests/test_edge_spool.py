@@ -41,9 +41,11 @@ def _spooled(db: Path) -> list[str]:
 class Collector:
     """A subscriber recording every passage event id it receives."""
 
-    def __init__(self, host: str, port: int) -> None:
+    def __init__(self, host: str, port: int, persistent: bool = False) -> None:
         self.ids: list[str] = []
-        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="collector")
+        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="collector",
+                                  clean_session=not persistent)
+        self.client.reconnect_delay_set(0.1, 1)
         self.client.on_message = lambda _c, _u, m: self.ids.append(
             contract.parse_passage(m.payload).event_id)
         self.client.connect(host, port)
@@ -113,7 +115,8 @@ def test_pipelined_drain_keeps_order_across_a_broker_restart(tmp_path: Path, mos
     spool = Spool(tmp_path / "spool.db")
     publisher = EdgePublisher("huunghi", "edge-p", [], MqttConfig(
         host=mosquitto.host, port=mosquitto.port, keepalive_s=5, inflight=8), spool)
-    collector = Collector(mosquitto.host, mosquitto.port)
+    # a persistent subscriber: the broker keeps its session and queued messages over a restart
+    collector = Collector(mosquitto.host, mosquitto.port, persistent=True)
     publisher.start()
     assert publisher.connected.wait(10)
     events = [make_event() for _ in range(60)]
@@ -125,21 +128,22 @@ def test_pipelined_drain_keeps_order_across_a_broker_restart(tmp_path: Path, mos
     deadline = time.monotonic() + 10
     while spool.depth() and time.monotonic() < deadline:
         time.sleep(0.05)
-    mosquitto.stop()
+    while len(collector.ids) < 30 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    first_half = list(collector.ids)
+    mosquitto.stop(graceful=True)
     for e in events[30:]:
         spool.put(e.event_id, topic, e.to_json())
         publisher.notify()
     time.sleep(0.5)
     assert spool.depth() == 30  # nothing lost while the broker is away
     mosquitto.start()
-    collector.stop()
-    collector = Collector(mosquitto.host, mosquitto.port)
     deadline = time.monotonic() + 20
-    while spool.depth() and time.monotonic() < deadline:
+    while (spool.depth() or len(collector.ids) < 60) and time.monotonic() < deadline:
         time.sleep(0.05)
-    time.sleep(0.3)
     publisher.stop()
     collector.stop()
     assert spool.depth() == 0
-    assert collector.ids == [e.event_id for e in events[30:]]
+    assert first_half == [e.event_id for e in events[:30]]
+    assert collector.ids[30:] == [e.event_id for e in events[30:]]
     spool.close()
