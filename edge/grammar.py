@@ -35,6 +35,9 @@ CONFUSABLE = {
     "Z": "2", "B": "8", "S": "5", "G": "6", "A": "4", "E": "3",
     "0": "DO", "1": "ITL", "2": "Z", "3": "E", "4": "A", "5": "S", "6": "G", "7": "T", "8": "B",
 }
+# The VN typeface's 1 has a long flag: a generic recognizer splits it between 7 and 1, while a
+# real 7 leaves 1 almost no probability, so 1 gets this prior factor on VN plates.
+VN_FLAGGED_ONE = 8.0
 SUBSTITUTION_PENALTY = 0.35  # probability factor for a confusable mapped in by the grammar
 _SEPARATORS = re.compile(r"[\s\-.·•:_/|]")
 
@@ -54,6 +57,7 @@ class Grammar:
     min_digits: int = 0
     digits_only_factor: float = 1.0  # score factor for an all-digit reading (rare, timestamps)
     weights: tuple[tuple[str, float], ...] = ()  # class code -> weight in the score (default 1)
+    priors: tuple[tuple[str, float], ...] = ()  # glyph -> prior factor for this typeface
 
     @property
     def alphabet(self) -> str:
@@ -98,6 +102,7 @@ VN = Grammar(
     region="vn",
     templates=_vn_templates(),
     classes=(("D", DIGITS), ("L", VN_LETTERS)),
+    priors=(("1", VN_FLAGGED_ONE),),
 )
 CN = Grammar(
     region="cn",
@@ -137,6 +142,22 @@ def confusion_boost(probs: np.ndarray, chars: str) -> np.ndarray:
                 best = probs[:, idx].max(axis=1) * SUBSTITUTION_PENALTY
                 boosted[:, cols[ch]] = np.maximum(boosted[:, cols[ch]], best)
     return boosted
+
+
+def apply_priors(probs: np.ndarray, chars: str, priors: Sequence[tuple[str, float]]) -> np.ndarray:
+    """Re-weight the glyph columns of a (T, 1 + len(chars)) CTC matrix by per-glyph prior factors.
+
+    Each frame keeps its blank probability: the prior only moves probability between glyphs.
+    """
+    factors = np.ones(len(chars), dtype=probs.dtype)
+    for ch, factor in priors:
+        if ch in chars:
+            factors[chars.index(ch)] = factor
+    glyphs = probs[:, 1:]
+    weighted = glyphs * factors
+    mass = glyphs.sum(axis=1, keepdims=True)
+    weighted *= mass / np.maximum(weighted.sum(axis=1, keepdims=True), 1e-9)
+    return np.concatenate((probs[:, :1], weighted), axis=1)
 
 
 def _align(logb: np.ndarray, slot_logp: np.ndarray, slot_arg: np.ndarray) -> np.ndarray | None:
@@ -198,12 +219,13 @@ def decode(
     candidates scored by the weighted geometric mean of their probabilities, with frames left to the
     blank but likely to hold a character (a glyph the template has no room for) as a penalty.
     """
-    logb = np.log(np.maximum(probs[:, 0], 1e-6))
-    glyphs = confusion_boost(probs[:, 1:], chars)
     greedy = probs.argmax(axis=1)
     n_read = int(np.sum((greedy != 0) & (np.diff(greedy, prepend=0) != 0)))
     found: dict[str, Candidate] = {}
     for grammar in grammars:
+        weighted = apply_priors(probs, chars, grammar.priors) if grammar.priors else probs
+        logb = np.log(np.maximum(weighted[:, 0], 1e-6))
+        glyphs = confusion_boost(weighted[:, 1:], chars)
         classes = {}
         for code, allowed in grammar.classes:
             cols = np.array([i for i, c in enumerate(chars) if c in allowed], dtype=np.int64)
@@ -224,7 +246,7 @@ def decode(
             beam: list[tuple[float, str]] = [(-blank_cost, "")]
             for i, code in enumerate(template):
                 cols = classes[code][0]
-                cost = _slot_costs(glyphs[slots == i][:, cols], probs[slots == i, 0])
+                cost = _slot_costs(glyphs[slots == i][:, cols], weighted[slots == i, 0])
                 top = np.argsort(cost)[:3]
                 options = [(float(cost[k]) * grammar.weight(code), chars[cols[k]]) for k in top]
                 beam = heapq.nsmallest(

@@ -6,7 +6,7 @@ import numpy as np
 from hypothesis import given
 from hypothesis import strategies as st
 
-from edge.grammar import CN, LATIN_PLATE, VN, VN_LETTERS, decode, normalize_plate
+from edge.grammar import CN, LATIN_PLATE, VN, VN_LETTERS, apply_priors, decode, normalize_plate
 
 ALPHABET = "0123456789ABCDEFGHJKLMNPRSTUVXYZ桂皖挂"
 
@@ -98,3 +98,14 @@ def test_province_counts_half_in_the_score() -> None:
     score = decode(weak, ALPHABET, [CN])[0].score
     unweighted = 0.3 ** (1 / 7) * 0.95 ** (6 / 7)
     assert decode(weak, ALPHABET, [CN])[0].text == "皖A13H25" and score > unweighted
+
+
+def test_vn_flagged_one_prior_moves_probability_between_glyphs_only() -> None:
+    split = ctc("59N176049")
+    seven, one = 1 + ALPHABET.index("7"), 1 + ALPHABET.index("1")
+    split[6, one], split[6, seven] = 0.15, 0.8  # the flagged 1 read mostly as 7
+    assert decode(split, ALPHABET, [VN])[0].text == "59N176049"
+    assert decode(ctc("59N776049"), ALPHABET, [VN])[0].text == "59N776049"  # a clear 7 stays
+    weighted = apply_priors(split, ALPHABET, VN.priors)
+    assert np.allclose(weighted.sum(axis=1), split.sum(axis=1))
+    assert np.allclose(weighted[:, 0], split[:, 0])  # blanks keep their probability
