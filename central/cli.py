@@ -58,7 +58,7 @@ def run_ingest(args: argparse.Namespace) -> int:
     from central.worker import run_worker, stop_on_signals
 
     settings = _settings(args, metrics_port=args.metrics_port)
-    return run_worker(settings, args.worker_id, stop_on_signals())
+    return run_worker(settings, args.worker_id, stop_on_signals(), shared=args.shared)
 
 
 def import_declarations(args: argparse.Namespace) -> int:
@@ -138,6 +138,8 @@ def register(commands: CommandGroups) -> None:
     ingest.add_argument("--rules", help="site matching rules, YAML or TOML (docs/matching.md)")
     ingest.add_argument("--fee-table", help="fee table, YAML or TOML (central/fees.py)")
     ingest.add_argument("--metrics-port", type=int, help="serve /metrics on this port")
+    ingest.add_argument("--no-shared", dest="shared", action="store_false",
+                        help="the only worker: plain persistent subscription (MQTT 3.1.1)")
     ingest.set_defaults(func=run_ingest)
 
     decl = commands.top.add_parser("declarations", help="customs declarations in central's DB")

@@ -61,8 +61,14 @@ def migrate_when_ready(engine: Engine, stop: threading.Event, max_delay_s: float
     return False
 
 
-def run_worker(settings: CentralSettings, worker_id: str, stop: threading.Event) -> int:
-    """Ingest (shared subscription, decisions, commands) until `stop` is set."""
+def run_worker(settings: CentralSettings, worker_id: str, stop: threading.Event,
+               shared: bool = True) -> int:
+    """Ingest (decisions, commands) until `stop` is set.
+
+    `shared`: MQTT 5 shared subscriptions, so several workers split the messages. Without it
+    (one worker only) the subscription is a plain persistent one, which mosquitto 2.0.11 also
+    keeps across its own restart (shared ones it does not restore: docs/deploy.md).
+    """
     from central.api import decision_service
     from central.db import session_factory
     from central.ingest import MqttIngest
@@ -75,7 +81,7 @@ def run_worker(settings: CentralSettings, worker_id: str, stop: threading.Event)
         session_factory(engine), settings.mqtt_host, settings.mqtt_port,
         client_id=worker_client_id(settings, worker_id), site=settings.site,
         username=settings.mqtt_username, password=settings.mqtt_password,
-        on_passage=decisions.decide_passage, batch_size=settings.ingest_batch, shared=True,
+        on_passage=decisions.decide_passage, batch_size=settings.ingest_batch, shared=shared,
         session_expiry_s=settings.mqtt_session_expiry_s,
     )
     if settings.metrics_port is not None:
