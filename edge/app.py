@@ -33,6 +33,7 @@ from edge.config import (
 from edge.container_vote import ContainerObservation
 from edge.containers import ContainerCodeResult, ContainerReader
 from edge.images import ImageServer, ImageStore
+from edge.metrics import EdgeMetrics
 from edge.passage import PLATE_ROLES, Observation, PassageAssembler
 from edge.plates import PlateReader, PlateResult
 from edge.publisher import EdgePublisher
@@ -288,9 +289,10 @@ class EdgeNode:
         self.on_passage = on_passage
         self.simulated = dict(simulated or {})
         self.readers = readers or Readers.from_config(config.inference)
+        self.metrics = EdgeMetrics(self)
         self.scheduler = BatchScheduler(
-            {"plates": self.readers.plates.read_frames,
-             "containers": self.readers.containers.read_frames},
+            {"plates": self.metrics.timed("plates", self.readers.plates.read_frames),
+             "containers": self.metrics.timed("containers", self.readers.containers.read_frames)},
             max_batch=config.inference.max_batch,
             max_delay_s=config.inference.max_delay_ms / 1000,
             queue_size=config.inference.queue_frames,
@@ -328,6 +330,8 @@ class EdgeNode:
         self.scheduler.start()
         img = self.config.images
         self.image_server = ImageServer(self.images, img.http_host, img.http_port).start()
+        if self.config.metrics_port is not None:
+            self.metrics.serve(self.config.metrics_port, img.http_host)
         for rt in self.lanes.values():
             if rt.weighbridge is not None:
                 rt.weighbridge.start()
@@ -410,6 +414,7 @@ class EdgeNode:
         self.spool.put(event.event_id, topic, event.to_json())
         self.publisher.notify()
         self.passages_emitted += 1
+        self.metrics.passage(event)
         plate = event.best_plate
         log.info("passage %s lane %s plate %s weight %s", event.event_id[:8], event.lane,
                  plate.display_text if plate else "-",

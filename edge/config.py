@@ -221,6 +221,10 @@ class EdgeConfig(_Strict):
     status_interval_s: float = Field(default=10.0, gt=0, description="NodeStatus period")
     inference: InferenceConfig = Field(default_factory=InferenceConfig)
     images: ImagesConfig = Field(default_factory=ImagesConfig)
+    metrics_port: int | None = Field(
+        default=None, ge=1, le=65535,
+        description="serve Prometheus /metrics on this port (host: images.http_host); none: off",
+    )
     lanes: list[LaneConfig] = Field(min_length=1)
 
     @model_validator(mode="after")
