@@ -2,30 +2,16 @@
 
 from __future__ import annotations
 
-import itertools
-from collections.abc import Iterator
-
-import pytest
-from sqlalchemy import create_engine, func, select, text
+from sqlalchemy import func, select
 
 from central.db import CommandRow, DecisionRow, Passage, make_engine, session_factory
 from tests.test_central_ingest import check_ingest_decides_once
-from tests.test_central_storage import check_lookup_matches_memory, check_migrations, sessions_for
-
-_names = itertools.count()
-
-
-@pytest.fixture
-def pg_database(postgres_url: str) -> Iterator[str]:
-    """A fresh, empty database in the session's PostgreSQL cluster."""
-    name = f"smartgate_test_{next(_names)}"
-    admin = create_engine(postgres_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f"CREATE DATABASE {name}"))
-    yield postgres_url.rsplit("/", 1)[0] + f"/{name}"
-    with admin.connect() as conn:
-        conn.execute(text(f"DROP DATABASE {name} WITH (FORCE)"))
-    admin.dispose()
+from tests.test_central_storage import (
+    check_lookup_matches_memory,
+    check_migrations,
+    check_review_queue_filters,
+    sessions_for,
+)
 
 
 def test_migrations_on_postgres_match_models(pg_database: str) -> None:
@@ -47,3 +33,7 @@ def test_ingest_is_idempotent_on_postgres(pg_database: str) -> None:
         assert s.scalar(select(func.count()).select_from(DecisionRow)) == 1
         assert s.scalar(select(func.count()).select_from(CommandRow)) == 1
     engine.dispose()
+
+
+def test_review_queue_filters_on_postgres(pg_database: str) -> None:
+    check_review_queue_filters(sessions_for(pg_database))
