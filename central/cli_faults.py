@@ -27,7 +27,6 @@ def bench_faults(args: argparse.Namespace) -> int:
                      rate=args.rate, kinds=kinds)
     with tempfile.TemporaryDirectory(prefix="smartgate-faults-") as tmp:
         folder = Path(tmp)
-        folder.chmod(0o755)  # mosquitto and postgres run as their own users in here
         result = run_faults(plan, folder, args.database_url, args.postgres_temp,
                             show_progress=sys.stderr.isatty())
     print(f"database: {result.database}; {args.edges} edges, {args.workers} ingest worker(s); "

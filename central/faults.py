@@ -19,6 +19,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import uuid
@@ -403,15 +404,27 @@ def _duplicates_seen(log_text: str) -> int:
 
 def run_faults(plan: BenchPlan, folder: Path, database_url: str | None = None,
                postgres_temp: bool = False, show_progress: bool = False) -> FaultBench:
-    """Run the bench in `folder` (temporary files); returns its numbers."""
+    """Run the bench with its files in `folder` (logs, spools, SQLite); returns its numbers."""
+    run_id = uuid.uuid4().hex[:8]
+    # mosquitto and postgres run as their own users: their state lives in a folder they can
+    # reach whatever the permissions of `folder`'s parents
+    state = Path(tempfile.mkdtemp(prefix="smartgate-faults-"))
+    state.chmod(0o755)
+    try:
+        return _run(plan, folder, state, run_id, database_url, postgres_temp, show_progress)
+    finally:
+        shutil.rmtree(state, ignore_errors=True)
+
+
+def _run(plan: BenchPlan, folder: Path, state: Path, run_id: str, database_url: str | None,
+         postgres_temp: bool, show_progress: bool) -> FaultBench:
     from tqdm import tqdm
 
     from central.db import make_engine, upgrade_database
 
-    run_id = uuid.uuid4().hex[:8]
     pg = None
     if postgres_temp:
-        pg = TempPostgres(folder / "pg")
+        pg = TempPostgres(state / "pg")
         pg.start()
         database_url = _fresh_pg_database(pg.url, run_id)
     elif database_url and not database_url.startswith("sqlite"):
@@ -420,7 +433,7 @@ def run_faults(plan: BenchPlan, folder: Path, database_url: str | None = None,
     engine = make_engine(url)
     upgrade_database(engine)
     engine.dispose()
-    broker = Mosquitto(folder / "mosquitto")
+    broker = Mosquitto(state / "mosquitto")
     broker.start()
     procs = Processes(folder)
     py = [sys.executable, "-m"]
