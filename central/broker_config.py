@@ -100,6 +100,9 @@ def mosquitto_conf_text(
         "max_inflight_messages 100",
         f"persistence {'true' if persistence else 'false'}",
         f"persistence_location {folder}/",
+        "# save queued QoS 1 messages at once, not every 30 minutes (the default)",
+        "autosave_interval 1",
+        "autosave_on_changes true",
         "",
         f"listener {port} {bind}",
     ]

@@ -30,6 +30,14 @@ SITE = "huunghi"
 PASSWORDS = {"central": "central-pw", "edge-a": "edge-a-pw", "edge-b": "edge-b-pw"}
 
 
+def test_config_saves_queued_messages_promptly(tmp_path: Path) -> None:
+    files = write_broker_config(tmp_path, SITE, [NodeAccess("edge-a", ("LA",))],
+                                passwords=PASSWORDS)
+    conf = files.conf.read_text()
+    assert "allow_anonymous false" in conf
+    assert "autosave_interval 1\n" in conf and "persistence true" in conf
+
+
 def test_password_hash_matches_mosquitto_format() -> None:
     line = password_hash("secret", salt=bytes(range(12)))
     assert line.startswith("$7$101$AAECAwQFBgcICQoL$")

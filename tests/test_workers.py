@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import itertools
 import os
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-from sqlalchemy import create_engine, func, select, text
+from sqlalchemy import func, select
 
 from central.db import CommandRow, DecisionRow, Passage, make_engine, session_factory
 from edge.config import MqttConfig
@@ -22,20 +19,6 @@ from smartgate import contract
 from tests.test_contract import make_event
 
 REPO = Path(__file__).resolve().parents[1]
-_names = itertools.count()
-
-
-@pytest.fixture
-def pg_url(postgres_url: str) -> Iterator[str]:
-    """A fresh database in the session's PostgreSQL cluster."""
-    name = f"smartgate_workers_{os.getpid()}_{next(_names)}"
-    admin = create_engine(postgres_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f"CREATE DATABASE {name}"))
-    yield postgres_url.rsplit("/", 1)[0] + f"/{name}"
-    with admin.connect() as conn:
-        conn.execute(text(f"DROP DATABASE {name} WITH (FORCE)"))
-    admin.dispose()
 
 
 def _worker(worker_id: str, url: str, port: int, log: Path) -> subprocess.Popen:
@@ -54,10 +37,10 @@ def _count(sessions, column) -> tuple[int, int]:  # type: ignore[no-untyped-def]
                 int(s.scalar(select(func.count(func.distinct(column))))))
 
 
-def test_two_workers_store_every_passage_exactly_once(tmp_path: Path, mosquitto, pg_url) -> None:
+def test_two_workers_store_every_passage_exactly_once(tmp_path: Path, mosquitto, pg_database) -> None:
     logs = {w: tmp_path / f"{w}.log" for w in ("w1", "w2")}
-    procs = {w: _worker(w, pg_url, mosquitto.port, logs[w]) for w in logs}
-    engine = make_engine(pg_url)
+    procs = {w: _worker(w, pg_database, mosquitto.port, logs[w]) for w in logs}
+    engine = make_engine(pg_database)
     sessions = session_factory(engine)
     spool = Spool(tmp_path / "spool.db")
     edge = EdgePublisher("huunghi", "edge-w", [], MqttConfig(port=mosquitto.port, inflight=32),
@@ -76,7 +59,7 @@ def test_two_workers_store_every_passage_exactly_once(tmp_path: Path, mosquitto,
             if k == 150:  # a worker dies mid-stream; its session keeps what was queued for it
                 procs["w2"].send_signal(signal.SIGKILL)
                 procs["w2"].wait(5)
-                procs["w2"] = _worker("w2", pg_url, mosquitto.port, logs["w2"])
+                procs["w2"] = _worker("w2", pg_database, mosquitto.port, logs["w2"])
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and _count(sessions, Passage.event_id)[0] < 300:
             time.sleep(0.2)
