@@ -263,3 +263,100 @@ def write_dataset(
         cv2.imwrite(str(images / name), image)
     (folder / "labels.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
     return folder
+
+
+CELL_SHAPE = (32, 24)  # (height, width) of a province cell as the classifier sees it
+CELL_WIDTH = 0.75  # a cell is this share of its text line's height wide, centred on the glyph
+CELL_COLOURS = (  # (background BGR, glyph BGR): blue, yellow, green, white, black plates
+    ((160, 60, 10), (240, 240, 240)),
+    ((30, 190, 240), (20, 20, 20)),
+    ((120, 220, 150), (20, 20, 20)),
+    ((235, 235, 235), (20, 20, 20)),
+    ((25, 25, 25), (235, 235, 235)),
+)
+_GLYPH_PX = 64  # glyph masks are rendered at this height
+
+
+@cache
+def _glyph_mask(char: str, stroke: int = 0) -> np.ndarray:
+    """Ink mask (float32 0..1) of one character, cropped to its ink and _GLYPH_PX tall.
+
+    `stroke` (px at twice that height) emboldens the font towards the heavy plate typeface.
+    """
+    cjk = "\u4e00" <= char <= "\u9fff"
+    font = _font(2 * _GLYPH_PX, cjk)
+    x0, y0, x1, y1 = font.getbbox(char, stroke_width=stroke)
+    layer = Image.new("L", (x1 + 8, y1 + 8), 0)
+    ImageDraw.Draw(layer).text((4, 4), char, font=font, fill=255, stroke_width=stroke,
+                               stroke_fill=255)
+    mask = np.asarray(layer)
+    ys, xs = np.nonzero(mask > 40)
+    mask = mask[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1]
+    scale = _GLYPH_PX / mask.shape[0]
+    return cv2.resize(mask, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA) / 255.0
+
+
+def _styled(char: str, aspect: float, weight: int) -> np.ndarray:
+    """A glyph mask squeezed to `aspect` (width / height), emboldened by `weight` (0–4)."""
+    mask = _glyph_mask(char, 2 * weight)
+    return cv2.resize(mask, (max(4, int(_GLYPH_PX * aspect)), _GLYPH_PX))
+
+
+def render_province_cell(char: str, rng: np.random.Generator) -> np.ndarray:
+    """A degraded grey cell (`CELL_SHAPE`) around the first glyph of a Chinese plate row.
+
+    The glyph (squeezed and thickened like the plate typeface) sits on a plate colour with the
+    plate edge to its left and the next letter to its right; the cell is cut as the reader cuts
+    it (`CELL_WIDTH` of the line height, centred on the glyph, with shifts), tilted, blurred,
+    brought down to a line 9–24 px tall, JPEG-compressed and brought back up.
+    """
+    ch = _GLYPH_PX
+    bg, fg = CELL_COLOURS[int(rng.integers(len(CELL_COLOURS)))]
+    jitter = rng.integers(-30, 31, 3)
+    bg = np.clip(np.array(bg) + jitter, 0, 255)
+    fg = np.clip(np.array(fg) + rng.integers(-30, 31, 3), 0, 255)
+    canvas = np.empty((3 * ch, 4 * ch, 3), np.float32)
+    canvas[:] = bg
+    ink = np.zeros(canvas.shape[:2], np.float32)
+    cx, cy = 2 * ch, int(1.5 * ch)
+    glyph = _styled(char, rng.uniform(0.5, 0.9), int(rng.choice([0, 1, 2, 2, 3, 3, 4])))
+    gh, gw = glyph.shape
+    ink[cy - gh // 2 : cy - gh // 2 + gh, cx - gw // 2 : cx - gw // 2 + gw] = glyph
+    letter = _styled(str(rng.choice(list("ABCDEFGHJKLMNPQRSTUVWXYZ"))), rng.uniform(0.4, 0.6),
+                     int(rng.integers(0, 3)))
+    lx = cx + int(rng.uniform(0.55, 0.75) * ch) - letter.shape[1] // 2
+    ink[cy - ch // 2 : cy - ch // 2 + ch, lx : lx + letter.shape[1]] = np.maximum(
+        ink[cy - ch // 2 : cy - ch // 2 + ch, lx : lx + letter.shape[1]], letter)
+    edge = cx - gw // 2 - int(rng.uniform(0.08, 0.35) * ch)
+    canvas[:, :edge] = rng.integers(0, 256, 3)
+    if rng.random() < 0.6:  # the plate's inner border lines
+        ink[:, edge + 2 : edge + 2 + int(rng.integers(1, 5))] = 1.0
+        for y in (cy - int(rng.uniform(0.6, 0.8) * ch), cy + int(rng.uniform(0.6, 0.8) * ch)):
+            ink[y : y + int(rng.integers(1, 5)), edge:] = 1.0
+    canvas = canvas * (1 - ink[:, :, None]) + fg * ink[:, :, None]
+    if rng.random() < 0.3:  # bolts, dirt, shadow gradient
+        canvas *= np.linspace(rng.uniform(0.5, 1), rng.uniform(0.7, 1.2), canvas.shape[1])[None, :, None]
+    line_h = ch * rng.uniform(1.05, 1.7)
+    win_w = CELL_WIDTH * line_h
+    centre = np.array([cx + rng.uniform(-0.15, 0.15) * line_h, cy + rng.uniform(-0.1, 0.1) * line_h])
+    out_h = CELL_SHAPE[0] * 2
+    scale = out_h / line_h
+    angle, shear = rng.uniform(-8, 8), rng.uniform(-0.2, 0.2)
+    m = cv2.getRotationMatrix2D((float(centre[0]), float(centre[1])), angle, scale)
+    m[0, 1] += shear * scale
+    out_w = int(round(win_w * scale))
+    m[:, 2] += np.array([out_w / 2, out_h / 2]) - centre
+    cell = cv2.warpAffine(canvas, m, (out_w, out_h), borderMode=cv2.BORDER_REPLICATE)
+    cell = cv2.cvtColor(np.clip(cell, 0, 255).astype(np.uint8), cv2.COLOR_BGR2GRAY)
+    if rng.random() < 0.6:
+        cell = cv2.GaussianBlur(cell, (0, 0), rng.uniform(0.3, 1.4))
+    low_h = int(rng.integers(9, 25))
+    low = cv2.resize(cell, (max(3, round(out_w * low_h / out_h)), low_h),
+                     interpolation=cv2.INTER_AREA)
+    low = np.clip(low.astype(np.float32) * rng.uniform(0.7, 1.3) + rng.uniform(-30, 30)
+                  + rng.normal(0, rng.uniform(0, 8), low.shape), 0, 255).astype(np.uint8)
+    if rng.random() < 0.7:
+        _, data = cv2.imencode(".jpg", low, [cv2.IMWRITE_JPEG_QUALITY, int(rng.integers(15, 90))])
+        low = cv2.imdecode(data, cv2.IMREAD_GRAYSCALE)
+    interp = cv2.INTER_CUBIC if rng.random() < 0.5 else cv2.INTER_LINEAR
+    return cv2.resize(low, CELL_SHAPE[::-1], interpolation=interp)
