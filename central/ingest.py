@@ -73,7 +73,8 @@ def _store_passage(
             f"event for {event.site}/{event.lane} published on topic of {site}/{lane}"
         )
     if store.add_passage(session, event) is None:
-        return IngestOutcome("duplicate", event=event)
+        return IngestOutcome("duplicate", event=event,
+                             command=store.pending_command(session, event.event_id))
     decided = on_passage(session, event) if on_passage is not None else None
     plate = event.best_plate
     notice = {

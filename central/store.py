@@ -35,7 +35,7 @@ from central.declarations import Declaration, DeclarationStatus, Direction
 from central.fees import FeeAssessment
 from central.matching import Decision, declaration_keys
 from central.plate_similarity import normalize_plate
-from smartgate.contract import CommandAck, LaneCommand, LaneStatus, PassageEvent
+from smartgate.contract import CommandAck, CommandAction, LaneCommand, LaneStatus, PassageEvent
 
 REVIEW_OUTCOMES = ("flagged", "no_declaration", "held")
 _DECLARATIONS = cast(Table, DeclarationRow.__table__)
@@ -606,6 +606,24 @@ def commands_for_passage(session: Session, event_id: str) -> Sequence[CommandRow
         .where(CommandRow.passage_event_id == event_id)
         .order_by(CommandRow.issued_at)
     ).all()
+
+
+def pending_command(session: Session, event_id: str) -> LaneCommand | None:
+    """The latest command for a passage when the edge has not acknowledged it yet.
+
+    A redelivered passage means central may have crashed between its commit and publishing
+    the command; re-sending the same command (same id) is harmless to the edge.
+    """
+    rows = commands_for_passage(session, event_id)
+    if not rows or rows[-1].acked_at is not None:
+        return None
+    row = rows[-1]
+    return LaneCommand(
+        command_id=row.command_id, site=row.site, lane=row.lane,
+        action=CommandAction(row.action), passage_event_id=row.passage_event_id,
+        message=row.message, inspection_lane=row.inspection_lane, issued_by=row.issued_by,
+        issued_at=utc(row.issued_at),
+    )
 
 
 def set_lane_status(session: Session, status: LaneStatus) -> None:
