@@ -30,6 +30,7 @@ from central.ingest import IngestOutcome, MqttIngest, handle_message
 from central.rules import RuleSet
 from smartgate import contract
 from smartgate.contract import CommandAck, LaneCommand, LaneStatus
+from tests.conftest import wait_until
 from tests.test_contract import T0, make_event
 
 RULES = RuleSet(version="site-7")
@@ -194,14 +195,6 @@ class _Edge:
         self.client.disconnect()
 
 
-def _wait(predicate, timeout_s: float = 15) -> bool:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return False
-
 
 def test_passage_in_decision_and_command_out_over_mosquitto(tmp_path: Path, mosquitto) -> None:
     sessions = _sessions(tmp_path)
@@ -250,7 +243,7 @@ def test_passage_in_decision_and_command_out_over_mosquitto(tmp_path: Path, mosq
             return row is not None and row.ack_ok is True and s.get(
                 LaneStatusRow, ("huunghi", "L1")) is not None
 
-    assert _wait(acked)
+    assert wait_until(acked)
     time.sleep(0.3)  # let a wrongly repeated command arrive before counting
     ingest.stop()
     edge.stop()

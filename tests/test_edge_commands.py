@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -19,15 +18,7 @@ from edge.config import EdgeConfig
 from edge.sources import SimulatedCamera
 from hardware.lane_sim import LaneSimulators
 from smartgate import contract
-
-
-def _wait(cond: Callable[[], bool], timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():
-            return True
-        time.sleep(0.05)
-    return False
+from tests.conftest import wait_until
 
 
 @pytest.fixture
@@ -82,7 +73,7 @@ def test_commands_triggers_and_central_lost(tmp_path: Path, mosquitto, lane_sims
         data["action"] = "launch_rocket"
         send(json.dumps(data).encode())
         send(bad.to_json())  # valid, but no passage is waiting
-        assert _wait(lambda: len(acks) == 2)
+        assert wait_until(lambda: len(acks) == 2, 10)
         assert [a.ok for a in acks] == [False, False]
         assert acks[0].command_id == bad.command_id and "malformed" in acks[0].detail
         assert "no passage" in acks[1].detail
@@ -91,10 +82,10 @@ def test_commands_triggers_and_central_lost(tmp_path: Path, mosquitto, lane_sims
 
         trigger = contract.trigger_topic("huunghi", "L1")
         client.publish(trigger, b"on", qos=1).wait_for_publish(5)
-        assert _wait(lambda: "vehicle_present" in states)
+        assert wait_until(lambda: "vehicle_present" in states, 10)
         client.publish(trigger, b"bogus", qos=1).wait_for_publish(5)
         client.publish(trigger, b"off", qos=1).wait_for_publish(5)
-        assert _wait(lambda: states[-1:] == ["idle"])  # nothing read: no passage
+        assert wait_until(lambda: states[-1:] == ["idle"], 10)  # nothing read: no passage
         assert node.counters["triggers_rejected"] == 1
 
         controller = node.lanes["L1"].controller
@@ -103,15 +94,15 @@ def test_commands_triggers_and_central_lost(tmp_path: Path, mosquitto, lane_sims
         opened = contract.LaneCommand(site="huunghi", lane="L1", action="open_barrier",
                                       passage_event_id="passage-0001", issued_by="officer-7")
         send(opened.to_json())
-        assert _wait(lambda: len(acks) == 3)
+        assert wait_until(lambda: len(acks) == 3, 10)
         assert acks[2].ok and acks[2].command_id == opened.command_id
-        assert _wait(lambda: lane_sims.barrier_outputs.barrier_open)
-        assert _wait(lambda: "barrier_open" in states)
+        assert wait_until(lambda: lane_sims.barrier_outputs.barrier_open, 10)
+        assert wait_until(lambda: "barrier_open" in states, 10)
         assert lane_sims.display_message.text == "PROCEED"
 
         mosquitto.stop()  # central unreachable: the barrier must close
-        assert _wait(lambda: not lane_sims.barrier_outputs.barrier_open)
-        assert _wait(lambda: "OFFLINE" in lane_sims.display_message.text)
+        assert wait_until(lambda: not lane_sims.barrier_outputs.barrier_open, 10)
+        assert wait_until(lambda: "OFFLINE" in lane_sims.display_message.text, 10)
     finally:
         client.loop_stop()
         node.stop()

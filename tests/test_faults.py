@@ -16,6 +16,7 @@ from central.faults import BenchPlan, reconcile, run_faults
 from central.ingest import MqttIngest, PassageDecided
 from central.worker import ingest_engine
 from smartgate import contract
+from tests.conftest import wait_until
 from tests.test_contract import make_event
 
 
@@ -23,14 +24,6 @@ def _count(sessions, model) -> int:  # type: ignore[no-untyped-def]
     with sessions() as s:
         return int(s.scalar(select(func.count()).select_from(model)))
 
-
-def _wait(cond, timeout_s: float = 20.0) -> bool:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if cond():
-            return True
-        time.sleep(0.05)
-    return False
 
 
 def _publisher(broker) -> mqtt.Client:  # type: ignore[no-untyped-def]
@@ -73,11 +66,11 @@ def test_locked_database_is_retried_in_place_and_nothing_is_lost(tmp_path: Path,
     for event in events:
         pub.publish(contract.passage_topic("huunghi", "L1"), event.to_json(),
                     qos=1).wait_for_publish(5)
-    assert _wait(lambda: ingest.stats["db_errors"] >= 2)
+    assert wait_until(lambda: ingest.stats["db_errors"] >= 2, 20)
     assert ingest.stats["stored"] == 0
     lock.rollback()
     lock.close()
-    assert _wait(lambda: ingest.stats["stored"] == 5)
+    assert wait_until(lambda: ingest.stats["stored"] == 5, 20)
     ingest.stop()
     pub.loop_stop()
     assert _count(sessions, Passage) == 5
@@ -113,7 +106,7 @@ def test_a_message_that_breaks_storage_is_kept_and_does_not_block(tmp_path: Path
     pub = _publisher(mosquitto)
     for event in events:
         pub.publish(contract.passage_topic("huunghi", "L1"), event.to_json(), qos=1)
-    assert _wait(lambda: ingest.stats["stored"] == 5 and ingest.stats["rejected"] == 1)
+    assert wait_until(lambda: ingest.stats["stored"] == 5 and ingest.stats["rejected"] == 1, 20)
     ingest.stop()
     pub.loop_stop()
     with sessions() as s:

@@ -22,6 +22,7 @@ from edge.sources import SimulatedCamera
 from edge.synth_plates import render_scene
 from smartgate import contract
 from smartgate.broker import free_port
+from tests.conftest import wait_until
 from tests.test_central_ingest import _sessions
 from tests.test_contract import make_event
 
@@ -34,14 +35,6 @@ def _samples(text: str) -> dict[tuple[str, tuple], float]:
         for s in family.samples
     }
 
-
-def _wait(cond, timeout_s: float = 15.0) -> bool:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if cond():
-            return True
-        time.sleep(0.05)
-    return False
 
 
 def test_central_metrics_count_passages_decisions_rejects(tmp_path: Path, mosquitto) -> None:
@@ -59,7 +52,7 @@ def test_central_metrics_count_passages_decisions_rejects(tmp_path: Path, mosqui
         pub.publish(topic, event.to_json(), qos=1).wait_for_publish(5)
     pub.publish(topic, events[0].to_json(), qos=1).wait_for_publish(5)  # a redelivery
     pub.publish(topic, b"{}", qos=1).wait_for_publish(5)
-    assert _wait(lambda: sum(ingest.stats.values()) >= 5)
+    assert wait_until(lambda: sum(ingest.stats.values()) >= 5)
     page = _samples(ingest.metrics.render().decode())
     pub.loop_stop()
     ingest.stop()
@@ -103,9 +96,9 @@ def test_edge_metrics_port(tmp_path: Path, mosquitto) -> None:
         trigger = contract.trigger_topic("huunghi", "L1")
         client.publish(trigger, b"bogus", qos=1).wait_for_publish(5)
         client.publish(trigger, b"on", qos=1).wait_for_publish(5)
-        assert _wait(lambda: node.plates_read >= 1, 30)
+        assert wait_until(lambda: node.plates_read >= 1, 30)
         client.publish(trigger, b"off", qos=1).wait_for_publish(5)
-        assert _wait(lambda: node.publisher.published >= 1)
+        assert wait_until(lambda: node.publisher.published >= 1)
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as reply:
             page = _samples(reply.read().decode())
     finally:
