@@ -81,16 +81,6 @@ REGISTRY: dict[str, ModelSpec] = {
             input_shape=("N", 3, 48, 192),
             license="Apache-2.0 (PaddleOCR, via rapidocr wheel)",
         ),
-        ModelSpec(
-            name="cn_province",
-            filename="cn_province.onnx",
-            source="project",
-            task="glyph_cls",
-            input_shape=("N", 1, 32, 24),
-            license="Apache-2.0 (this project: models/train_province.py on cells rendered from "
-                    "WenQuanYi Micro Hei, Apache-2.0/GPL-3.0 with font exception)",
-            sha256="7a0f69f1b84b7dc3424e14c2525a1bd6a467f55099b4264600269812f71aecb4",
-        ),
     )
 }
 
