@@ -1,8 +1,8 @@
 """Mosquitto configuration for a site: password file, per-node ACL, optional TLS listener.
 
 Every edge node gets its own credential and may publish only under its own lanes' topics and its
-own node topics, and subscribe only to its own lanes' command and trigger topics; central gets one
-credential for the whole site. Anonymous access is off. Passwords are hashed the way
+own node topics, and subscribe only to its own lanes' command, trigger and receipt topics; central
+gets one credential for the whole site. Anonymous access is off. Passwords are hashed the way
 `mosquitto_passwd` does (PBKDF2-SHA512, `$7$` format), so no mosquitto tool is needed here.
 """
 
@@ -81,6 +81,7 @@ def acl_text(site: str, nodes: list[NodeAccess], central_user: str = "central") 
             lines.append(f"topic write {root}/{lane}/command/ack")
             lines.append(f"topic read {root}/{lane}/command")
             lines.append(f"topic read {root}/{lane}/trigger")
+            lines.append(f"topic read {root}/{lane}/receipt")
         lines.append("")
     return "\n".join(lines)
 

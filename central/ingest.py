@@ -2,9 +2,11 @@
 
 `handle_message` is the core (one message in the caller's transaction, one outcome); `MqttIngest`
 is the shell: the network thread queues messages, a storing thread handles whatever queued up
-in one transaction, and only after that commit acknowledges each QoS 1 message and publishes the
-lane commands, so a crash between receive and commit makes the broker redeliver instead of
-losing the passage, and a lane never acts on a decision that was not stored. While the database
+in one transaction, and only after that commit acknowledges each QoS 1 message, publishes a
+`PassageReceipt` for each stored or duplicate passage (the edge keeps a passage spooled until
+its receipt) and the lane commands, so a crash between receive and commit makes the broker (or
+the edge) redeliver instead of losing the passage, and a lane never acts on a decision that was
+not stored. While the database
 is unavailable the transaction is retried in place with backoff (nothing is acknowledged); a
 message the database refuses for itself is kept as a rejection so it never blocks the others.
 """
@@ -184,6 +186,7 @@ class MqttIngest:
         self._stopping = threading.Event()
         self._generation = 0  # connections so far: an ack is only sent on the receiving one
         self._connect_args: dict = {}
+        self._last_publish: mqtt.MQTTMessageInfo | None = None  # flushed before a disconnect
         if shared:
             self.client = mqtt.Client(
                 CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5
@@ -227,17 +230,32 @@ class MqttIngest:
             self._stopping.set()
             self._worker.join(10)
             self._worker = None
+        self._flush()
         self.client.disconnect()
         self.client.loop_stop()
         self.metrics.connected.set(0)
 
     def publish(self, topic: str, payload: bytes, qos: int = 1, retain: bool = False) -> None:
         """Publish a message on the ingest connection."""
-        self.client.publish(topic, payload, qos=qos, retain=retain)
+        self._last_publish = self.client.publish(topic, payload, qos=qos, retain=retain)
+
+    def _flush(self, timeout_s: float = 2.0) -> None:
+        """Wait until the broker has the last publish (and so every ack written before it)."""
+        deadline = time.monotonic() + timeout_s
+        info = self._last_publish
+        while (info is not None and not info.is_published() and self.connected.is_set()
+               and time.monotonic() < deadline):
+            time.sleep(0.01)
 
     def send_command(self, command: LaneCommand) -> None:
         """Publish a lane command (QoS 1) on its lane's command topic."""
         self.publish(contract.command_topic(command.site, command.lane), command.to_json())
+
+    def send_receipt(self, event: PassageEvent, status: str) -> None:
+        """Confirm to the edge (QoS 1, lane receipt topic) that `event` is stored."""
+        receipt = contract.PassageReceipt(event_id=event.event_id, site=event.site,
+                                          lane=event.lane, status=status)
+        self.publish(contract.receipt_topic(event.site, event.lane), receipt.to_json())
 
     def _on_connect(self, client, _userdata, _flags, reason_code, _props=None) -> None:  # type: ignore[no-untyped-def]
         if reason_code.is_failure:
@@ -362,6 +380,8 @@ class MqttIngest:
             # a message received on an earlier connection is redelivered on this one (same
             # session); acking the old packet id could acknowledge another message
             self.client.ack(msg.mid, msg.qos)
+        if outcome.kind in ("stored", "duplicate") and outcome.event is not None:
+            self.send_receipt(outcome.event, outcome.kind)
         if outcome.command is not None:
             self.send_command(outcome.command)
         if self.after_commit is not None:

@@ -39,6 +39,10 @@ class MqttConfig(_Strict):
     inflight: int = Field(
         default=16, ge=1, le=1000, description="spooled messages published ahead of their PUBACK"
     )
+    receipt_timeout_s: float = Field(
+        default=20.0, gt=0, le=3600,
+        description="a PUBACKed passage without central's receipt after this long is published again",
+    )
 
 
 class CameraConfig(_Strict):

@@ -2,10 +2,12 @@
 
 The node's Last Will marks it `offline`; on every connection it publishes `online` (retained).
 Spooled messages are handed to the client in order, up to `inflight` ahead of their PUBACK
-(pipelining: one round trip per window, not per message); each leaves the spool only when its
-PUBACK arrives. While the broker is away the spool grows; after a reconnect the client resends
-its unacknowledged messages first (same order) and the drain goes on after them. After a restart
-the drain starts again from the oldest spooled message.
+(pipelining: one round trip per window, not per message). A PUBACK only marks a message sent:
+it leaves the spool when central's `PassageReceipt` for it arrives on the lane's receipt topic
+(the broker can accept a message and deliver it to nobody, e.g. shared subscriptions lost in a
+broker restart). A message sent but not receipted within `receipt_timeout_s` is published
+again (the wait doubling per send), and so is every unreceipted one after a reconnect; central deduplicates and receipts the
+copy. After a restart the drain starts again from the oldest spooled message.
 """
 
 from __future__ import annotations
@@ -48,8 +50,10 @@ class EdgePublisher:
         self.cfg = mqtt_config
         self.connected = threading.Event()
         self.published = 0
+        self.receipts = 0
         self._inflight: list[tuple[mqtt.MQTTMessageInfo, int]] = []  # (publish, spool seq)
-        self._last_seq = 0  # highest seq handed to the client
+        self._receipt_topics: set[str] = set()  # lanes' receipt topics, subscribed per connection
+        self._topics_lock = threading.Lock()
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._drain, name="spool-drain", daemon=True)
@@ -107,7 +111,7 @@ class EdgePublisher:
 
     @property
     def inflight(self) -> int:
-        """Spooled messages handed to the client and not yet acknowledged."""
+        """Spooled messages handed to the client and not yet PUBACKed."""
         return len(self._inflight)
 
     def _on_connect(self, client, _userdata, _flags, reason_code, _props=None) -> None:  # type: ignore[no-untyped-def]
@@ -120,8 +124,13 @@ class EdgePublisher:
             qos=1,
             retain=True,
         )
-        if self.subscriptions:
-            client.subscribe([(topic, 1) for topic in self.subscriptions])
+        with self._topics_lock:
+            topics = self.subscriptions + sorted(self._receipt_topics)
+        if topics:
+            client.subscribe([(topic, 1) for topic in topics])
+        resend = self.spool.unsend_all()  # receipts published while away were lost
+        if resend:
+            log.info("edge %s: re-publishing %d unreceipted messages", self.node_id, resend)
         self.connected.set()
         self._wake.set()
         log.info("edge %s connected to %s:%s", self.node_id, self.cfg.host, self.cfg.port)
@@ -137,6 +146,9 @@ class EdgePublisher:
                 self.on_connection(False)
 
     def _on_message(self, _client, _userdata, msg) -> None:  # type: ignore[no-untyped-def]
+        if msg.topic in self._receipt_topics:
+            self._on_receipt(msg.payload)
+            return
         if self.on_message is None:
             return
         try:
@@ -144,15 +156,36 @@ class EdgePublisher:
         except Exception:
             log.exception("message handler failed on %s", msg.topic)
 
+    def _on_receipt(self, payload: bytes) -> None:
+        try:
+            receipt = contract.parse_receipt(payload)
+        except contract.ContractError as exc:
+            log.warning("ignoring a bad receipt: %s", exc)
+            return
+        if self.spool.receipted(receipt.event_id):
+            self.receipts += 1
+
+    def _receipt_subscribed(self, topic: str) -> None:
+        """Subscribe to the receipt topic of a passage's lane before its first publish."""
+        site, lane, kind = contract.parse_topic(topic)
+        if kind != "passage":
+            return
+        receipt = contract.receipt_topic(site, lane)
+        with self._topics_lock:
+            if receipt in self._receipt_topics:
+                return
+            self._receipt_topics.add(receipt)
+        self.client.subscribe(receipt, qos=1)
+
     def _on_publish(self, _client, _userdata, _mid, _reason, _props=None) -> None:  # type: ignore[no-untyped-def]
         self._wake.set()
 
     def _reap(self) -> None:
-        """Delete every acknowledged message from the spool (only the drain thread calls this)."""
+        """Mark every PUBACKed message sent (only the drain thread calls this)."""
         still = []
         for info, seq in self._inflight:
             if info.is_published():
-                self.spool.delete(seq)
+                self.spool.mark_sent(seq, time.time())
                 self.published += 1
             else:
                 still.append((info, seq))
@@ -165,16 +198,19 @@ class EdgePublisher:
                 self.connected.wait(0.5)
                 continue
             room = self.cfg.inflight - len(self._inflight)
-            batch = self.spool.peek(room, after=self._last_seq) if room > 0 else []
+            batch = []
+            if room > 0:
+                batch = self.spool.due(room, time.time(), self.cfg.receipt_timeout_s,
+                                       skip=[seq for _, seq in self._inflight])
             if not batch:
                 self._wake.wait(0.5)
                 self._wake.clear()
                 continue
             for msg in batch:
+                self._receipt_subscribed(msg.topic)
                 info = self.client.publish(msg.topic, msg.payload, qos=1)
                 if info.rc not in (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_NO_CONN):
                     log.warning("publish of %s failed: rc %s", msg.event_id, info.rc)
                     break
                 self._inflight.append((info, msg.seq))
-                self._last_seq = msg.seq
         self._reap()

@@ -1,7 +1,7 @@
 """A simulated edge node: synthetic passages through the real Spool and EdgePublisher.
 
 `python -m edge.simulate --node e1 --count 2500 --rate 25 --data-dir DIR --mqtt-port P` spools
-`count` passages at `rate` per second and exits once the broker has acknowledged all of them.
+`count` passages at `rate` per second and exits once central has receipted all of them.
 After each durable `Spool.put` the event id is appended (fsync'd) to `DIR/spooled.log`; event
 ids are derived from (run, node, sequence), so a node killed at any point and started again
 resumes at the first sequence its log lacks and re-spools the same ids (central dedupes them).
@@ -64,7 +64,7 @@ def _logged(path: Path) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Spool and publish the node's passages; exit 0 once all are acknowledged."""
+    """Spool and publish the node's passages; exit 0 once central receipted all of them."""
     data = Path(args.data_dir)
     data.mkdir(parents=True, exist_ok=True)
     ids_log = data / "spooled.log"
@@ -74,7 +74,8 @@ def run(args: argparse.Namespace) -> int:
     spool = Spool(data / "spool.db")
     publisher = EdgePublisher(
         args.site, args.node, [], MqttConfig(host=args.mqtt_host, port=args.mqtt_port,
-                                             keepalive_s=args.keepalive, inflight=16), spool)
+                                             keepalive_s=args.keepalive, inflight=16,
+                                             receipt_timeout_s=args.receipt_timeout), spool)
     publisher.start()
     lanes = [f"L{k}" for k in range(1, args.lanes + 1)]
     t0 = time.monotonic()
@@ -115,6 +116,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--mqtt-host", default="127.0.0.1")
     parser.add_argument("--mqtt-port", type=int, default=1883)
     parser.add_argument("--keepalive", type=int, default=5, help="MQTT keepalive seconds")
+    parser.add_argument("--receipt-timeout", type=float, default=10.0,
+                        help="seconds before a passage without central's receipt is re-sent")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")

@@ -1,4 +1,5 @@
-"""Durable outbox: every event is written here before it is published, and removed on PUBACK.
+"""Durable outbox: every event is written here before it is published, and removed only when
+central's receipt for it arrives (a PUBACK only marks it sent, with `sent_at`).
 
 SQLite in WAL mode with synchronous=FULL: a message `put` survives a kill -9 or power loss.
 The spool is bounded only by disk; above `max_messages` it logs an error once per crossing
@@ -10,6 +11,7 @@ from __future__ import annotations
 import logging
 import sqlite3
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,7 +20,7 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class SpooledMessage:
-    """A message waiting for its broker acknowledgement."""
+    """A message waiting for central's receipt."""
 
     seq: int
     event_id: str
@@ -40,8 +42,13 @@ class Spool:
         self._db.execute(
             "CREATE TABLE IF NOT EXISTS outbox (seq INTEGER PRIMARY KEY AUTOINCREMENT,"
             " event_id TEXT UNIQUE NOT NULL, topic TEXT NOT NULL, payload BLOB NOT NULL,"
-            " created_at REAL DEFAULT (julianday('now')))"
+            " created_at REAL DEFAULT (julianday('now')), sent_at REAL,"
+            " sends INTEGER NOT NULL DEFAULT 0)"
         )
+        columns = {r[1] for r in self._db.execute("PRAGMA table_info(outbox)")}
+        if "sent_at" not in columns:  # spools written before receipts existed
+            self._db.execute("ALTER TABLE outbox ADD COLUMN sent_at REAL")
+            self._db.execute("ALTER TABLE outbox ADD COLUMN sends INTEGER NOT NULL DEFAULT 0")
         self._warned = False
 
     def put(self, event_id: str, topic: str, payload: bytes) -> bool:
@@ -66,26 +73,45 @@ class Spool:
             self._warned = False
         return True
 
-    def peek(self, limit: int = 1, after: int = 0) -> list[SpooledMessage]:
-        """The oldest messages with a sequence number above `after`, in order."""
+    def due(self, limit: int, now: float, timeout_s: float,
+            skip: Sequence[int] = ()) -> list[SpooledMessage]:
+        """The oldest messages to publish, in order: never sent, or sent (PUBACKed) without a
+        receipt for `timeout_s`, doubled per send after the first (at most 32 times: a central
+        away for long is not flooded); `skip` are sequence numbers already in flight."""
+        marks = ",".join("?" * len(skip))
         with self._lock:
             rows = self._db.execute(
-                "SELECT seq, event_id, topic, payload FROM outbox WHERE seq > ? ORDER BY seq"
-                " LIMIT ?",
-                (after, limit),
+                "SELECT seq, event_id, topic, payload FROM outbox"
+                " WHERE (sent_at IS NULL OR sent_at + ? * (1 << min(max(sends - 1, 0), 5)) < ?)"
+                f" AND seq NOT IN ({marks}) ORDER BY seq LIMIT ?",
+                (timeout_s, now, *skip, limit),
             ).fetchall()
         return [SpooledMessage(r[0], r[1], r[2], bytes(r[3])) for r in rows]
 
-    def delete(self, seq: int) -> None:
-        """Remove an acknowledged message."""
+    def mark_sent(self, seq: int, at: float) -> None:
+        """Record the broker's PUBACK (time `at`); the message stays until its receipt."""
         with self._lock:
-            self._db.execute("DELETE FROM outbox WHERE seq = ?", (seq,))
+            self._db.execute(
+                "UPDATE outbox SET sent_at = ?, sends = sends + 1 WHERE seq = ?", (at, seq)
+            )
+
+    def unsend_all(self) -> int:
+        """Mark every sent, unreceipted message as to publish again (after a reconnect)."""
+        with self._lock:
+            return self._db.execute(
+                "UPDATE outbox SET sent_at = NULL WHERE sent_at IS NOT NULL"
+            ).rowcount
+
+    def receipted(self, event_id: str) -> bool:
+        """Remove the message central confirmed; False if it was not (or no longer) spooled."""
+        with self._lock:
+            return self._db.execute("DELETE FROM outbox WHERE event_id = ?", (event_id,)).rowcount > 0
 
     def _depth(self) -> int:
         return int(self._db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0])
 
     def depth(self) -> int:
-        """Messages waiting."""
+        """Messages without a receipt (sent or not)."""
         with self._lock:
             return self._depth()
 

@@ -62,6 +62,11 @@ def command_ack_topic(site: str, lane: str) -> str:
     return command_topic(site, lane) + "/ack"
 
 
+def receipt_topic(site: str, lane: str) -> str:
+    """Topic on which central confirms each passage of a lane it stored (QoS 1)."""
+    return f"{TOPIC_ROOT}/{_check_segment('site', site)}/{_check_segment('lane', lane)}/receipt"
+
+
 def trigger_topic(site: str, lane: str) -> str:
     """Topic for an external vehicle-presence trigger (e.g. an induction loop controller)."""
     return f"{TOPIC_ROOT}/{_check_segment('site', site)}/{_check_segment('lane', lane)}/trigger"
@@ -92,7 +97,11 @@ def central_subscriptions(site: str = "+", shared: bool = False) -> list[str]:
 
 
 def parse_topic(topic: str) -> tuple[str, str, str]:
-    """Split a contract topic into (site, lane-or-node, kind); kind is e.g. `passage`."""
+    """Split a contract topic into (site, lane-or-node, kind).
+
+    kind is `passage`, `status`, `command`, `command_ack`, `receipt`, `trigger`,
+    `node_available` or `node_status`.
+    """
     parts = topic.split("/")
     if len(parts) < 4 or "/".join(parts[:2]) != TOPIC_ROOT:
         raise ContractError(f"topic {topic!r} is not under {TOPIC_ROOT}/")
@@ -344,6 +353,27 @@ class NodeStatus(_Message):
         return self.model_dump_json(by_alias=True).encode()
 
 
+class PassageReceipt(_Message):
+    """Central's confirmation that a passage is in its database; the edge then unspools it."""
+
+    schema_name: Literal["smartgate.passage_receipt"] = Field(
+        default="smartgate.passage_receipt", alias="schema"
+    )
+    version: Literal[1] = SCHEMA_VERSION
+    event_id: str = Field(min_length=8, max_length=64)
+    site: Segment
+    lane: Segment
+    status: Literal["stored", "duplicate"] = Field(
+        description="stored now, or already stored by an earlier copy"
+    )
+    at: datetime = Field(default_factory=_now)
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    def to_json(self) -> bytes:
+        return self.model_dump_json(by_alias=True).encode()
+
+
 AVAILABLE_ONLINE = b"online"
 AVAILABLE_OFFLINE = b"offline"
 
@@ -404,9 +434,14 @@ def parse_node_status(payload: bytes) -> NodeStatus:
     return _validate(NodeStatus, payload, "smartgate.node_status")
 
 
+def parse_receipt(payload: bytes) -> PassageReceipt:
+    """Validate a passage receipt payload."""
+    return _validate(PassageReceipt, payload, "smartgate.passage_receipt")
+
+
 def json_schemas() -> dict[str, dict]:
     """JSON Schemas of every message, for docs and for non-Python peers."""
     return {
         m.__name__: m.model_json_schema(by_alias=True)
-        for m in (PassageEvent, LaneCommand, CommandAck, LaneStatus, NodeStatus)
+        for m in (PassageEvent, PassageReceipt, LaneCommand, CommandAck, LaneStatus, NodeStatus)
     }

@@ -145,20 +145,26 @@ def test_edge_is_confined_to_its_own_lanes(secured_broker: int) -> None:
         # (mosquitto may grant the subscription and filter on delivery, or refuse it)
         assert edge_a.subscribe(contract.command_topic(SITE, "LA")) == [1]
         edge_a.subscribe(contract.command_topic(SITE, "LB"))
+        assert edge_a.subscribe(contract.receipt_topic(SITE, "LA")) == [1]
+        edge_a.subscribe(contract.receipt_topic(SITE, "LB"))
         # publishing as lane B is dropped by the broker; its own lane goes through
         edge_a.c.publish(contract.passage_topic(SITE, "LB"), b"forged", qos=1).wait_for_publish(5)
         edge_a.c.publish(contract.passage_topic(SITE, "LA"), b"own", qos=1).wait_for_publish(5)
         # central can command both lanes; edge-a only sees its own
         central.c.publish(contract.command_topic(SITE, "LA"), b"cmd-a", qos=1).wait_for_publish(5)
         central.c.publish(contract.command_topic(SITE, "LB"), b"cmd-b", qos=1).wait_for_publish(5)
+        # and receipt both lanes' passages; edge-a only sees its own lane's receipts
+        central.c.publish(contract.receipt_topic(SITE, "LA"), b"rcpt-a", qos=1).wait_for_publish(5)
+        central.c.publish(contract.receipt_topic(SITE, "LB"), b"rcpt-b", qos=1).wait_for_publish(5)
         deadline = time.monotonic() + 5
-        while time.monotonic() < deadline and len(central.messages) < 3:
+        while time.monotonic() < deadline and len(central.messages) < 5:
             time.sleep(0.05)
         time.sleep(0.3)
         seen_by_central = {t: p for t, p in central.messages}
         assert seen_by_central.get(contract.passage_topic(SITE, "LA")) == b"own"
         assert contract.passage_topic(SITE, "LB") not in seen_by_central
-        assert edge_a.messages == [(contract.command_topic(SITE, "LA"), b"cmd-a")]
+        assert edge_a.messages == [(contract.command_topic(SITE, "LA"), b"cmd-a"),
+                                   (contract.receipt_topic(SITE, "LA"), b"rcpt-a")]
     finally:
         central.close()
         edge_a.close()

@@ -87,10 +87,25 @@ def test_topics_round_trip() -> None:
     assert contract.parse_topic(contract.command_ack_topic("s", "L2"))[2] == "command_ack"
     assert contract.parse_topic(contract.node_availability_topic("s", "n1")) == (
         "s", "n1", "node_available")
+    assert contract.parse_topic(contract.receipt_topic("s", "L2")) == ("s", "L2", "receipt")
     with pytest.raises(ContractError):
         contract.passage_topic("huu nghi", "L1")
     with pytest.raises(ContractError):
         contract.parse_topic("other/v1/s/L1/passage")
+
+
+def test_receipt_round_trip() -> None:
+    event = make_event()
+    receipt = contract.PassageReceipt(event_id=event.event_id, site=event.site, lane=event.lane,
+                                      status="duplicate")
+    payload = receipt.to_json()
+    assert b'"schema":"smartgate.passage_receipt"' in payload
+    assert contract.parse_receipt(payload) == receipt
+    with pytest.raises(ContractError, match="status"):
+        contract.parse_receipt(payload.replace(b'"duplicate"', b'"lost"'))
+    with pytest.raises(ContractError, match="schema"):
+        contract.parse_receipt(event.to_json())
+    assert contract.receipt_topic("s", "L1") not in contract.central_subscriptions("s")
 
 
 def test_shared_subscriptions() -> None:

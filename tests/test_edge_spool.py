@@ -25,6 +25,8 @@ from edge.config import MqttConfig
 from edge.publisher import EdgePublisher
 from edge.spool import Spool
 from smartgate import contract
+from smartgate.contract import PassageEvent
+from tests.conftest import wait_until
 from tests.test_contract import make_event
 
 
@@ -39,19 +41,34 @@ def _spooled(db: Path) -> list[str]:
 
 
 class Collector:
-    """A subscriber recording every passage event id it receives."""
+    """A subscriber recording every passage event id it receives; with `receipts` it answers
+    each with a `PassageReceipt`, as central does once a passage is stored."""
 
-    def __init__(self, host: str, port: int, persistent: bool = False) -> None:
+    def __init__(self, host: str, port: int, persistent: bool = False,
+                 receipts: bool = True) -> None:
         self.ids: list[str] = []
+        self.receipts = receipts
         self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="collector",
                                   clean_session=not persistent)
         self.client.reconnect_delay_set(0.1, 1)
-        self.client.on_message = lambda _c, _u, m: self.ids.append(
-            contract.parse_passage(m.payload).event_id)
+        self.client.on_message = self._on_message
         self.client.connect(host, port)
         self.client.subscribe(f"{contract.TOPIC_ROOT}/+/+/passage", qos=1)
         self.client.loop_start()
         time.sleep(0.3)
+
+    def _on_message(self, _client, _userdata, msg) -> None:  # type: ignore[no-untyped-def]
+        event = contract.parse_passage(msg.payload)
+        self.ids.append(event.event_id)
+        if self.receipts:
+            self.receipt(event)
+
+    def receipt(self, event: PassageEvent) -> None:
+        """Confirm `event` to its edge."""
+        receipt = contract.PassageReceipt(event_id=event.event_id, site=event.site,
+                                          lane=event.lane, status="stored")
+        self.client.publish(contract.receipt_topic(event.site, event.lane), receipt.to_json(),
+                            qos=1)
 
     def stop(self) -> None:
         self.client.loop_stop()
@@ -147,3 +164,63 @@ def test_pipelined_drain_keeps_order_across_a_broker_restart(tmp_path: Path, mos
     assert first_half == [e.event_id for e in events[:30]]
     assert collector.ids[30:] == [e.event_id for e in events[30:]]
     spool.close()
+
+
+def test_spool_keeps_a_sent_message_until_its_receipt(tmp_path: Path) -> None:
+    spool = Spool(tmp_path / "spool.db")
+    for k in range(3):
+        spool.put(f"event-{k:04d}", "t", b"p")
+
+    def due(now: float, skip: list[int] | None = None) -> list[int]:
+        return [m.seq for m in spool.due(10, now, timeout_s=10.0, skip=skip or [])]
+
+    assert [m.event_id for m in spool.due(10, 0.0, 10.0)] == [
+        "event-0000", "event-0001", "event-0002"]
+    assert due(0.0, skip=[1]) == [2, 3]
+    spool.mark_sent(1, at=100.0)
+    assert due(105.0) == [2, 3]  # sent, receipt not overdue
+    assert due(111.0) == [1, 2, 3]  # overdue: again, in order
+    spool.mark_sent(1, at=200.0)
+    assert due(215.0) == [2, 3]  # the second send waits twice as long
+    assert due(221.0) == [1, 2, 3]
+    assert spool.depth() == 3
+    assert spool.receipted("event-0000") and not spool.receipted("event-0000")
+    spool.mark_sent(2, at=100.0)
+    assert spool.unsend_all() == 1  # a reconnect: publish every unreceipted one now
+    assert due(100.0) == [2, 3]
+    assert spool.depth() == 2
+    spool.close()
+
+
+def test_edge_republishes_until_central_receipts(tmp_path: Path, mosquitto) -> None:
+    spool = Spool(tmp_path / "spool.db")
+    publisher = EdgePublisher("huunghi", "edge-r", [], MqttConfig(
+        host=mosquitto.host, port=mosquitto.port, inflight=4, receipt_timeout_s=1.0), spool)
+    silent = Collector(mosquitto.host, mosquitto.port, receipts=False)
+    publisher.start()
+    try:
+        assert publisher.connected.wait(10)
+        events = [make_event(lane=f"L{k % 2 + 1}") for k in range(3)]
+        for e in events:
+            spool.put(e.event_id, contract.passage_topic(e.site, e.lane), e.to_json())
+        publisher.notify()
+        ids = [e.event_id for e in events]
+        assert wait_until(lambda: silent.ids == ids, 5)
+        assert wait_until(lambda: publisher.published >= 3, 5)
+        assert spool.depth() == 3  # the broker's PUBACK alone removes nothing
+        assert wait_until(lambda: len(silent.ids) >= 6, 5)  # no receipt in 1 s: sent again
+        assert silent.ids[3:6] == ids  # in order
+        for e in events[:2]:
+            silent.receipt(e)
+        assert wait_until(lambda: spool.depth() == 1, 5)
+        assert [m.event_id for m in spool.due(10, float("inf"), 0.0)] == ids[2:]
+        silent.receipt(events[2])
+        assert wait_until(lambda: spool.depth() == 0, 5)
+        assert publisher.receipts == 3
+        seen = len(silent.ids)
+        time.sleep(1.5)
+        assert len(silent.ids) == seen  # receipted: never sent again
+    finally:
+        publisher.stop(drain_timeout_s=0)
+        silent.stop()
+        spool.close()

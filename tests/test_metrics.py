@@ -99,6 +99,12 @@ def test_edge_metrics_port(tmp_path: Path, mosquitto) -> None:
         assert wait_until(lambda: node.plates_read >= 1, 30)
         client.publish(trigger, b"off", qos=1).wait_for_publish(5)
         assert wait_until(lambda: node.publisher.published >= 1)
+        (sent,) = node.spool.due(1, float("inf"), 0.0)  # central's part: the receipt
+        receipt = contract.PassageReceipt(event_id=sent.event_id, site="huunghi", lane="L1",
+                                          status="stored")
+        client.publish(contract.receipt_topic("huunghi", "L1"), receipt.to_json(),
+                       qos=1).wait_for_publish(5)
+        assert wait_until(lambda: node.spool.depth() == 0)
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as reply:
             page = _samples(reply.read().decode())
     finally:
