@@ -6,8 +6,9 @@ database (SQLite, or PostgreSQL). On a schedule the bench kills the broker (SIGK
 kills central mid-ingest (SIGKILL, restart), kills an edge node mid-passage (SIGKILL, restart:
 its spool survives), takes the database away (SQLite: an exclusive lock held longer than the
 ingest's busy timeout; PostgreSQL: a fast restart of a temporary cluster, or terminating
-central's connections) and partitions the edges from the broker (SIGSTOP, SIGCONT). Then it
-reconciles what every edge spooled against what central stored (`reconcile`, pure).
+central's connections) and partitions the edges from the broker (SIGSTOP, SIGCONT). An edge
+exits once central has receipted every passage it spooled. Then the bench reconciles what every
+edge spooled against what central stored (`reconcile`, pure).
 """
 
 from __future__ import annotations
