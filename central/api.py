@@ -22,6 +22,7 @@ from central.deps import Outbox
 from central.events import EventBus
 from central.fees import DEFAULT_FEE_TABLE, load_fee_table
 from central.ingest import IngestOutcome, MqttIngest
+from central.livefeed import LiveFeed
 from central.routes import declarations, lanes, passages
 from central.routes.web import install_web
 from central.rules import DEFAULT_RULES, load_rules
@@ -57,6 +58,13 @@ def create_app(settings: CentralSettings, start_ingest: bool = True) -> FastAPI:
         batch_size=settings.ingest_batch, subscribe=not workers,
     )
 
+    # with workers the ingest happens elsewhere: the pages follow the broker instead
+    feed = LiveFeed(
+        sessions, settings.mqtt_host, settings.mqtt_port, events.publish,
+        client_id=settings.mqtt_client_id + "-live", site=settings.site,
+        username=settings.mqtt_username, password=settings.mqtt_password,
+    ) if workers else None
+
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         upgrade_database(engine)
@@ -64,8 +72,12 @@ def create_app(settings: CentralSettings, start_ingest: bool = True) -> FastAPI:
         events.bind(asyncio.get_running_loop())
         if start_ingest:
             ingest.start()
+            if feed is not None:
+                feed.start()
         yield
         if start_ingest:
+            if feed is not None:
+                feed.stop()
             ingest.stop()
         events.bind(None)
         engine.dispose()

@@ -14,6 +14,8 @@ import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+from smartgate.contract import CommandAck, LaneStatus
+
 log = logging.getLogger(__name__)
 
 
@@ -64,3 +66,28 @@ class EventBus:
         finally:
             with self._lock:
                 self._subscribers.discard(queue)
+
+
+def passage_notice(
+    event_id: str, site: str, lane: str, plate: str | None, outcome: str | None
+) -> dict:
+    """A passage was stored (and decided, when `outcome` is set)."""
+    return {"type": "passage", "event_id": event_id, "site": site, "lane": lane,
+            "plate": plate, "outcome": outcome}
+
+
+def node_notice(site: str, node_id: str, online: bool | None) -> dict:
+    """An edge node's availability (or, with `online` None, its health report) changed."""
+    return {"type": "node", "site": site, "node_id": node_id, "online": online}
+
+
+def lane_status_notice(site: str, lane: str, status: LaneStatus) -> dict:
+    """A lane reported its state."""
+    return {"type": "lane_status", "site": site, "lane": lane, "state": status.state,
+            "queue_length": status.queue_length}
+
+
+def command_ack_notice(site: str, lane: str, ack: CommandAck) -> dict:
+    """An edge acknowledged (or refused) a command."""
+    return {"type": "command_ack", "command_id": ack.command_id, "site": site, "lane": lane,
+            "ok": ack.ok, "detail": ack.detail}

@@ -30,7 +30,7 @@ from paho.mqtt.properties import Properties
 from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from central import store
+from central import events, store
 from central.metrics import IngestMetrics
 from smartgate import contract
 from smartgate.contract import ContractError, LaneCommand, PassageEvent
@@ -79,11 +79,9 @@ def _store_passage(
                              command=store.pending_command(session, event.event_id))
     decided = on_passage(session, event) if on_passage is not None else None
     plate = event.best_plate
-    notice = {
-        "type": "passage", "event_id": event.event_id, "site": event.site, "lane": event.lane,
-        "plate": plate.text if plate else None,
-        "outcome": decided.outcome if decided else None,
-    }
+    notice = events.passage_notice(event.event_id, event.site, event.lane,
+                                   plate.text if plate else None,
+                                   decided.outcome if decided else None)
     return IngestOutcome(
         "stored", event=event, command=decided.command if decided else None, notice=notice
     )
@@ -102,30 +100,22 @@ def handle_message(
                 raise ContractError(f"availability must be online/offline, got {payload[:20]!r}")
             online = payload == contract.AVAILABLE_ONLINE
             store.set_node_state(session, site, name, online=online)
-            return IngestOutcome(
-                "node", notice={"type": "node", "site": site, "node_id": name, "online": online}
-            )
+            return IngestOutcome("node", notice=events.node_notice(site, name, online))
         if kind == "node_status":
             status = contract.parse_node_status(payload)
             store.set_node_state(session, site, name, status=json.loads(status.to_json()))
-            return IngestOutcome(
-                "node", notice={"type": "node", "site": site, "node_id": name, "online": None}
-            )
+            return IngestOutcome("node", notice=events.node_notice(site, name, None))
         if kind == "status":
             lane_status = contract.parse_lane_status(payload)
             store.set_lane_status(session, lane_status)
-            return IngestOutcome("lane_status", notice={
-                "type": "lane_status", "site": site, "lane": name, "state": lane_status.state,
-                "queue_length": lane_status.queue_length,
-            })  # fmt: skip
+            return IngestOutcome(
+                "lane_status", notice=events.lane_status_notice(site, name, lane_status)
+            )
         if kind == "command_ack":
             ack = contract.parse_command_ack(payload)
             if store.record_ack(session, ack) is None:
                 return IngestOutcome("ignored", reason=f"ack for unknown command {ack.command_id}")
-            return IngestOutcome("command_ack", notice={
-                "type": "command_ack", "command_id": ack.command_id, "site": site, "lane": name,
-                "ok": ack.ok, "detail": ack.detail,
-            })  # fmt: skip
+            return IngestOutcome("command_ack", notice=events.command_ack_notice(site, name, ack))
         raise ContractError(f"central does not consume {kind!r} messages")
     except ContractError as exc:
         store.add_rejection(session, topic, str(exc), payload)
