@@ -40,8 +40,9 @@ class MqttConfig(_Strict):
         default=16, ge=1, le=1000, description="spooled messages published ahead of their PUBACK"
     )
     receipt_timeout_s: float = Field(
-        default=20.0, gt=0, le=3600,
-        description="a PUBACKed passage without central's receipt after this long is published again",
+        default=300.0, gt=0, le=3600,
+        description="a PUBACKed passage without central's receipt after this long is published "
+        "again (reconnects re-publish at once; a short timeout floods a busy central)",
     )
 
 

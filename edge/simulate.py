@@ -116,7 +116,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--mqtt-host", default="127.0.0.1")
     parser.add_argument("--mqtt-port", type=int, default=1883)
     parser.add_argument("--keepalive", type=int, default=5, help="MQTT keepalive seconds")
-    parser.add_argument("--receipt-timeout", type=float, default=10.0,
+    parser.add_argument("--receipt-timeout", type=float,
+                        default=MqttConfig.model_fields["receipt_timeout_s"].default,
                         help="seconds before a passage without central's receipt is re-sent")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING,
