@@ -18,6 +18,7 @@ from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from functools import partial
+from typing import Any
 
 import cv2
 
@@ -61,8 +62,12 @@ class Readers:
     containers: ContainerReader
 
     @classmethod
-    def from_config(cls, cfg: InferenceConfig, rec_batch: int = 32) -> Readers:
-        """Sessions per `cfg` (threads, det resolution, optional replacement model folder)."""
+    def from_config(
+        cls, cfg: InferenceConfig, rec_batch: int = 32,
+        wrap: Callable[[str, Any], Any] = lambda _name, session: session,
+    ) -> Readers:
+        """Sessions per `cfg` (threads, det resolution, optional replacement model folder);
+        `wrap(name, session)` may replace each session (the benchmark times them)."""
         from edge.ocr import TextDetector, TextRecognizer
         from models.registry import create_session, get_spec
 
@@ -70,9 +75,9 @@ class Readers:
             from models.quantize import use_model_dir
 
             use_model_dir(cfg.model_dir)
-        det = TextDetector(create_session(get_spec("ppocr_det").path, cfg.threads),
+        det = TextDetector(wrap("det", create_session(get_spec("ppocr_det").path, cfg.threads)),
                            limit_side=cfg.det_limit_side)
-        rec = TextRecognizer(create_session(get_spec("ppocr_rec").path, cfg.threads),
+        rec = TextRecognizer(wrap("rec", create_session(get_spec("ppocr_rec").path, cfg.threads)),
                              max_batch=rec_batch)
         return cls(PlateReader(det, rec, regions=cfg.regions), ContainerReader(det, rec))
 

@@ -3,9 +3,13 @@
 Every lane has `cameras` simulated cameras (plate cameras) and a scripted external trigger: a
 truck is present for `dwell_s`, then the lane is empty for `gap_s`; lanes are staggered so the
 inference scheduler is never idle. Frames are rendered once (`edge.synth_plates.render_scene`).
-The same script runs twice: with dynamic batching (`max_batch`) and with batching disabled
-(batch size 1 for frames and for recognizer crops). Trigger-to-event latency is measured from
-the trigger going off to the passage being spooled.
+The same script runs with dynamic batching (`max_batch`) and with batching disabled (batch size
+1 for frames and for recognizer crops), alternating in `rounds` segments per mode in ABBA order
+(batched, unbatched, unbatched, batched, ...) so a machine whose load drifts favours neither.
+Trigger-to-event latency is measured from the trigger going off to the passage being spooled.
+Time inside the detector and recognizer sessions is measured per frame, so the part of the
+pipeline batching can speed up (ONNX) and the part it cannot (pre/post-processing, grammar
+decoding inside the reader) are reported apart.
 """
 
 from __future__ import annotations
@@ -14,9 +18,11 @@ import logging
 import tempfile
 import threading
 import time
+from collections import defaultdict
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -51,6 +57,7 @@ class BenchSetup:
     scale: float = 0.5
     det_limit_side: int = 144
     close_wait_ms: float = 200.0
+    rounds: int = 2  # segments per mode, `seconds / rounds` each
 
 
 @dataclass
@@ -66,6 +73,9 @@ class RunResult:
     dropped: int
     mean_batch: float
     latencies_ms: list[float] = field(default_factory=list)
+    busy_s: float = 0.0  # the inference worker inside its runners
+    onnx_s: defaultdict[str, float] = field(  # per session ("det", "rec")
+        default_factory=lambda: defaultdict(float))
 
     @property
     def frames_per_s(self) -> float:
@@ -75,9 +85,49 @@ class RunResult:
     def plates_per_s(self) -> float:
         return self.plates / self.seconds
 
+    def ms_per_frame(self, seconds: float) -> float:
+        """`seconds` of inference work spread over the frames inferred, in ms."""
+        return 1000 * seconds / self.frames if self.frames else float("nan")
+
+    @property
+    def other_s(self) -> float:
+        """Inference-worker time outside the ONNX sessions (pre/post-processing, grammar)."""
+        return self.busy_s - sum(self.onnx_s.values())
+
     def percentile(self, q: float) -> float:
         """Latency percentile in ms (nan without passages)."""
         return float(np.percentile(self.latencies_ms, q)) if self.latencies_ms else float("nan")
+
+    def __add__(self, other: RunResult) -> RunResult:
+        """Two segments of the same mode as one run."""
+        frames = self.frames + other.frames
+        batches = sum(r.frames / r.mean_batch for r in (self, other) if r.mean_batch)
+        return RunResult(
+            self.seconds + other.seconds, frames, self.plates + other.plates,
+            self.passages + other.passages, self.passages_expected + other.passages_expected,
+            self.correct + other.correct, self.dropped + other.dropped,
+            frames / batches if batches else 0.0, self.latencies_ms + other.latencies_ms,
+            self.busy_s + other.busy_s,
+            defaultdict(float, {k: self.onnx_s[k] + other.onnx_s[k]
+                                for k in {*self.onnx_s, *other.onnx_s}}),
+        )
+
+
+class _TimedSession:
+    """An ONNX session whose `run` adds its wall time to `clock[name]`."""
+
+    def __init__(self, name: str, session: Any, clock: defaultdict[str, float]) -> None:
+        self._name, self._session, self._clock = name, session, clock
+
+    def run(self, *args: Any, **kwargs: Any) -> Any:
+        started = time.perf_counter()
+        try:
+            return self._session.run(*args, **kwargs)
+        finally:
+            self._clock[self._name] += time.perf_counter() - started
+
+    def __getattr__(self, attr: str) -> Any:
+        return getattr(self._session, attr)
 
 
 def render_trucks(cameras: int) -> list[list[np.ndarray]]:
@@ -114,6 +164,27 @@ def bench_config(setup: BenchSetup, data_dir: Path, batched: bool) -> EdgeConfig
     })
 
 
+def run_modes(
+    setup: BenchSetup, trucks: list[list[np.ndarray]],
+    progress: Callable[[float], None] = lambda _s: None,
+) -> dict[bool, RunResult]:
+    """Batched and unbatched runs (keyed by `batched`), alternated ABBA in `setup.rounds`
+    segments per mode."""
+    segment = replace(setup, seconds=setup.seconds / setup.rounds)
+    order = [m for r in range(setup.rounds)
+             for m in ((True, False) if r % 2 == 0 else (False, True))]
+    results: dict[bool, RunResult] = {}
+    done = 0.0
+    for batched in order:
+        def segment_progress(elapsed: float, base: float = done) -> None:
+            progress(base + elapsed)
+
+        part = run_once(segment, trucks, batched, segment_progress)
+        done += segment.seconds
+        results[batched] = results[batched] + part if batched in results else part
+    return results
+
+
 def run_once(
     setup: BenchSetup, trucks: list[list[np.ndarray]], batched: bool,
     progress: Callable[[float], None] = lambda _s: None,
@@ -121,10 +192,13 @@ def run_once(
     """Run the scripted lanes through a fresh node and measure it."""
     with tempfile.TemporaryDirectory(prefix="smartgate-bench-") as tmp:
         config = bench_config(setup, Path(tmp), batched)
-        readers = Readers.from_config(config.inference, rec_batch=32 if batched else 1)
+        onnx: defaultdict[str, float] = defaultdict(float)
+        readers = Readers.from_config(config.inference, rec_batch=32 if batched else 1,
+                                      wrap=lambda name, s: _TimedSession(name, s, onnx))
         view = trucks[0][0][ROI[1]:ROI[1] + ROI[3]] if setup.roi else trucks[0][0]
         warm = cv2.resize(view, None, fx=setup.scale, fy=setup.scale)
-        readers.plates.read_frames([warm] * min(setup.max_batch, 2))
+        readers.plates.read_frames([warm] * (setup.max_batch if batched else 1))
+        onnx.clear()
         cams = {f"L{k + 1}/cam{c + 1}": SimulatedCamera(np.zeros((SIZE[1], SIZE[0], 3), np.uint8))
                 for k in range(setup.lanes) for c in range(setup.cameras)}
         off_at: dict[str, float] = {}
@@ -184,11 +258,17 @@ def run_once(
         for t in drivers:
             t.join()
         stats = node.scheduler.stats
+        batches = stats.batches  # read at a batch boundary: ONNX time and counts agree
+        boundary = time.monotonic() + 5
+        while stats.batches == batches and time.monotonic() < boundary:
+            time.sleep(0.001)
         result.frames = stats.items
         result.plates = node.plates_read
         result.seconds = time.monotonic() - start
         result.dropped = stats.dropped
         result.mean_batch = stats.mean_batch
+        result.busy_s = stats.busy_s
+        result.onnx_s = defaultdict(float, onnx)
         deadline = time.monotonic() + 30
         while off_at and time.monotonic() < deadline:  # let the last passages close
             time.sleep(0.05)

@@ -10,36 +10,34 @@ from smartgate.cli import CommandGroups
 
 
 def run_bench_edge(args: argparse.Namespace) -> int:
-    """Run the scripted lanes twice (batched, unbatched) and print both side by side."""
+    """Run the scripted lanes batched and unbatched (alternated) and print both side by side."""
     from tqdm import tqdm
 
-    from edge.bench import BenchSetup, render_trucks, run_once
+    from edge.bench import BenchSetup, render_trucks, run_modes
 
     logging.getLogger("edge").setLevel(logging.WARNING)
     logging.getLogger("hardware").setLevel(logging.WARNING)
     setup = BenchSetup(lanes=args.lanes, cameras=args.cameras, seconds=args.seconds,
                        fps=args.fps, max_batch=args.max_batch, max_delay_ms=args.max_delay_ms,
                        threads=args.threads, roi=not args.no_roi,
-                       scale=args.scale, det_limit_side=args.det_side)
+                       scale=args.scale, det_limit_side=args.det_side, rounds=args.rounds)
     trucks = render_trucks(setup.cameras)
-    results = {}
-    for batched in (True, False):
-        label = f"batch {setup.max_batch}" if batched else "batch 1"
-        with tqdm(total=round(setup.seconds), desc=label, unit="s", leave=False,
-                  disable=args.json) as bar:
-            def progress(elapsed: float, bar=bar) -> None:  # type: ignore[no-untyped-def]
-                bar.update(max(0, int(elapsed) - bar.n))
-
-            results[batched] = run_once(setup, trucks, batched, progress)
+    with tqdm(total=round(2 * setup.seconds), desc=f"batch {setup.max_batch} vs 1", unit="s",
+              leave=False, disable=args.json) as bar:
+        results = run_modes(setup, trucks, lambda s: bar.update(max(0, int(s) - bar.n)))
     b, u = results[True], results[False]
     speedup = b.frames_per_s / u.frames_per_s if u.frames_per_s else float("inf")
     print(f"edge pipeline: {setup.lanes} lanes x {setup.cameras} cameras, {setup.fps:g} fps each, "
-          f"{setup.seconds:g} s, roi={'on' if setup.roi else 'off'}, "
+          f"{setup.seconds:g} s per mode in {setup.rounds} rounds, "
+          f"roi={'on' if setup.roi else 'off'}, "
           f"scale {setup.scale:g}, det side {setup.det_limit_side if setup.roi else 736}")
     print(f"{'':22}{'batched':>12}{'unbatched':>12}{'ratio':>8}")
     rows = [("frames/s", b.frames_per_s, u.frames_per_s),
             ("plates/s", b.plates_per_s, u.plates_per_s),
             ("mean batch", b.mean_batch, u.mean_batch),
+            ("det ms/frame", b.ms_per_frame(b.onnx_s["det"]), u.ms_per_frame(u.onnx_s["det"])),
+            ("rec ms/frame", b.ms_per_frame(b.onnx_s["rec"]), u.ms_per_frame(u.onnx_s["rec"])),
+            ("other ms/frame", b.ms_per_frame(b.other_s), u.ms_per_frame(u.other_s)),
             ("p50 trigger->event ms", b.percentile(50), u.percentile(50)),
             ("p95 trigger->event ms", b.percentile(95), u.percentile(95)),
             ("passages", b.passages, u.passages),
@@ -61,6 +59,10 @@ def run_bench_edge(args: argparse.Namespace) -> int:
             "unbatched_p95_ms": round(u.percentile(95), 1),
             "passages": b.passages, "passages_expected": b.passages_expected,
             "plates_correct": b.correct, "frames_dropped": b.dropped,
+            "ms_per_frame": {mode: {"det": round(r.ms_per_frame(r.onnx_s["det"]), 1),
+                                    "rec": round(r.ms_per_frame(r.onnx_s["rec"]), 1),
+                                    "other": round(r.ms_per_frame(r.other_s), 1)}
+                             for mode, r in (("batched", b), ("unbatched", u))},
         }))
     return 0
 
@@ -71,6 +73,8 @@ def register(commands: CommandGroups) -> None:
     p.add_argument("--lanes", type=int, default=4, help="lanes")
     p.add_argument("--cameras", type=int, default=4, help="cameras per lane")
     p.add_argument("--seconds", type=float, default=30.0, help="length of each run")
+    p.add_argument("--rounds", type=int, default=2,
+                   help="segments per mode, alternated ABBA (seconds is per mode)")
     p.add_argument("--fps", type=float, default=5.0, help="frames per second per camera")
     p.add_argument("--max-batch", type=int, default=4, help="batch size of the batched run")
     p.add_argument("--max-delay-ms", type=float, default=20.0, help="batching deadline")

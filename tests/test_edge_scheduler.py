@@ -109,3 +109,25 @@ def test_rank_orders_cameras_and_failures_drop_jobs() -> None:
     assert lost.wait(2)
     failing.stop()
     assert failing.stats.failed == 1
+
+
+def test_bench_splits_worker_time_into_onnx_and_the_rest() -> None:
+    from collections import defaultdict
+
+    from edge.bench import RunResult, _TimedSession
+
+    class Session:
+        def run(self, outputs, feed):  # type: ignore[no-untyped-def]
+            time.sleep(0.01)
+            return [feed["x"]]
+
+        def get_inputs(self) -> list[str]:
+            return ["x"]
+
+    clock: defaultdict[str, float] = defaultdict(float)
+    timed = _TimedSession("det", Session(), clock)
+    assert timed.run(None, {"x": 1}) == [1] and timed.get_inputs() == ["x"]
+    result = RunResult(1.0, 2, 0, 0, 0, 0, 0, 1.0, busy_s=0.05, onnx_s=clock)
+    assert 0.01 <= clock["det"] < 0.05
+    assert result.ms_per_frame(clock["det"]) == 500 * clock["det"]
+    assert abs(result.other_s - (0.05 - clock["det"])) < 1e-9
