@@ -183,7 +183,7 @@ class InferenceConfig(_Strict):
     """The batched inference scheduler and its ONNX sessions."""
 
     threads: int = Field(default=0, ge=0, le=64, description="ONNX intra-op threads (0: auto)")
-    max_batch: int = Field(default=8, ge=1, le=64, description="frames per batch at most")
+    max_batch: int = Field(default=4, ge=1, le=64, description="frames per batch at most")
     max_delay_ms: float = Field(
         default=20.0, ge=0, le=5000, description="longest wait for a batch to fill"
     )
