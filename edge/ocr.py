@@ -201,6 +201,7 @@ class TextRecognizer:
     """CTC line recognizer (PP-OCR rec) over batches of crops, optionally alphabet-restricted."""
 
     HEIGHT = 48
+    STRIDE = 8  # input pixels per output frame
 
     def __init__(
         self, session: ort.InferenceSession | None = None, max_batch: int = 32, top_k: int = 3

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field, replace
 import cv2
 import numpy as np
 
-from edge.grammar import GRAMMARS, Grammar, decode, normalize_plate
+from edge.grammar import GRAMMARS, LATIN_PLATE, Grammar, decode, normalize_plate
 from edge.ocr import (
     TextBox,
     TextDetector,
@@ -46,6 +46,9 @@ LINE_HEIGHT = 48  # the recognizer's input height: lines are brought to it befor
 CONFIDENT = 0.85  # a crop read this well skips the detector pass
 NEW_ENERGY_COLOURS = ("green", "white")  # CN 8-character plates are green (white at the top)
 WRONG_COLOUR_FACTOR = 0.5  # score factor for an 8-character CN read on another colour
+# Shape test of the ink under each read glyph of a Latin plate line (emblems, crests, cacti):
+GLYPH_SHORT = 0.7  # ink lower than this share of the line's character height is no character
+GLYPH_OFFSET = 0.25  # ink ending this share of the character height inside the row's top/bottom
 
 
 @dataclass(frozen=True)
@@ -103,6 +106,88 @@ def prepare_line(line: np.ndarray) -> np.ndarray:
     scale = LINE_HEIGHT / line.shape[0]
     interp = cv2.INTER_CUBIC if scale > 1 else cv2.INTER_AREA
     return cv2.resize(line, None, fx=scale, fy=scale, interpolation=interp)
+
+
+def _character_band(stats: np.ndarray, height: int) -> tuple[float, float] | None:
+    """Median top and bottom of the character-like blobs of a line, if it has at least 3."""
+    h, w = stats[:, cv2.CC_STAT_HEIGHT], stats[:, cv2.CC_STAT_WIDTH]
+    chars = stats[(h >= 0.4 * height) & (h < 0.95 * height) & (w <= 1.2 * h)]
+    if len(chars) < 3:
+        return None
+    top = chars[:, cv2.CC_STAT_TOP]
+    return float(np.median(top)), float(np.median(top + chars[:, cv2.CC_STAT_HEIGHT]))
+
+
+def _ink_blobs(gray: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Connected components (labels, stats) of the ink of a grey text line.
+
+    The line is binarized with Otsu's threshold; dark and light ink are both tried and the
+    polarity that gives more character-like blobs wins.
+    """
+    _, binary = cv2.threshold(gray, 0, 1, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
+    height = gray.shape[0]
+
+    def characters(blobs: tuple[np.ndarray, np.ndarray]) -> int:
+        h, w = blobs[1][1:, cv2.CC_STAT_HEIGHT], blobs[1][1:, cv2.CC_STAT_WIDTH]
+        return int(np.sum((h >= 0.4 * height) & (h < 0.95 * height) & (w <= 1.2 * h)))
+
+    options = [cv2.connectedComponentsWithStats(ink, connectivity=8)[1:3]
+               for ink in (1 - binary, binary)]
+    return max(options, key=characters)
+
+
+def non_character_frames(line: np.ndarray, probs: np.ndarray, stride: int) -> np.ndarray:
+    """Frames of a line's CTC matrix (column 0 = blank) whose read glyph has no character under it.
+
+    The line is binarized (Otsu, ink = minority class) into blobs; the character band is the
+    median top/bottom of the character-like blobs. A glyph (a run of frames with one argmax,
+    `stride` pixels per frame) is marked when no blob centred in the band lies under it, or when
+    the ink under it is lower than `GLYPH_SHORT` of the character height or stops short of the
+    band's top or bottom by `GLYPH_OFFSET` (ink reaching beyond it, a character merged with the
+    plate border, counts). Glyphs over blobs as large as the line (a border or dark surround merged
+    with characters) are not judged.
+    """
+    marked = np.zeros(len(probs), dtype=bool)
+    height, width = line.shape[:2]
+    labels, stats = _ink_blobs(cv2.cvtColor(line, cv2.COLOR_BGR2GRAY))
+    big = ((stats[:, cv2.CC_STAT_WIDTH] >= 0.5 * width)
+           | (stats[:, cv2.CC_STAT_HEIGHT] >= 0.95 * height))
+    big[0] = False  # the background
+    blobs = ~big & (stats[:, cv2.CC_STAT_AREA] >= (0.06 * height) ** 2)
+    blobs[0] = False
+    stats = stats[blobs]
+    band = _character_band(stats, height)
+    if band is None:
+        return marked
+    top, bottom = band
+    char_h = bottom - top
+    centre = stats[:, cv2.CC_STAT_TOP] + stats[:, cv2.CC_STAT_HEIGHT] / 2
+    stats = stats[(centre > top) & (centre < bottom)]  # not border bits or text above/below
+    x1 = stats[:, cv2.CC_STAT_LEFT]
+    x2 = x1 + stats[:, cv2.CC_STAT_WIDTH]
+    in_big = big[labels[int(top) : int(bottom)]]
+    greedy = probs.argmax(axis=1)
+    starts = np.flatnonzero((greedy != 0) & (np.diff(greedy, prepend=0) != 0))
+    for t0 in starts:
+        t1 = t0
+        while t1 + 1 < len(greedy) and greedy[t1 + 1] == greedy[t0]:
+            t1 += 1
+        lo, hi = (t0 - 0.5) * stride, (t1 + 1.5) * stride
+        merged = in_big[:, max(0, int(lo)) : int(hi)]
+        if merged.size and merged.mean() > 0.1:
+            continue
+        overlap = np.minimum(x2, hi) - np.maximum(x1, lo)
+        under = stats[overlap >= 0.5 * np.minimum(x2 - x1, hi - lo)]
+        if len(under):
+            y1 = under[:, cv2.CC_STAT_TOP]
+            y2 = y1 + under[:, cv2.CC_STAT_HEIGHT]
+            ink_top, ink_bottom = float(y1.min()), float(y2.max())
+            if (ink_bottom - ink_top >= GLYPH_SHORT * char_h
+                    and ink_top <= top + GLYPH_OFFSET * char_h
+                    and ink_bottom >= bottom - GLYPH_OFFSET * char_h):
+                continue
+        marked[t0 : t1 + 1] = True
+    return marked
 
 
 def split_rows(crop: np.ndarray) -> int:
@@ -320,7 +405,7 @@ class PlateReader:
         unique = {id(line): line for options in layouts for lay in options for line in lay.lines}
         flat = [prepare_line(line) for line in unique.values()]
         probs = self.recognizer.probabilities(flat, self.columns) if flat else []
-        read = dict(zip(unique, probs, strict=True))
+        read = dict(zip(unique, zip(flat, probs, strict=True), strict=True))
         out = []
         for options, colour in zip(layouts, colours, strict=True):
             best: PlateResult | None = None
@@ -332,22 +417,35 @@ class PlateReader:
             out.append(best or PlateResult("", "", 0.0))
         return out
 
-    def _interpret(self, lines: Sequence[np.ndarray], rows: int, colour: str) -> PlateResult:
-        """Grammar-decoded candidates for the lines of one layout, joined in reading order.
+    def _interpret(
+        self, lines: Sequence[tuple[np.ndarray, np.ndarray]], rows: int, colour: str
+    ) -> PlateResult:
+        """Grammar-decoded candidates for the (line image, CTC matrix) pairs of one layout.
 
+        Lines are joined in reading order. Latin grammars read the matrix with the frames of
+        glyphs that have no character-shaped ink under them blanked (`non_character_frames`).
         A CN 8-character (new-energy) reading on a plate that is not green is scored down.
         """
         gap = np.zeros((1, len(self.chars) + 1), dtype=np.float32)
         gap[0, 0] = 1.0
-        parts = []
+        latin = tuple(g for g in self.grammars if g is LATIN_PLATE)
+        other = tuple(g for g in self.grammars if g is not LATIN_PLATE)
+        parts, blanked = [], []
         first = 1 + self.n_separators
-        for p in lines:
+        for image, p in lines:
             glyphs = p[:, first : first + len(self.chars)].copy()
             for j, (target, _) in enumerate(self.aliases):
                 glyphs[:, target] += p[:, first + len(self.chars) + j]
             merged = np.concatenate((p[:, :first].sum(axis=1, keepdims=True), glyphs), axis=1)
             parts += [merged, gap]
-        candidates = decode(np.concatenate(parts[:-1]), self.chars, self.grammars)
+            if latin:
+                marked = non_character_frames(image, merged, self.recognizer.STRIDE)
+                blanked += [np.where(marked[:, None], gap, merged), gap]
+        candidates = decode(np.concatenate(parts[:-1]), self.chars, other) if other else []
+        if latin:
+            candidates = sorted(
+                candidates + decode(np.concatenate(blanked[:-1]), self.chars, latin),
+                key=lambda c: -c.score)
         if colour not in NEW_ENERGY_COLOURS:
             candidates = sorted(
                 (replace(c, score=c.score * WRONG_COLOUR_FACTOR)
