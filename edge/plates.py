@@ -46,6 +46,7 @@ LINE_HEIGHT = 48  # the recognizer's input height: lines are brought to it befor
 CONFIDENT = 0.85  # a crop read this well skips the detector pass
 NEW_ENERGY_COLOURS = ("green", "white")  # CN 8-character plates are green (white at the top)
 WRONG_COLOUR_FACTOR = 0.5  # score factor for an 8-character CN read on another colour
+TOP_CANDIDATES = 5  # readings kept per plate
 # Shape test of the ink under each read glyph of a Latin plate line (emblems, crests, cacti):
 GLYPH_SHORT = 0.7  # ink lower than this share of the line's character height is no character
 GLYPH_OFFSET = 0.25  # ink ending this share of the character height inside the row's top/bottom
@@ -445,7 +446,7 @@ class PlateReader:
         if latin:
             candidates = sorted(
                 candidates + decode(np.concatenate(blanked[:-1]), self.chars, latin),
-                key=lambda c: -c.score)
+                key=lambda c: -c.score)[:TOP_CANDIDATES]
         if colour not in NEW_ENERGY_COLOURS:
             candidates = sorted(
                 (replace(c, score=c.score * WRONG_COLOUR_FACTOR)
