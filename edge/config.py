@@ -44,6 +44,11 @@ class MqttConfig(_Strict):
         description="a PUBACKed passage without central's receipt after this long is published "
         "again (reconnects re-publish at once; a short timeout floods a busy central)",
     )
+    receipt_overtaken_s: float = Field(
+        default=10.0, gt=0, le=3600,
+        description="a passage sent this long before one central has already receipted is "
+        "published again (it was lost on the way, e.g. in a broker restart)",
+    )
 
 
 class CameraConfig(_Strict):

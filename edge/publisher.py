@@ -201,7 +201,8 @@ class EdgePublisher:
             batch = []
             if room > 0:
                 batch = self.spool.due(room, time.time(), self.cfg.receipt_timeout_s,
-                                       skip=[seq for _, seq in self._inflight])
+                                       skip=[seq for _, seq in self._inflight],
+                                       overtaken_s=self.cfg.receipt_overtaken_s)
             if not batch:
                 self._wake.wait(0.5)
                 self._wake.clear()

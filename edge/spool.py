@@ -50,6 +50,7 @@ class Spool:
             self._db.execute("ALTER TABLE outbox ADD COLUMN sent_at REAL")
             self._db.execute("ALTER TABLE outbox ADD COLUMN sends INTEGER NOT NULL DEFAULT 0")
         self._warned = False
+        self._receipted_sent_at = 0.0  # send time of the latest-sent message central receipted
 
     def put(self, event_id: str, topic: str, payload: bytes) -> bool:
         """Store a message durably; False if this event id is already spooled."""
@@ -74,17 +75,24 @@ class Spool:
         return True
 
     def due(self, limit: int, now: float, timeout_s: float,
-            skip: Sequence[int] = ()) -> list[SpooledMessage]:
-        """The oldest messages to publish, in order: never sent, or sent (PUBACKed) without a
+            skip: Sequence[int] = (), overtaken_s: float | None = None) -> list[SpooledMessage]:
+        """The oldest messages to publish, in order: never sent; sent (PUBACKed) without a
         receipt for `timeout_s`, doubled per send after the first (at most 32 times: a central
-        away for long is not flooded); `skip` are sequence numbers already in flight."""
+        away for long is not flooded); or, with `overtaken_s`, overtaken — sent at least that
+        long before a message central has already receipted, so most likely lost on the way
+        (a central that is only behind receipts in order and overtakes nothing).
+        `skip` are sequence numbers already in flight."""
         marks = ",".join("?" * len(skip))
+        overtaken_before = (
+            self._receipted_sent_at - overtaken_s if overtaken_s is not None else 0.0
+        )
         with self._lock:
             rows = self._db.execute(
                 "SELECT seq, event_id, topic, payload FROM outbox"
-                " WHERE (sent_at IS NULL OR sent_at + ? * (1 << min(max(sends - 1, 0), 5)) < ?)"
+                " WHERE (sent_at IS NULL OR sent_at + ? * (1 << min(max(sends - 1, 0), 5)) < ?"
+                " OR sent_at < ?)"
                 f" AND seq NOT IN ({marks}) ORDER BY seq LIMIT ?",
-                (timeout_s, now, *skip, limit),
+                (timeout_s, now, overtaken_before, *skip, limit),
             ).fetchall()
         return [SpooledMessage(r[0], r[1], r[2], bytes(r[3])) for r in rows]
 
@@ -105,7 +113,14 @@ class Spool:
     def receipted(self, event_id: str) -> bool:
         """Remove the message central confirmed; False if it was not (or no longer) spooled."""
         with self._lock:
-            return self._db.execute("DELETE FROM outbox WHERE event_id = ?", (event_id,)).rowcount > 0
+            rows = self._db.execute(
+                "DELETE FROM outbox WHERE event_id = ? RETURNING sent_at", (event_id,)
+            ).fetchall()
+            if not rows:
+                return False
+            if rows[0][0] is not None:
+                self._receipted_sent_at = max(self._receipted_sent_at, rows[0][0])
+            return True
 
     def _depth(self) -> int:
         return int(self._db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0])

@@ -192,6 +192,25 @@ def test_spool_keeps_a_sent_message_until_its_receipt(tmp_path: Path) -> None:
     spool.close()
 
 
+def test_overtaken_messages_are_sent_again_early(tmp_path: Path) -> None:
+    spool = Spool(tmp_path / "spool.db")
+    for k in range(4):
+        spool.put(f"event-{k}", "t", b"p")
+    for seq, at in ((1, 100.0), (2, 101.0), (3, 108.0), (4, 120.0)):
+        spool.mark_sent(seq, at=at)
+
+    def due() -> list[int]:
+        return [m.seq for m in spool.due(10, 121.0, timeout_s=300.0, overtaken_s=10.0)]
+
+    assert due() == []  # nothing receipted yet: central may only be behind
+    assert spool.receipted("event-2")  # sent at 108: overtakes nothing by 10 s
+    assert due() == []
+    assert spool.receipted("event-3")  # sent at 120: 1 and 2 went 19-20 s before it
+    assert due() == [1, 2]
+    assert [m.seq for m in spool.due(10, 121.0, timeout_s=300.0)] == []  # rule is opt-in
+    spool.close()
+
+
 def test_edge_republishes_until_central_receipts(tmp_path: Path, mosquitto) -> None:
     spool = Spool(tmp_path / "spool.db")
     publisher = EdgePublisher("huunghi", "edge-r", [], MqttConfig(
