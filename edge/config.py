@@ -40,9 +40,10 @@ class MqttConfig(_Strict):
         default=16, ge=1, le=1000, description="spooled messages published ahead of their PUBACK"
     )
     receipt_timeout_s: float = Field(
-        default=300.0, gt=0, le=3600,
+        default=20.0, gt=0, le=3600,
         description="a PUBACKed passage without central's receipt after this long is published "
-        "again (reconnects re-publish at once; a short timeout floods a busy central)",
+        "again once no receipt at all came for this long (a central still receipting is only "
+        "behind); reconnects re-publish at once",
     )
     receipt_overtaken_s: float = Field(
         default=10.0, gt=0, le=3600,

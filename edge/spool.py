@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import sqlite3
 import threading
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,6 +52,7 @@ class Spool:
             self._db.execute("ALTER TABLE outbox ADD COLUMN sends INTEGER NOT NULL DEFAULT 0")
         self._warned = False
         self._receipted_sent_at = 0.0  # send time of the latest-sent message central receipted
+        self._last_receipt_at = 0.0  # when the latest receipt arrived
 
     def put(self, event_id: str, topic: str, payload: bytes) -> bool:
         """Store a message durably; False if this event id is already spooled."""
@@ -77,22 +79,24 @@ class Spool:
     def due(self, limit: int, now: float, timeout_s: float,
             skip: Sequence[int] = (), overtaken_s: float | None = None) -> list[SpooledMessage]:
         """The oldest messages to publish, in order: never sent; sent (PUBACKed) without a
-        receipt for `timeout_s`, doubled per send after the first (at most 32 times: a central
-        away for long is not flooded); or, with `overtaken_s`, overtaken — sent at least that
-        long before a message central has already receipted, so most likely lost on the way
-        (a central that is only behind receipts in order and overtakes nothing).
+        receipt for `timeout_s` (doubled per send after the first, at most 32 times) while no
+        receipt at all came for `timeout_s` — a central still receipting is only behind, and
+        re-sending to it would flood it; or, with `overtaken_s`, overtaken — sent at least
+        that long before a message central has already receipted, so most likely lost on the
+        way (a central that is only behind receipts in order and overtakes nothing).
         `skip` are sequence numbers already in flight."""
         marks = ",".join("?" * len(skip))
         overtaken_before = (
             self._receipted_sent_at - overtaken_s if overtaken_s is not None else 0.0
         )
+        timer_due_before = now if self._last_receipt_at + timeout_s < now else 0.0
         with self._lock:
             rows = self._db.execute(
                 "SELECT seq, event_id, topic, payload FROM outbox"
                 " WHERE (sent_at IS NULL OR sent_at + ? * (1 << min(max(sends - 1, 0), 5)) < ?"
                 " OR sent_at < ?)"
                 f" AND seq NOT IN ({marks}) ORDER BY seq LIMIT ?",
-                (timeout_s, now, overtaken_before, *skip, limit),
+                (timeout_s, timer_due_before, overtaken_before, *skip, limit),
             ).fetchall()
         return [SpooledMessage(r[0], r[1], r[2], bytes(r[3])) for r in rows]
 
@@ -110,9 +114,11 @@ class Spool:
                 "UPDATE outbox SET sent_at = NULL WHERE sent_at IS NOT NULL"
             ).rowcount
 
-    def receipted(self, event_id: str) -> bool:
-        """Remove the message central confirmed; False if it was not (or no longer) spooled."""
+    def receipted(self, event_id: str, at: float | None = None) -> bool:
+        """Remove the message central confirmed (receipt arriving at `at`, default now);
+        False if it was not (or no longer) spooled."""
         with self._lock:
+            self._last_receipt_at = time.time() if at is None else at
             rows = self._db.execute(
                 "DELETE FROM outbox WHERE event_id = ? RETURNING sent_at", (event_id,)
             ).fetchall()

@@ -211,6 +211,22 @@ def test_overtaken_messages_are_sent_again_early(tmp_path: Path) -> None:
     spool.close()
 
 
+def test_no_timer_resend_while_central_is_still_receipting(tmp_path: Path) -> None:
+    spool = Spool(tmp_path / "spool.db")
+    for k in range(2):
+        spool.put(f"event-{k}", "t", b"p")
+    spool.mark_sent(1, at=100.0)
+    spool.mark_sent(2, at=100.0)
+    assert spool.receipted("event-1", at=105.0)  # central is working through a backlog
+
+    def due(now: float) -> list[int]:
+        return [m.seq for m in spool.due(10, now, timeout_s=10.0)]
+
+    assert due(111.0) == []  # overdue, but a receipt came 6 s ago: central is only behind
+    assert due(116.0) == [1]  # 11 s without any receipt: publish it again
+    spool.close()
+
+
 def test_edge_republishes_until_central_receipts(tmp_path: Path, mosquitto) -> None:
     spool = Spool(tmp_path / "spool.db")
     publisher = EdgePublisher("huunghi", "edge-r", [], MqttConfig(
