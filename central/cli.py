@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from smartgate.cli import CommandGroups
+from smartgate.cli import CommandGroups, subcommands
 
 
 def _settings(args: argparse.Namespace, **extra: object):  # type: ignore[no-untyped-def]
@@ -113,9 +113,8 @@ def sample_declarations(args: argparse.Namespace) -> int:
 
 def register(commands: CommandGroups) -> None:
     """Attach `smartgate central run|ingest` and `smartgate declarations import|sample`."""
-    central = commands.top.add_parser("central", help="the central service")
-    sub = central.add_subparsers(dest="central_command", metavar="ACTION")
-    sub.required = True
+    sub = subcommands(commands.top.add_parser("central", help="the central service"),
+                      "central_command")
     run = sub.add_parser("run", help="run the API, web pages and MQTT ingest")
     run.add_argument("--database-url", help="SQLAlchemy URL (default sqlite:///data/central.db)")
     run.add_argument("--mqtt-host")
@@ -142,9 +141,10 @@ def register(commands: CommandGroups) -> None:
                         help="the only worker: plain persistent subscription (MQTT 3.1.1)")
     ingest.set_defaults(func=run_ingest)
 
-    decl = commands.top.add_parser("declarations", help="customs declarations in central's DB")
-    dsub = decl.add_subparsers(dest="declarations_command", metavar="ACTION")
-    dsub.required = True
+    dsub = subcommands(
+        commands.top.add_parser("declarations", help="customs declarations in central's DB"),
+        "declarations_command",
+    )
     imp = dsub.add_parser("import", help="import a CSV (docs/matching.md), idempotent on number")
     imp.add_argument("file", help="CSV file with a header row")
     imp.add_argument("--database-url", help="SQLAlchemy URL (default: central settings)")

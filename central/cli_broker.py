@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from smartgate.cli import CommandGroups
+from smartgate.cli import CommandGroups, subcommands
 
 
 def broker_config(args: argparse.Namespace) -> int:
@@ -35,9 +35,8 @@ def broker_config(args: argparse.Namespace) -> int:
 
 def register(commands: CommandGroups) -> None:
     """Attach `smartgate broker config`."""
-    broker = commands.top.add_parser("broker", help="site MQTT broker tooling")
-    sub = broker.add_subparsers(dest="broker_command", metavar="ACTION")
-    sub.required = True
+    sub = subcommands(commands.top.add_parser("broker", help="site MQTT broker tooling"),
+                      "broker_command")
     cfg = sub.add_parser("config", help="write mosquitto.conf, password file and ACL")
     cfg.add_argument("--site", required=True, help="site id, e.g. huunghi")
     cfg.add_argument("--node", action="append", required=True, metavar="NODE=LANE[,LANE]",

@@ -7,7 +7,7 @@ import getpass
 import secrets
 import sys
 
-from smartgate.cli import CommandGroups
+from smartgate.cli import CommandGroups, subcommands
 
 
 def _sessions(database_url: str | None):  # type: ignore[no-untyped-def]
@@ -98,8 +98,7 @@ def register(commands: CommandGroups) -> None:
 
     users = commands.top.add_parser("users", help="central web users and API tokens")
     users.add_argument("--database-url", help="SQLAlchemy URL (default: central settings)")
-    sub = users.add_subparsers(dest="users_command", metavar="ACTION")
-    sub.required = True
+    sub = subcommands(users, "users_command")
     add = sub.add_parser("add", help="add a user")
     add.add_argument("username")
     add.add_argument("--role", required=True, choices=[r.value for r in Role])

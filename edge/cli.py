@@ -6,7 +6,7 @@ import argparse
 import logging
 import signal
 
-from smartgate.cli import CommandGroups
+from smartgate.cli import CommandGroups, subcommands
 
 log = logging.getLogger(__name__)
 
@@ -43,9 +43,7 @@ def run_edge(args: argparse.Namespace) -> int:
 
 def register(commands: CommandGroups) -> None:
     """Attach `smartgate edge run`."""
-    edge = commands.top.add_parser("edge", help="the edge node")
-    sub = edge.add_subparsers(dest="edge_command", metavar="ACTION")
-    sub.required = True
+    sub = subcommands(commands.top.add_parser("edge", help="the edge node"), "edge_command")
     run = sub.add_parser("run", help="run an edge node")
     run.add_argument("--config", required=True, help="edge YAML configuration")
     run.add_argument("--validate", action="store_true", help="only validate the configuration")

@@ -14,7 +14,7 @@ from hardware.lane_sim import LaneSimulators
 from hardware.protocols import indicator_format
 from hardware.scale import Weighbridge
 from hardware.simulator import WeighbridgeSimulator, render_stream, truck_profile
-from smartgate.cli import CommandGroups
+from smartgate.cli import CommandGroups, subcommands
 
 
 def _host_port(text: str) -> tuple[str, int]:
@@ -158,9 +158,8 @@ def _add_truck_args(p: argparse.ArgumentParser) -> None:
 
 def register(commands: CommandGroups) -> None:
     """Add `sim`, `weighbridge` and `bench weighbridge-parse`."""
-    sim = commands.top.add_parser("sim", help="lane hardware simulators")
-    sims = sim.add_subparsers(dest="sim", metavar="DEVICE")
-    sims.required = True
+    sims = subcommands(commands.top.add_parser("sim", help="lane hardware simulators"), "sim",
+                       "DEVICE")
 
     wb = sims.add_parser("weighbridge", help="weighbridge indicator playing truck profiles")
     wb.add_argument("--protocol", choices=["toledo", "ascii"], default="toledo")
@@ -190,9 +189,9 @@ def register(commands: CommandGroups) -> None:
     _add_truck_args(lane)
     lane.set_defaults(func=_sim_lane)
 
-    read = commands.top.add_parser("weighbridge", help="read a weighbridge indicator")
-    read_cmds = read.add_subparsers(dest="weighbridge", metavar="ACTION")
-    read_cmds.required = True
+    read_cmds = subcommands(
+        commands.top.add_parser("weighbridge", help="read a weighbridge indicator"), "weighbridge"
+    )
     reader = read_cmds.add_parser("read", help="print connection changes and capture events")
     reader.add_argument("--protocol", choices=["toledo", "ascii"], default="toledo")
     source = reader.add_mutually_exclusive_group(required=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from smartgate.cli import CommandGroups
+from smartgate.cli import CommandGroups, subcommands
 
 
 def run_quantize(args: argparse.Namespace) -> int:
@@ -40,9 +40,7 @@ def run_quantize(args: argparse.Namespace) -> int:
 
 def register(commands: CommandGroups) -> None:
     """Attach `smartgate models quantize`."""
-    models = commands.top.add_parser("models", help="model files")
-    sub = models.add_subparsers(dest="models_command", metavar="ACTION")
-    sub.required = True
+    sub = subcommands(commands.top.add_parser("models", help="model files"), "models_command")
     q = sub.add_parser("quantize", help="write int8 copies of the PP-OCR det/rec models")
     q.add_argument("--out", default="models/int8", help="folder for the quantized models")
     q.add_argument("--time", type=int, default=0, metavar="N",

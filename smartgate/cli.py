@@ -24,6 +24,15 @@ class CommandGroups:
     bench: argparse._SubParsersAction
 
 
+def subcommands(
+    parser: argparse.ArgumentParser, dest: str, metavar: str = "ACTION"
+) -> argparse._SubParsersAction:
+    """Required subcommands under `parser` (e.g. the `run` of `smartgate edge run`)."""
+    sub = parser.add_subparsers(dest=dest, metavar=metavar)
+    sub.required = True
+    return sub
+
+
 def command_modules() -> list[str]:
     """`smartgate.demo`, then every `cli` or `cli_*` module of the packages, in a stable order."""
     names = ["smartgate.demo"]
@@ -41,11 +50,9 @@ def build_parser() -> argparse.ArgumentParser:
     """The full argument parser with every package's subcommands attached."""
     parser = argparse.ArgumentParser(prog="smartgate", description=__doc__.splitlines()[0])
     parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING or ERROR")
-    top = parser.add_subparsers(dest="command", metavar="COMMAND")
-    top.required = True
-    bench_parser = top.add_parser("bench", help="benchmarks that print numbers")
-    bench = bench_parser.add_subparsers(dest="bench", metavar="BENCHMARK")
-    bench.required = True
+    top = subcommands(parser, "command", "COMMAND")
+    bench = subcommands(top.add_parser("bench", help="benchmarks that print numbers"), "bench",
+                        "BENCHMARK")
     groups = CommandGroups(top=top, bench=bench)
     for name in command_modules():
         importlib.import_module(name).register(groups)
