@@ -56,7 +56,8 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Readers:
-    """The plate and container readers sharing one detector and one recognizer session."""
+    """The plate and container readers sharing one detector and one recognizer session (plus the
+    second recognizer for Chinese province glyphs when Chinese plates are expected)."""
 
     plates: PlateReader
     containers: ContainerReader
@@ -79,7 +80,11 @@ class Readers:
                            limit_side=cfg.det_limit_side)
         rec = TextRecognizer(wrap("rec", create_session(get_spec("ppocr_rec").path, cfg.threads)),
                              max_batch=rec_batch)
-        return cls(PlateReader(det, rec, regions=cfg.regions), ContainerReader(det, rec))
+        province = "cn" in cfg.regions and TextRecognizer(
+            wrap("rec", create_session(get_spec("ppocr_rec_v5").path, cfg.threads)),
+            max_batch=rec_batch)
+        return cls(PlateReader(det, rec, regions=cfg.regions, province_recognizer=province),
+                   ContainerReader(det, rec))
 
 
 def to_frame(plate: PlateResult, dx: int, dy: int, scale: float) -> PlateResult:

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field, replace
 import cv2
 import numpy as np
 
-from edge.grammar import GRAMMARS, LATIN_PLATE, Grammar, decode, normalize_plate
+from edge.grammar import CN_PROVINCES, GRAMMARS, LATIN_PLATE, Grammar, decode, normalize_plate
 from edge.ocr import (
     TextBox,
     TextDetector,
@@ -47,6 +47,7 @@ CONFIDENT = 0.85  # a crop read this well skips the detector pass
 NEW_ENERGY_COLOURS = ("green", "white")  # CN 8-character plates are green (white at the top)
 WRONG_COLOUR_FACTOR = 0.5  # score factor for an 8-character CN read on another colour
 TOP_CANDIDATES = 5  # readings kept per plate
+PROVINCE_ALIGN = 3  # frames over which the second opinion's province glyph may peak (±1)
 # Shape test of the ink under each read glyph of a Latin plate line (emblems, crests, cacti):
 GLYPH_SHORT = 0.7  # ink lower than this share of the line's character height is no character
 GLYPH_OFFSET = 0.25  # ink ending this share of the character height inside the row's top/bottom
@@ -289,11 +290,37 @@ def _overlap(a: Box, b: Box) -> float:
     return inter / max(1, min(_area(a), _area(b)))
 
 
+def second_opinion(primary: np.ndarray, second: np.ndarray, columns: np.ndarray) -> np.ndarray:
+    """`primary` (T, C) CTC probabilities with the distribution over `columns` replaced, frame by
+    frame, by the normalized geometric mean of both models' distributions over those columns.
+
+    Used for Chinese province glyphs, the least legible characters at plate resolution: two
+    recognizers trained apart err on different glyphs. The probability mass of the columns stays
+    the primary model's (where a glyph is, and that it is a province, is its call); the second
+    model's distribution is max-pooled over `PROVINCE_ALIGN` frames because two CTC models may
+    place the same glyph's peak a frame apart.
+    """
+    n = min(len(primary), len(second))
+    out = primary.copy()
+    theirs = second[:n, columns]
+    pad = PROVINCE_ALIGN // 2
+    padded = np.pad(theirs, ((pad, pad), (0, 0)))
+    theirs = np.max([padded[k : k + n] for k in range(PROVINCE_ALIGN)], axis=0)
+    ours = primary[:n, columns]
+    mass = ours.sum(axis=1, keepdims=True)
+    mixed = np.sqrt(ours / np.maximum(mass, 1e-9)
+                    * theirs / np.maximum(theirs.sum(axis=1, keepdims=True), 1e-9))
+    out[:n, columns] = mixed / np.maximum(mixed.sum(axis=1, keepdims=True), 1e-12) * mass
+    return out
+
+
 class PlateReader:
     """Finds and reads plates with the PP-OCR detector and recognizer plus plate grammars.
 
     `regions` are the plate formats expected at the site (e.g. ("vn", "cn") at a VN–CN gate;
-    "us", "eu", "br" or "other" use the generic Latin grammar).
+    "us", "eu", "br" or "other" use the generic Latin grammar). With Chinese plates expected,
+    `province_recognizer` (default: the PP-OCRv5 recognizer) gives a second opinion on province
+    glyphs (`second_opinion`); pass `province_recognizer=False` to read with one model only.
     """
 
     def __init__(
@@ -302,11 +329,17 @@ class PlateReader:
         recognizer: TextRecognizer | None = None,
         regions: Sequence[str] = ("vn", "cn"),
         min_confidence: float = 0.3,
+        province_recognizer: TextRecognizer | None | bool = None,
     ) -> None:
         self.detector = detector or TextDetector()
         self.crop_detector = TextDetector(self.detector.session, limit_side=32)
         self.recognizer = recognizer or TextRecognizer()
         self.grammars: tuple[Grammar, ...] = tuple(dict.fromkeys(GRAMMARS[r] for r in regions))
+        if province_recognizer is None and "cn" in regions:
+            from models.registry import shared_session
+
+            province_recognizer = TextRecognizer(shared_session("ppocr_rec_v5"))
+        self.province_recognizer = province_recognizer or None
         index = self.recognizer.index
         self.chars = "".join(c for c in dict.fromkeys("".join(g.alphabet for g in self.grammars))
                              if c in index)
@@ -317,6 +350,9 @@ class PlateReader:
         self.columns = np.array([0, *separators, *(index[c] for c in self.chars),
                                  *(col for _, col in self.aliases)])
         self.min_confidence = min_confidence
+        self.province_columns = np.array(
+            [i for i, col in enumerate(self.columns) if i and self.recognizer.charset[col]
+             in CN_PROVINCES])
 
     def read_frames(self, frames: Sequence[np.ndarray]) -> list[list[PlateResult]]:
         """Plates found in each frame, most confident first.
@@ -406,6 +442,12 @@ class PlateReader:
         unique = {id(line): line for options in layouts for lay in options for line in lay.lines}
         flat = [prepare_line(line) for line in unique.values()]
         probs = self.recognizer.probabilities(flat, self.columns) if flat else []
+        if flat and self.province_recognizer is not None and len(self.province_columns):
+            theirs = self.province_recognizer.index
+            columns = np.array([theirs.get(self.recognizer.charset[c], 0) if i else 0
+                                for i, c in enumerate(self.columns)])
+            probs = [second_opinion(p, q, self.province_columns) for p, q in zip(
+                probs, self.province_recognizer.probabilities(flat, columns), strict=True)]
         read = dict(zip(unique, zip(flat, probs, strict=True), strict=True))
         out = []
         for options, colour in zip(layouts, colours, strict=True):

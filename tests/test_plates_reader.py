@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from edge.ocr import ImageError, decode_image
-from edge.plates import PlateReader, plate_colour
+from edge.plates import PlateReader, plate_colour, second_opinion
 from edge.synth_plates import font_path, render_crop, render_plate, render_scene_with_box
 
 
@@ -65,3 +65,17 @@ def test_font_lookup_names_the_package(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(synth, "CJK_FONTS", ("/nonexistent.ttc",))
     with pytest.raises(synth.FontMissingError, match="fonts-wqy-microhei"):
         synth.font_path(cjk=True)
+
+
+def test_second_opinion_decides_between_provinces_only() -> None:
+    # columns: blank, two provinces, one letter; frame 1 is the province glyph, frame 3 a letter
+    primary = np.array([[0.9, 0.05, 0.03, 0.02], [0.1, 0.5, 0.4, 0.0],
+                        [0.9, 0.05, 0.05, 0.0], [0.1, 0.0, 0.0, 0.9]], dtype=np.float32)
+    second = np.array([[0.9, 0.0, 0.1, 0.0], [0.8, 0.0, 0.2, 0.0],  # peaks a frame late
+                       [0.0, 0.1, 0.9, 0.0], [0.1, 0.0, 0.0, 0.9]], dtype=np.float32)
+    mixed = second_opinion(primary, second, np.array([1, 2]))
+    assert mixed[1, 2] > mixed[1, 1]  # the second model's province wins the glyph frame
+    assert np.allclose(mixed[:, 1:3].sum(axis=1), primary[:, 1:3].sum(axis=1))  # mass kept
+    assert np.array_equal(mixed[:, [0, 3]], primary[:, [0, 3]])  # other columns untouched
+    assert np.allclose(second_opinion(primary, primary, np.array([1, 2]))[1], primary[1],
+                       atol=0.06)  # agreeing models change little (pooling only)
