@@ -6,6 +6,12 @@ may only emit characters of its class), so a plate is read as the best string th
 a glyph of the wrong class is replaced by the most probable one of the right class, and a
 confusable glyph (O/0, I/1, B/8, D/0, S/5, Z/2, G/6) counts for its partner at a penalty.
 
+Latin-script plates (US, EU, BR) are read against the common national/state formats of their
+region (`US`, `EU`, `BR`, in the spirit of OpenALPR's region patterns), with the generic
+4–8-character `LATIN_PLATE` as a fallback scored down by `FORMAT_FALLBACK`: a known format may
+overrule one confusable glyph (SUBSTITUTION_PENALTY over ~7 characters ≈ 0.86) but not two
+(≈ 0.74).
+
 Classes: D digit, L letter (region letter set), A digit or letter, P Chinese province character,
 S Chinese special suffix (挂 trailer, 学 learner, 警 police, 港 澳 cross-border, 领 consulate),
 E the 使 prefix of Chinese embassy plates.
@@ -39,6 +45,8 @@ CONFUSABLE = {
 # real 7 leaves 1 almost no probability, so 1 gets this prior factor on VN plates.
 VN_FLAGGED_ONE = 8.0
 SUBSTITUTION_PENALTY = 0.35  # probability factor for a confusable mapped in by the grammar
+FORMAT_FALLBACK = 0.9  # score factor of a Latin reading that fits no format of its region
+LATIN_REGIONS = ("us", "eu", "br", "other")
 _SEPARATORS = re.compile(r"[\s\-.·•:_/|]")
 
 
@@ -58,6 +66,12 @@ class Grammar:
     digits_only_factor: float = 1.0  # score factor for an all-digit reading (rare, timestamps)
     weights: tuple[tuple[str, float], ...] = ()  # class code -> weight in the score (default 1)
     priors: tuple[tuple[str, float], ...] = ()  # glyph -> prior factor for this typeface
+    factor: float = 1.0  # score factor of every reading (a fallback grammar ranks below formats)
+
+    @property
+    def latin(self) -> bool:
+        """Whether this grammar reads Latin-script plates (US, EU, BR, other)."""
+        return self.region in LATIN_REGIONS
 
     @property
     def alphabet(self) -> str:
@@ -117,9 +131,40 @@ LATIN_PLATE = Grammar(
     classes=(("A", DIGITS + LATIN),),
     min_digits=1,
     digits_only_factor=0.5,
+    factor=FORMAT_FALLBACK,
 )
-GRAMMARS = {"vn": VN, "cn": CN, "us": LATIN_PLATE, "eu": LATIN_PLATE, "br": LATIN_PLATE,
-            "other": LATIN_PLATE}
+_LATIN_CLASSES = (("D", DIGITS), ("L", LATIN), ("A", DIGITS + LATIN))
+US = Grammar(
+    region="us",
+    # standard passenger series of the most populous states and the common older layouts:
+    # CA 1ABC234; NY/TX/PA/OH/GA/NC/VA/WA/AZ/MI ABC1234; MO AB1C2D; NJ A12BCD; MA 1AB234 and
+    # 1ABC23; MD 1AB2345; FL ABCD12 and 123ABC; CO/older ABC123, 123ABC, AB1234 (all-digit
+    # truck serials and vanity plates are left to the generic fallback)
+    templates=("DLLLDDD", "LLLDDDD", "LLDLDL", "LDDLLL", "DLLDDD", "DLLLDD", "DLLDDDD",
+               "LLLLDD", "DDDLLL", "LLLDDD", "LLDDDD"),
+    classes=_LATIN_CLASSES,
+    min_digits=1,
+)
+EU = Grammar(
+    region="eu",
+    # SK/IT/FR AB123CD; CZ 1A2 3456 (third character a letter or digit); UK AB12CDE; ES 1234ABC;
+    # PL AB12345 and ABC1234; BE 1ABC234; RO AB12CDE; HU ABC123; NL 12ABC3 and AB123C; AT/DE-like
+    # district letters + digits (AB1234, ABC123, ABC1234, ABC12345 rare) and DE AB1234C-style
+    templates=("LLDDDLL", "DLADDDD", "LLDDLLL", "DDDDLLL", "LLDDDDD", "LLLDDDD", "DLLLDDD",
+               "LLLDDD", "DDLLLD", "LLDDDL", "LLDDDD", "LLLLDDD", "LLLDDDDD"),
+    classes=_LATIN_CLASSES,
+    min_digits=1,
+)
+BR = Grammar(
+    region="br",
+    templates=("LLLDDDD", "LLLDLDD"),  # old national series ABC1234, Mercosur ABC1D23
+    classes=_LATIN_CLASSES,
+    min_digits=1,
+)
+GRAMMARS: dict[str, tuple[Grammar, ...]] = {
+    "vn": (VN,), "cn": (CN,), "us": (US, LATIN_PLATE), "eu": (EU, LATIN_PLATE),
+    "br": (BR, LATIN_PLATE), "other": (LATIN_PLATE,),
+}
 
 
 @dataclass(frozen=True)
@@ -256,7 +301,8 @@ def decode(
                 digits = sum(ch.isdigit() for ch in text)
                 if digits < grammar.min_digits:
                     continue
-                score = math.exp(-cost / sum(grammar.weight(code) for code in template))
+                score = grammar.factor * math.exp(
+                    -cost / sum(grammar.weight(code) for code in template))
                 if digits == len(text):
                     score *= grammar.digits_only_factor
                 if text not in found or found[text].score < score:

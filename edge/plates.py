@@ -19,7 +19,7 @@ from dataclasses import dataclass, field, replace
 import cv2
 import numpy as np
 
-from edge.grammar import CN_PROVINCES, GRAMMARS, LATIN_PLATE, Grammar, decode, normalize_plate
+from edge.grammar import CN_PROVINCES, GRAMMARS, Grammar, decode, normalize_plate
 from edge.ocr import (
     TextBox,
     TextDetector,
@@ -334,7 +334,8 @@ class PlateReader:
         self.detector = detector or TextDetector()
         self.crop_detector = TextDetector(self.detector.session, limit_side=32)
         self.recognizer = recognizer or TextRecognizer()
-        self.grammars: tuple[Grammar, ...] = tuple(dict.fromkeys(GRAMMARS[r] for r in regions))
+        self.grammars: tuple[Grammar, ...] = tuple(
+            dict.fromkeys(g for r in regions for g in GRAMMARS[r]))
         if province_recognizer is None and "cn" in regions:
             from models.registry import shared_session
 
@@ -471,8 +472,8 @@ class PlateReader:
         """
         gap = np.zeros((1, len(self.chars) + 1), dtype=np.float32)
         gap[0, 0] = 1.0
-        latin = tuple(g for g in self.grammars if g is LATIN_PLATE)
-        other = tuple(g for g in self.grammars if g is not LATIN_PLATE)
+        latin = tuple(g for g in self.grammars if g.latin)
+        other = tuple(g for g in self.grammars if not g.latin)
         parts, blanked = [], []
         first = 1 + self.n_separators
         for image, p in lines:
@@ -497,7 +498,7 @@ class PlateReader:
         if not candidates:
             return PlateResult("", "", 0.0, "unknown", rows)
         top = candidates[0]
-        grammar = GRAMMARS[top.region]
+        grammar = GRAMMARS[top.region][0]
         return PlateResult(
             top.text, grammar.display(top.text), top.score, top.region, rows,
             candidates=tuple((c.text, round(c.score, 4)) for c in candidates),

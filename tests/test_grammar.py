@@ -3,23 +3,38 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from edge.grammar import CN, LATIN_PLATE, VN, VN_LETTERS, apply_priors, decode, normalize_plate
+from edge.grammar import (
+    CN,
+    EU,
+    FORMAT_FALLBACK,
+    LATIN_PLATE,
+    US,
+    VN,
+    VN_LETTERS,
+    apply_priors,
+    decode,
+    normalize_plate,
+)
 
 ALPHABET = "0123456789ABCDEFGHJKLMNPRSTUVXYZ桂皖挂"
 
 
-def ctc(text: str, blanks: bool = True, confusions: dict[int, str] | None = None) -> np.ndarray:
+def ctc(
+    text: str, blanks: bool = True, confusions: dict[int, str] | None = None,
+    alphabet: str = ALPHABET,
+) -> np.ndarray:
     """A confident CTC matrix for `text` (column 0 blank), optionally with a glyph swapped."""
     frames = []
     for i, ch in enumerate(text):
-        row = np.full(len(ALPHABET) + 1, 0.001)
-        row[1 + ALPHABET.index((confusions or {}).get(i, ch))] = 0.95
+        row = np.full(len(alphabet) + 1, 0.001)
+        row[1 + alphabet.index((confusions or {}).get(i, ch))] = 0.95
         frames.append(row)
         if blanks:
-            blank = np.full(len(ALPHABET) + 1, 0.001)
+            blank = np.full(len(alphabet) + 1, 0.001)
             blank[0] = 0.97
             frames.append(blank)
     p = np.array(frames)
@@ -109,3 +124,29 @@ def test_vn_flagged_one_prior_moves_probability_between_glyphs_only() -> None:
     weighted = apply_priors(split, ALPHABET, VN.priors)
     assert np.allclose(weighted.sum(axis=1), split.sum(axis=1))
     assert np.allclose(weighted[:, 0], split[:, 0])  # blanks keep their probability
+
+
+LATIN_ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+
+
+def latin_split(text: str, position: int, second: str, share: float) -> np.ndarray:
+    """A Latin CTC matrix for `text` whose glyph at `position` gives `share` to `second`."""
+    p = ctc(text, alphabet=LATIN_ALPHABET)
+    row = p[2 * position]
+    first = row[1 + LATIN_ALPHABET.index(text[position])]
+    row[1 + LATIN_ALPHABET.index(text[position])] = first * (1 - share)
+    row[1 + LATIN_ALPHABET.index(second)] = first * share
+    return p
+
+
+def test_latin_format_overrules_a_close_confusable_only() -> None:
+    # Slovak AB123CD: a trailing I read 60/40 as 1 is put back to I by the format
+    close = decode(latin_split("RK776A1", 6, "I", 0.4), LATIN_ALPHABET, (EU, LATIN_PLATE))[0]
+    assert (close.text, close.region) == ("RK776AI", "eu")
+    # a confident 1 stays: the format may not overrule the recognizer
+    sure = decode(ctc("RK776A1", alphabet=LATIN_ALPHABET), LATIN_ALPHABET, (EU, LATIN_PLATE))[0]
+    assert (sure.text, sure.region) == ("RK776A1", "other")
+    assert sure.score == pytest.approx(FORMAT_FALLBACK * 0.95, abs=0.03)
+    # US layouts are their own: a Missouri AB1C2D plate with a doubtful 1 keeps its digit
+    mo = decode(latin_split("UH1N2A", 2, "I", 0.4), LATIN_ALPHABET, (US, LATIN_PLATE))[0]
+    assert (mo.text, mo.region) == ("UH1N2A", "us")
