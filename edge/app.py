@@ -70,6 +70,7 @@ class Readers:
         """Sessions per `cfg` (threads, det resolution, optional replacement model folder);
         `wrap(name, session)` may replace each session (the benchmark times them)."""
         from edge.ocr import TextDetector, TextRecognizer
+        from edge.province_prior import ProvincePrior
         from models.registry import create_session, get_spec
 
         if cfg.model_dir is not None:
@@ -83,7 +84,9 @@ class Readers:
         province = "cn" in cfg.regions and TextRecognizer(
             wrap("rec", create_session(get_spec("ppocr_rec_v5").path, cfg.threads)),
             max_batch=rec_batch)
-        return cls(PlateReader(det, rec, regions=cfg.regions, province_recognizer=province),
+        prior = ProvincePrior() if cfg.province_prior == "adaptive" else None
+        return cls(PlateReader(det, rec, regions=cfg.regions, province_recognizer=province,
+                               province_prior=prior),
                    ContainerReader(det, rec))
 
 

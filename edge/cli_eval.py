@@ -24,6 +24,9 @@ def register(commands: CommandGroups) -> None:
     p.add_argument("--count", type=int, default=300, help="synthetic images (default 300)")
     p.add_argument("--seed", type=int, default=20240601, help="synthetic seed")
     p.add_argument("--scenes", action="store_true", help="synthetic whole truck scenes, not crops")
+    p.add_argument("--province-prior", choices=("adaptive", "off"), default="adaptive",
+                   help="learn the set's Chinese provinces from confident reads in file order, "
+                   "as an edge node does (default), or read every image on its own")
     p.set_defaults(func=run_eval)
 
     b = commands.bench.add_parser("plates", help="plate reading speed vs rapidocr's pipeline")
@@ -49,9 +52,10 @@ def run_eval(args: argparse.Namespace) -> int:
             return 2
         else:
             folder = args.dataset
-        report = evaluate(folder, limit=args.limit, regions=regions)
+        report = evaluate(folder, limit=args.limit, regions=regions,
+                          province_prior=args.province_prior == "adaptive")
         summary = {"dataset": str(args.dataset or f"synthetic-{args.synthetic}"),
-                   **report.summary()}
+                   **report.summary(), "province_prior": args.province_prior}
         if args.errors:
             for path in error_sheet(report, folder, args.errors):
                 print(f"errors: {path}", file=sys.stderr)

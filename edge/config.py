@@ -205,6 +205,11 @@ class InferenceConfig(_Strict):
     regions: list[Literal["vn", "cn", "us", "eu", "br", "other"]] = Field(
         default_factory=lambda: ["vn", "cn"], description="plate formats expected"
     )
+    province_prior: Literal["adaptive", "off"] = Field(
+        default="adaptive",
+        description="learn the site's Chinese provinces from confident reads and weigh the "
+        "province glyph with them (edge.province_prior)",
+    )
 
 
 class ImagesConfig(_Strict):

@@ -22,6 +22,7 @@ from tqdm import tqdm
 
 from edge.ocr import ImageError
 from edge.plates import PlateReader, normalize_plate
+from edge.province_prior import ProvincePrior
 
 log = logging.getLogger(__name__)
 
@@ -145,11 +146,15 @@ def evaluate(
     regions: Sequence[str] | None = None,
     batch: int = 16,
     reader: PlateReader | None = None,
+    province_prior: bool = True,
 ) -> Report:
-    """Read every labeled image of `folder` and collect outcomes (crops batched by `batch`)."""
+    """Read every labeled image of `folder` in file order and collect outcomes (crops batched by
+    `batch`); with `province_prior` the reader learns the set's provinces as it goes, as an edge
+    node learns its site's (`edge.province_prior`)."""
     rows = load_labels(folder)[:limit]
     plates = [r for r in rows if r.region != "container"]
-    reader = reader or PlateReader(regions=regions or reader_regions(plates))
+    reader = reader or PlateReader(regions=regions or reader_regions(plates),
+                                   province_prior=ProvincePrior() if province_prior else None)
     report = Report()
     pending: list[tuple[LabelRow, np.ndarray]] = []
     bar = tqdm(total=len(rows), desc=folder.name, unit="img")

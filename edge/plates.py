@@ -13,7 +13,7 @@ Core API used by the edge runtime and `smartgate eval`:
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 
 import cv2
@@ -29,6 +29,7 @@ from edge.ocr import (
     warp_quad,
 )
 from edge.plate_locate import plate_prior, search_window
+from edge.province_prior import ProvincePrior
 
 __all__ = ["PlateReader", "PlateResult", "normalize_plate", "plate_colour"]
 
@@ -321,6 +322,8 @@ class PlateReader:
     "us", "eu", "br" or "other" use the generic Latin grammar). With Chinese plates expected,
     `province_recognizer` (default: the PP-OCRv5 recognizer) gives a second opinion on province
     glyphs (`second_opinion`); pass `province_recognizer=False` to read with one model only.
+    A `province_prior` (`edge.province_prior.ProvincePrior`) learns the site's provinces from
+    the confident reads and weighs the province glyph with them.
     """
 
     def __init__(
@@ -330,6 +333,7 @@ class PlateReader:
         regions: Sequence[str] = ("vn", "cn"),
         min_confidence: float = 0.3,
         province_recognizer: TextRecognizer | None | bool = None,
+        province_prior: ProvincePrior | None = None,
     ) -> None:
         self.detector = detector or TextDetector()
         self.crop_detector = TextDetector(self.detector.session, limit_side=32)
@@ -341,6 +345,7 @@ class PlateReader:
 
             province_recognizer = TextRecognizer(shared_session("ppocr_rec_v5"))
         self.province_recognizer = province_recognizer or None
+        self.province_prior = province_prior
         index = self.recognizer.index
         self.chars = "".join(c for c in dict.fromkeys("".join(g.alphabet for g in self.grammars))
                              if c in index)
@@ -401,7 +406,9 @@ class PlateReader:
                 replace(result, box=(int(x1), int(y1), int(x2), int(y2)), colour=colour,
                         quad=tuple((float(x), float(y)) for x, y in quad))
             )
-        return [_suppress(plates) for plates in results]
+        results = [_suppress(plates) for plates in results]
+        self._learn(plates[0] for plates in results if plates)
+        return results
 
     def read_crops(self, crops: Sequence[np.ndarray]) -> list[PlateResult]:
         """Read each crop as one plate (1 or 2 rows, whichever its grammar fits best)."""
@@ -414,7 +421,20 @@ class PlateReader:
                             strict=True):
             if retry.confidence > results[i].confidence:
                 results[i] = retry
+        self._learn(results)
         return [replace(r, colour=c) for r, c in zip(results, colours, strict=True)]
+
+    def _learn(self, results: Iterable[PlateResult]) -> None:
+        """Feed the site province prior with the Chinese reads just made."""
+        if self.province_prior is not None:
+            self.province_prior.observe((r.text, r.confidence) for r in results
+                                        if r.region == "cn")
+
+    def _site_grammar(self, grammar: Grammar) -> Grammar:
+        """`grammar`, with the site province prior on its province glyphs for Chinese plates."""
+        if grammar.region != "cn" or self.province_prior is None:
+            return grammar
+        return replace(grammar, priors=grammar.priors + self.province_prior.factors())
 
     def _detected_layouts(self, crops: Sequence[np.ndarray]) -> list[list[_Layout]]:
         """Layouts from text lines the detector finds in each crop (handles tilted plates)."""
@@ -473,7 +493,7 @@ class PlateReader:
         gap = np.zeros((1, len(self.chars) + 1), dtype=np.float32)
         gap[0, 0] = 1.0
         latin = tuple(g for g in self.grammars if g.latin)
-        other = tuple(g for g in self.grammars if not g.latin)
+        other = tuple(self._site_grammar(g) for g in self.grammars if not g.latin)
         parts, blanked = [], []
         first = 1 + self.n_separators
         for image, p in lines:
