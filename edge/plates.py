@@ -44,6 +44,7 @@ MAX_FRAME_GROUPS = 8  # plate candidates read per frame, most plate-like first
 SIZE_TOLERANCE = 0.8  # reads with rows at least this share of the tallest read rank unscaled
 SMALL_ROW = 24  # candidates with rows lower than this (px) get an upscaled second pass
 LINE_HEIGHT = 48  # the recognizer's input height: lines are brought to it before reading
+TWO_ROW_ASPECT = (1.2, 3.4)  # width/height of a box that may hold both rows of a 2-row plate
 CONFIDENT = 0.85  # a crop read this well skips the detector pass
 NEW_ENERGY_COLOURS = ("green", "white")  # CN 8-character plates are green (white at the top)
 WRONG_COLOUR_FACTOR = 0.5  # score factor for an 8-character CN read on another colour
@@ -205,13 +206,17 @@ def split_rows(crop: np.ndarray) -> int:
     return lo + int(np.argmin(profile[lo:hi])) if hi > lo else h // 2
 
 
+def _aspect(image: np.ndarray) -> float:
+    return image.shape[1] / image.shape[0]
+
+
 def crop_layouts(crop: np.ndarray) -> list[_Layout]:
     """Candidate layouts of a plate crop: 1 row and/or 2 rows split at the ink valley."""
-    h, w = crop.shape[:2]
+    h = crop.shape[0]
     layouts = []
-    if w / h >= 1.6:
+    if _aspect(crop) >= 1.6:
         layouts.append(_Layout(1, (crop,)))
-    if w / h < 3.4 and h >= 16:
+    if _aspect(crop) < TWO_ROW_ASPECT[1] and h >= 16:
         cut = split_rows(crop)
         margin = max(1, h // 20)
         layouts.append(_Layout(2, (crop[: cut + margin], crop[max(0, cut - margin) :])))
@@ -388,7 +393,11 @@ class PlateReader:
                 owners.append(i)
                 quads.append(group[0].quad if len(group) == 1 else
                              _union_quad([b.quad for b in group]))
-                layouts.append([_Layout(len(lines), lines)])
+                options = [_Layout(len(lines), lines)]
+                if len(group) == 1 and TWO_ROW_ASPECT[0] <= _aspect(lines[0]) < TWO_ROW_ASPECT[1]:
+                    # one box around both rows of a 2-row plate: also read it split in two
+                    options += [lay for lay in crop_layouts(lines[0]) if lay.rows == 2]
+                layouts.append(options)
         for (index, _), found in zip(
             windows, self._detected_layouts([w for _, w in windows]), strict=True
         ):

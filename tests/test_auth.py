@@ -253,7 +253,7 @@ def test_logout_ends_the_session(client: TestClient) -> None:
 
 
 def test_expired_session_is_refused(tmp_path: Path) -> None:
-    settings = settings_for(tmp_path, session_hours=0.0003)  # about a second
+    settings = settings_for(tmp_path, session_hours=0.5)  # expired below by moving it back 1 h
     add_users(settings, ("olga", "officer"))
     with TestClient(create_app(settings, start_ingest=False), base_url="https://testserver") as c:
         login(c, "olga")
