@@ -10,6 +10,7 @@ import pytest
 from edge.cli_eval import run_eval
 from edge.evaluation import LabelFileError, evaluate, load_labels
 from edge.synth_plates import write_dataset
+from smartgate.cli import build_parser
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
@@ -24,15 +25,14 @@ def test_eval_on_generated_folder(tmp_path: Path) -> None:
 
 
 def test_eval_cli_json_last_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    import argparse
-
     folder = write_dataset(tmp_path / "set", "cn", count=2, seed=4)
-    args = argparse.Namespace(dataset=folder, json=True, errors=tmp_path / "err", limit=None,
-                              regions=None, synthetic=None, count=0, seed=0, scenes=False)
+    args = build_parser().parse_args(["eval", str(folder), "--json", "--errors",
+                                      str(tmp_path / "err")])
     assert run_eval(args) == 0
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert {"images", "correct", "accuracy", "accuracy_o_equals_0", "per_region",
             "median_ms_per_image"} <= set(summary)
+    assert summary["province_prior"] == "adaptive"
 
 
 def test_missing_labels_raise(tmp_path: Path) -> None:
