@@ -12,7 +12,9 @@ region (`US`, `EU`, `BR`, in the spirit of OpenALPR's region patterns), with the
 overrule one confusable glyph (SUBSTITUTION_PENALTY over ~7 characters ≈ 0.86) but not two
 (≈ 0.74).
 
-Classes: D digit, L letter (region letter set), A digit or letter, P Chinese province character,
+Classes: D digit, L letter (region letter set), A digit or letter, X an emblem between character
+groups (any glyph or none of the plate's text: it weighs nothing and is not part of the reading),
+P Chinese province character,
 S Chinese special suffix (挂 trailer, 学 learner, 警 police, 港 澳 cross-border, 领 consulate),
 E the 使 prefix of Chinese embassy plates.
 """
@@ -47,6 +49,7 @@ VN_FLAGGED_ONE = 8.0
 SUBSTITUTION_PENALTY = 0.35  # probability factor for a confusable mapped in by the grammar
 FORMAT_FALLBACK = 0.9  # score factor of a Latin reading that fits no format of its region
 LATIN_REGIONS = ("us", "eu", "br", "other")
+EMBLEM = "X"  # template class of an emblem between character groups (not part of the text)
 _SEPARATORS = re.compile(r"[\s\-.·•:_/|]")
 
 
@@ -90,7 +93,7 @@ class Grammar:
         """Whether normalized `text` fits one of the templates."""
         return any(
             len(t) == len(text) and all(ch in self.allowed(c) for ch, c in zip(text, t, strict=True))
-            for t in self.templates
+            for t in (template.replace(EMBLEM, "") for template in self.templates)
         )
 
     def display(self, text: str) -> str:
@@ -133,17 +136,20 @@ LATIN_PLATE = Grammar(
     digits_only_factor=0.5,
     factor=FORMAT_FALLBACK,
 )
-_LATIN_CLASSES = (("D", DIGITS), ("L", LATIN), ("A", DIGITS + LATIN))
+_LATIN_CLASSES = (("D", DIGITS), ("L", LATIN), ("A", DIGITS + LATIN), ("X", DIGITS + LATIN))
 US = Grammar(
     region="us",
     # standard passenger series of the most populous states and the common older layouts:
     # CA 1ABC234; NY/TX/PA/OH/GA/NC/VA/WA/AZ/MI ABC1234; MO AB1C2D; NJ A12BCD; MA 1AB234 and
     # 1ABC23; MD 1AB2345; FL ABCD12 and 123ABC; CO/older ABC123, 123ABC, AB1234 (all-digit
-    # truck serials and vanity plates are left to the generic fallback)
+    # truck serials and vanity plates are left to the generic fallback). Many states print
+    # their emblem between the groups (MO AB1·C2D, PA/TX ABC·1234): the X slot takes the glyph
+    # a recognizer reads there.
     templates=("DLLLDDD", "LLLDDDD", "LLDLDL", "LDDLLL", "DLLDDD", "DLLLDD", "DLLDDDD",
-               "LLLLDD", "DDDLLL", "LLLDDD", "LLDDDD"),
+               "LLLLDD", "DDDLLL", "LLLDDD", "LLDDDD", "LLDXLDL", "LLLXDDDD"),
     classes=_LATIN_CLASSES,
     min_digits=1,
+    weights=(("X", 0.0),),
 )
 EU = Grammar(
     region="eu",
@@ -290,10 +296,14 @@ def decode(
             blank_cost = float(logb[slots < 0].sum())
             beam: list[tuple[float, str]] = [(-blank_cost, "")]
             for i, code in enumerate(template):
-                cols = classes[code][0]
-                cost = _slot_costs(glyphs[slots == i][:, cols], weighted[slots == i, 0])
-                top = np.argsort(cost)[:3]
-                options = [(float(cost[k]) * grammar.weight(code), chars[cols[k]]) for k in top]
+                if code == EMBLEM:
+                    options = [(0.0, "")]
+                else:
+                    cols = classes[code][0]
+                    cost = _slot_costs(glyphs[slots == i][:, cols], weighted[slots == i, 0])
+                    top = np.argsort(cost)[:3]
+                    options = [(float(cost[k]) * grammar.weight(code), chars[cols[k]])
+                               for k in top]
                 beam = heapq.nsmallest(
                     top_n, ((c + oc, t + ch) for c, t in beam for oc, ch in options)
                 )

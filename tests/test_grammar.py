@@ -150,3 +150,13 @@ def test_latin_format_overrules_a_close_confusable_only() -> None:
     # US layouts are their own: a Missouri AB1C2D plate with a doubtful 1 keeps its digit
     mo = decode(latin_split("UH1N2A", 2, "I", 0.4), LATIN_ALPHABET, (US, LATIN_PLATE))[0]
     assert (mo.text, mo.region) == ("UH1N2A", "us")
+
+
+def test_us_emblem_between_groups_is_not_part_of_the_plate() -> None:
+    # a Missouri AB1·C2D plate whose mid-plate emblem the recognizer read as a B
+    emblem = ctc("HK0BE7C", alphabet=LATIN_ALPHABET)
+    best = decode(emblem, LATIN_ALPHABET, (US, LATIN_PLATE))[0]
+    assert (best.text, best.region) == ("HK0E7C", "us")
+    assert US.matches("HK0E7C") and US.matches("ABC1234")
+    plain = decode(ctc("ABC1234", alphabet=LATIN_ALPHABET), LATIN_ALPHABET, (US, LATIN_PLATE))[0]
+    assert (plain.text, plain.region) == ("ABC1234", "us")
