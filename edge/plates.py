@@ -468,37 +468,48 @@ class PlateReader:
     def _read(
         self, layouts: Sequence[Sequence[_Layout]], colours: Sequence[str]
     ) -> list[PlateResult]:
-        """Recognize every line of every layout in one batch; keep each plate's best layout."""
+        """Recognize every line of every layout in one batch; keep each plate's best layout.
+
+        Plates whose best reading is Chinese and at least half as confident as a read must be
+        have all their lines read again by the province recognizer (one more batch) and are
+        interpreted again with its `second_opinion`. (The province glyph weighs 0.5 of 6.5 in
+        a 7-character score, so a second opinion could double a score only from a province
+        probability below 2^-13: fainter reads cannot reach `min_confidence` through it.)
+        """
         unique = {id(line): line for options in layouts for lay in options for line in lay.lines}
-        flat = [prepare_line(line) for line in unique.values()]
-        probs = self.recognizer.probabilities(flat, self.columns) if flat else []
-        if flat and self.province_recognizer is not None and len(self.province_columns):
-            probs = self._second_opinions(flat, probs)
-        read = dict(zip(unique, zip(flat, probs, strict=True), strict=True))
-        out = []
-        for options, colour in zip(layouts, colours, strict=True):
-            best: PlateResult | None = None
-            for layout in options:
-                lines = [read[id(line)] for line in layout.lines]
-                result = self._interpret(lines, layout.rows, colour)
-                if best is None or result.confidence > best.confidence:
-                    best = result
-            out.append(best or PlateResult("", "", 0.0))
+        flat = {key: prepare_line(line) for key, line in unique.items()}
+        probs = self.recognizer.probabilities(list(flat.values()), self.columns) if flat else []
+        read = dict(zip(flat, zip(flat.values(), probs, strict=True), strict=True))
+        out = [self._best_layout(options, colour, read)
+               for options, colour in zip(layouts, colours, strict=True)]
+        chinese = [k for k, result in enumerate(out)
+                   if result.region == "cn" and result.confidence >= self.min_confidence / 2]
+        if chinese and self.province_recognizer is not None and len(self.province_columns):
+            keys = list(dict.fromkeys(id(line) for k in chinese for lay in layouts[k]
+                                      for line in lay.lines))
+            theirs = self.province_recognizer.index
+            columns = np.array([theirs.get(self.recognizer.charset[c], 0) if i else 0
+                                for i, c in enumerate(self.columns)])
+            seconds = self.province_recognizer.probabilities([flat[k] for k in keys], columns)
+            for key, second in zip(keys, seconds, strict=True):
+                image, first = read[key]
+                read[key] = (image, second_opinion(first, second, self.province_columns))
+            for k in chinese:
+                out[k] = self._best_layout(layouts[k], colours[k], read)
         return out
 
-    def _second_opinions(
-        self, flat: list[np.ndarray], probs: list[np.ndarray]
-    ) -> list[np.ndarray]:
-        """`second_opinion` of the province recognizer on every line. Not only lines with
-        province-glyph mass: the Chinese grammar puts a province in the first slot whatever its
-        mass, and the choice among provinces is what the second model decides (gating lines at
-        5% province mass cost 3 lprnet crops)."""
-        theirs = self.province_recognizer.index
-        columns = np.array([theirs.get(self.recognizer.charset[c], 0) if i else 0
-                            for i, c in enumerate(self.columns)])
-        seconds = self.province_recognizer.probabilities(flat, columns)
-        return [second_opinion(p, q, self.province_columns)
-                for p, q in zip(probs, seconds, strict=True)]
+    def _best_layout(
+        self, options: Sequence[_Layout], colour: str,
+        read: dict[int, tuple[np.ndarray, np.ndarray]],
+    ) -> PlateResult:
+        """The most confident interpretation over a plate's layouts."""
+        best: PlateResult | None = None
+        for layout in options:
+            result = self._interpret([read[id(line)] for line in layout.lines], layout.rows,
+                                     colour)
+            if best is None or result.confidence > best.confidence:
+                best = result
+        return best or PlateResult("", "", 0.0)
 
     def _interpret(
         self, lines: Sequence[tuple[np.ndarray, np.ndarray]], rows: int, colour: str
