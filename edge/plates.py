@@ -41,6 +41,7 @@ ALIASES = {"Đ": "D"}  # glyphs read as another plate character
 CROP_DETECT_SIDE = 320  # crops are searched for text lines at this longest side
 MAX_CROP_GROUPS = 3
 MAX_FRAME_GROUPS = 8  # plate candidates read per frame, most plate-like first
+MAX_SPLIT_GROUPS = 3  # of those, the most plate-like single boxes also read as 2 rows
 SIZE_TOLERANCE = 0.8  # reads with rows at least this share of the tallest read rank unscaled
 SMALL_ROW = 24  # candidates with rows lower than this (px) get an upscaled second pass
 LINE_HEIGHT = 48  # the recognizer's input height: lines are brought to it before reading
@@ -384,7 +385,7 @@ class PlateReader:
                 key=lambda g: -min(b.score for b in g) * plate_prior(_group_bbox(g), len(g),
                                                                     frame.shape),
             )
-            for group in ranked[:MAX_FRAME_GROUPS]:
+            for rank, group in enumerate(ranked[:MAX_FRAME_GROUPS]):
                 lines = tuple(warped.setdefault(id(b), warp_quad(frame, b.quad)) for b in group)
                 bbox = _group_bbox(group)
                 if (bbox[3] - bbox[1]) / len(group) < SMALL_ROW:
@@ -394,7 +395,8 @@ class PlateReader:
                 quads.append(group[0].quad if len(group) == 1 else
                              _union_quad([b.quad for b in group]))
                 options = [_Layout(len(lines), lines)]
-                if len(group) == 1 and TWO_ROW_ASPECT[0] <= _aspect(lines[0]) < TWO_ROW_ASPECT[1]:
+                if (rank < MAX_SPLIT_GROUPS and len(group) == 1
+                        and TWO_ROW_ASPECT[0] <= _aspect(lines[0]) < TWO_ROW_ASPECT[1]):
                     # one box around both rows of a 2-row plate: also read it split in two
                     options += [lay for lay in crop_layouts(lines[0]) if lay.rows == 2]
                 layouts.append(options)
