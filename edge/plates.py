@@ -472,11 +472,10 @@ class PlateReader:
     ) -> list[PlateResult]:
         """Recognize every line of every layout in one batch; keep each plate's best layout.
 
-        Plates whose best reading is Chinese and at least half as confident as a read must be
-        have all their lines read again by the province recognizer (one more batch) and are
-        interpreted again with its `second_opinion`. (The province glyph weighs 0.5 of 6.5 in
-        a 7-character score, so a second opinion could double a score only from a province
-        probability below 2^-13: fainter reads cannot reach `min_confidence` through it.)
+        Plates whose best reading is Chinese and confident enough to be reported
+        (`min_confidence`) have all their lines read again by the province recognizer (one more
+        batch) and are interpreted again with its `second_opinion`. Fainter reads (mostly other
+        text in the frame) are not worth a second recognizer call.
         """
         unique = {id(line): line for options in layouts for lay in options for line in lay.lines}
         flat = {key: prepare_line(line) for key, line in unique.items()}
@@ -485,7 +484,7 @@ class PlateReader:
         out = [self._best_layout(options, colour, read)
                for options, colour in zip(layouts, colours, strict=True)]
         chinese = [k for k, result in enumerate(out)
-                   if result.region == "cn" and result.confidence >= self.min_confidence / 2]
+                   if result.region == "cn" and result.confidence >= self.min_confidence]
         if chinese and self.province_recognizer is not None and len(self.province_columns):
             keys = list(dict.fromkeys(id(line) for k in chinese for lay in layouts[k]
                                       for line in lay.lines))
