@@ -1,9 +1,9 @@
 """PP-OCR text detection and recognition on our own ONNX Runtime sessions, batch-first.
 
 `TextDetector.detect(frames)` finds text quadrilaterals in a batch of BGR frames (DB
-post-processing); `TextRecognizer.recognize(crops)` reads a batch of BGR line crops (CTC decoding),
-bucketing crops by aspect ratio so padding wastes little work, and can restrict decoding to an
-allowed character set (a plate or container alphabet).
+post-processing); `TextRecognizer.recognize(crops)` reads a batch of BGR line crops (CTC
+decoding), bucketing crops by width (`width_buckets`) so padding wastes little work, and can
+restrict decoding to an allowed character set (a plate or container alphabet).
 """
 
 from __future__ import annotations
@@ -197,6 +197,21 @@ def _box_score(prob: np.ndarray, pts: np.ndarray) -> float:
     return float(cv2.mean(prob[y1 : y2 + 1, x1 : x2 + 1], mask)[0])
 
 
+BUCKET_SPREAD = 1.25  # a recognizer batch pads its lines to at most this times the narrowest
+
+
+def width_buckets(widths: Sequence[int], max_batch: int) -> list[list[int]]:
+    """Indices of `widths` in batches of at most `max_batch`, narrowest first, each padded to
+    no more than BUCKET_SPREAD times its narrowest line (so padding wastes little work)."""
+    buckets: list[list[int]] = []
+    for i in sorted(range(len(widths)), key=lambda k: widths[k]):
+        if (not buckets or len(buckets[-1]) >= max_batch
+                or widths[i] > BUCKET_SPREAD * widths[buckets[-1][0]]):
+            buckets.append([])
+        buckets[-1].append(i)
+    return buckets
+
+
 class TextRecognizer:
     """CTC line recognizer (PP-OCR rec) over batches of crops, optionally alphabet-restricted."""
 
@@ -233,7 +248,7 @@ class TextRecognizer:
     def recognize(
         self, crops: Sequence[np.ndarray], allowed: np.ndarray | None = None
     ) -> list[TextLine]:
-        """Read each BGR crop as one text line; batches are grouped by aspect ratio."""
+        """Read each BGR crop as one text line; batches are grouped by width."""
         return [self.decode(p, allowed) for p in self.probabilities(crops)]
 
     def probabilities(
@@ -246,11 +261,9 @@ class TextRecognizer:
         checked = [check_image(c, f"crop {i}") for i, c in enumerate(crops)]
         results: list[np.ndarray | None] = [None] * len(checked)
         ratios = [c.shape[1] / c.shape[0] for c in checked]
-        order = np.argsort(ratios)
-        for start in range(0, len(order), self.max_batch):
-            idx = order[start : start + self.max_batch]
-            width = int(np.ceil(self.HEIGHT * max(max(ratios[i] for i in idx), 4.0) / 8) * 8)
-            width = min(width, 1600)
+        widths = [min(1600, int(np.ceil(self.HEIGHT * max(r, 4.0) / 8) * 8)) for r in ratios]
+        for idx in width_buckets(widths, self.max_batch):
+            width = max(widths[i] for i in idx)
             batch = np.stack([self._normalize(checked[i], width) for i in idx])
             probs = self.session.run(None, {self.input_name: batch})[0]
             step = width / probs.shape[1]

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from edge.ocr import ImageError, decode_image
+from edge.ocr import BUCKET_SPREAD, ImageError, decode_image, width_buckets
 from edge.plates import PlateReader, plate_colour, second_opinion
 from edge.synth_plates import font_path, render_crop, render_plate, render_scene_with_box
 
@@ -79,3 +81,13 @@ def test_second_opinion_decides_between_provinces_only() -> None:
     assert np.array_equal(mixed[:, [0, 3]], primary[:, [0, 3]])  # other columns untouched
     assert np.allclose(second_opinion(primary, primary, np.array([1, 2]))[1], primary[1],
                        atol=0.06)  # agreeing models change little (pooling only)
+
+
+@given(st.lists(st.integers(192, 1600), max_size=60), st.integers(1, 32))
+def test_width_buckets_cover_every_line_once_with_little_padding(widths: list[int],
+                                                                   max_batch: int) -> None:
+    buckets = width_buckets(widths, max_batch)
+    assert sorted(i for b in buckets for i in b) == list(range(len(widths)))
+    for bucket in buckets:
+        assert 1 <= len(bucket) <= max_batch
+        assert max(widths[i] for i in bucket) <= BUCKET_SPREAD * min(widths[i] for i in bucket)
