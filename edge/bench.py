@@ -274,3 +274,29 @@ def run_once(
             time.sleep(0.05)
         node.stop()
         return result
+
+
+BATCH_INPUTS = {  # the inputs the edge benchmark feeds: a scaled ROI, short and long plate lines
+    "det 160x640": ("ppocr_det", (3, 160, 640)),
+    "rec 48x192": ("ppocr_rec", (3, 48, 192)),
+    "rec 48x320": ("ppocr_rec", (3, 48, 320)),
+}
+
+
+def time_batches(
+    session: Any, item_shape: tuple[int, ...], batches: list[int], seconds: float,
+) -> dict[int, float]:
+    """Milliseconds per item of `session` on random inputs at each batch size (each timed for
+    about `seconds` after one warm-up run)."""
+    rng = np.random.default_rng(0)
+    name = session.get_inputs()[0].name
+    out = {}
+    for batch in batches:
+        feed = {name: rng.random((batch, *item_shape), dtype=np.float32)}
+        session.run(None, feed)
+        runs, started = 0, time.perf_counter()
+        while (elapsed := time.perf_counter() - started) < seconds or runs == 0:
+            session.run(None, feed)
+            runs += 1
+        out[batch] = 1000 * elapsed / (runs * batch)
+    return out

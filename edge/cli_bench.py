@@ -1,4 +1,5 @@
-"""`smartgate bench edge`: the whole edge pipeline on synthetic lanes, batched vs unbatched."""
+"""`smartgate bench edge` (the whole edge pipeline on synthetic lanes, batched vs unbatched) and
+`smartgate bench batching` (the ONNX sessions alone, per item at several batch sizes)."""
 
 from __future__ import annotations
 
@@ -67,8 +68,38 @@ def run_bench_edge(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_bench_batching(args: argparse.Namespace) -> int:
+    """Time the ONNX sessions alone per item at several batch sizes: what batching can gain."""
+    from tqdm import tqdm
+
+    from edge.bench import BATCH_INPUTS, time_batches
+    from models.registry import create_session, get_spec
+
+    batches = sorted({int(b) for b in args.batches.split(",")})
+    rows = {}
+    for label, (model, shape) in tqdm(BATCH_INPUTS.items(), desc="sessions", disable=args.json):
+        session = create_session(get_spec(model).path, args.threads)
+        rows[label] = time_batches(session, shape, batches, args.seconds)
+    print(f"ms per item, {args.threads or 'auto'} intra-op threads; ratio = batch 1 / largest")
+    print(f"{'':14}" + "".join(f"{f'batch {b}':>10}" for b in batches) + f"{'ratio':>8}")
+    for label, ms in rows.items():
+        ratio = ms[batches[0]] / ms[batches[-1]]
+        print(f"{label:14}" + "".join(f"{ms[b]:10.2f}" for b in batches) + f"{ratio:8.2f}")
+    if args.json:
+        print(json.dumps({"threads": args.threads, "ms_per_item": {
+            label: {str(b): round(v, 3) for b, v in ms.items()} for label, ms in rows.items()}}))
+    return 0
+
+
 def register(commands: CommandGroups) -> None:
-    """Attach `smartgate bench edge`."""
+    """Attach `smartgate bench edge` and `smartgate bench batching`."""
+    p = commands.bench.add_parser("batching", help="ONNX ms per item at several batch sizes")
+    p.add_argument("--batches", default="1,2,4,8", help="batch sizes, comma-separated")
+    p.add_argument("--threads", type=int, default=0, help="ONNX intra-op threads (0: auto)")
+    p.add_argument("--seconds", type=float, default=2.0, help="timing per batch size")
+    p.add_argument("--json", action="store_true", help="last line: one JSON object")
+    p.set_defaults(func=run_bench_batching)
+
     p = commands.bench.add_parser("edge", help="whole edge pipeline, batched vs unbatched")
     p.add_argument("--lanes", type=int, default=4, help="lanes")
     p.add_argument("--cameras", type=int, default=4, help="cameras per lane")
