@@ -141,12 +141,14 @@ US = Grammar(
     region="us",
     # standard passenger series of the most populous states and the common older layouts:
     # CA 1ABC234; NY/TX/PA/OH/GA/NC/VA/WA/AZ/MI ABC1234; MO AB1C2D; NJ A12BCD; MA 1AB234 and
-    # 1ABC23; MD 1AB2345; FL ABCD12 and 123ABC; CO/older ABC123, 123ABC, AB1234 (all-digit
-    # truck serials and vanity plates are left to the generic fallback). Many states print
-    # their emblem between the groups (MO AB1·C2D, PA/TX ABC·1234): the X slot takes the glyph
-    # a recognizer reads there.
+    # 1ABC23; MD 1AB2345; FL ABCD12 and 123ABC; CO/older ABC123, 123ABC, AB1234; all-digit
+    # 6–7 digit serials (trucks, exempt and older series; camera timestamps, all digits too, are
+    # kept off by the plate prior: they sit on the frame border). Many states print their emblem
+    # between the groups (MO AB1·C2D, PA/TX ABC·1234): the X slot takes the glyph a recognizer
+    # reads there.
     templates=("DLLLDDD", "LLLDDDD", "LLDLDL", "LDDLLL", "DLLDDD", "DLLLDD", "DLLDDDD",
-               "LLLLDD", "DDDLLL", "LLLDDD", "LLDDDD", "LLDXLDL", "LLLXDDDD"),
+               "LLLLDD", "DDDLLL", "LLLDDD", "LLDDDD", "DDDDDDD", "DDDDDD", "LLDXLDL",
+               "LLLXDDDD"),
     classes=_LATIN_CLASSES,
     min_digits=1,
     weights=(("X", 0.0),),

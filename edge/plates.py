@@ -28,7 +28,7 @@ from edge.ocr import (
     order_quad,
     warp_quad,
 )
-from edge.plate_locate import plate_prior, search_window
+from edge.plate_locate import plate_prior, read_prior, search_window
 from edge.province_prior import ProvincePrior
 
 __all__ = ["PlateReader", "PlateResult", "normalize_plate", "plate_colour"]
@@ -417,7 +417,8 @@ class PlateReader:
                 replace(result, box=(int(x1), int(y1), int(x2), int(y2)), colour=colour,
                         quad=tuple((float(x), float(y)) for x, y in quad))
             )
-        results = [_suppress(plates) for plates in results]
+        results = [_suppress(plates, frame.shape)
+                   for plates, frame in zip(results, frames, strict=True)]
         self._learn(plates[0] for plates in results if plates)
         return results
 
@@ -556,17 +557,21 @@ class PlateReader:
         )
 
 
-def _suppress(plates: list[PlateResult]) -> list[PlateResult]:
+def _suppress(plates: list[PlateResult], frame_shape: tuple[int, ...]) -> list[PlateResult]:
     """Best first, dropping reads that overlap a kept plate.
 
-    Reads rank by confidence times a size factor: a row much lower than the frame's tallest
-    read row is more likely a badge, sticker or caption than the plate.
+    Reads rank by confidence times a size factor (a row much lower than the frame's tallest
+    read row is more likely a badge, sticker or caption than the plate) times `read_prior`
+    (camera timestamps on the top/bottom border, text cut by the frame edge, rows of no
+    plate's aspect rank lower).
     """
     row_h = {id(p): (p.box[3] - p.box[1]) / p.rows for p in plates if p.box is not None}
     tallest = max(row_h.values(), default=1.0)
 
     def rank(p: PlateResult) -> float:
-        return p.confidence * min(1.0, row_h.get(id(p), tallest) / (SIZE_TOLERANCE * tallest))
+        prior = read_prior(p.box, p.rows, frame_shape) if p.box is not None else 1.0
+        return (p.confidence * prior
+                * min(1.0, row_h.get(id(p), tallest) / (SIZE_TOLERANCE * tallest)))
 
     kept: list[PlateResult] = []
     for p in sorted(plates, key=rank, reverse=True):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from edge.plate_locate import UNLIKELY, plate_prior, search_window
+from edge.plate_locate import UNLIKELY, plate_prior, read_prior, search_window
 from edge.plates import LINE_HEIGHT, PlateResult, _suppress, prepare_line
 
 FRAME = (720, 1280, 3)
@@ -36,6 +36,14 @@ def test_prepare_line_upscales_and_stretches_contrast() -> None:
 def test_small_reads_rank_after_the_plate() -> None:
     badge = PlateResult("GS300", "GS300", 0.9, "other", box=(100, 100, 160, 115))
     plate = PlateResult("SK2W6K", "SK2W6K", 0.8, "other", box=(300, 300, 420, 340))
-    assert [p.text for p in _suppress([badge, plate])] == ["SK2W6K", "GS300"]
+    assert [p.text for p in _suppress([badge, plate], FRAME)] == ["SK2W6K", "GS300"]
     twin = PlateResult("SK2W6X", "SK2W6X", 0.7, "other", box=(305, 300, 420, 340))
-    assert [p.text for p in _suppress([plate, twin])] == ["SK2W6K"]
+    assert [p.text for p in _suppress([plate, twin], FRAME)] == ["SK2W6K"]
+
+
+def test_timestamps_and_cut_text_rank_after_the_plate() -> None:
+    plate = PlateResult("1365847", "1365847", 0.7, "us", box=(428, 382, 512, 427))
+    stamp = PlateResult("20140513", "20140513", 0.8, "us", box=(600, 695, 700, 716))
+    cut = PlateResult("6F1A", "6F1A", 0.8, "other", box=(0, 323, 47, 359))
+    assert [p.text for p in _suppress([stamp, cut, plate], FRAME)][0] == "1365847"
+    assert read_prior(cut.box, 1, FRAME) < plate_prior(cut.box, 1, FRAME)
