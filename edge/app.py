@@ -302,6 +302,9 @@ class EdgeNode:
         self.on_passage = on_passage
         self.simulated = dict(simulated or {})
         self.readers = readers or Readers.from_config(config.inference)
+        self.province_prior_path = config.data_dir / "province_prior.json"
+        if self.readers.plates.province_prior is not None:
+            self.readers.plates.province_prior.restore(self.province_prior_path)
         self.metrics = EdgeMetrics(self)
         self.scheduler = BatchScheduler(
             {"plates": self.metrics.timed("plates", self.readers.plates.read_frames),
@@ -399,6 +402,7 @@ class EdgeNode:
         self._publish_node_status()
         if self.image_server is not None:
             self.image_server.stop()
+        self._save_province_prior()
         self.spool_depth_at_stop = self.spool.depth()
         self.spool.close()
 
@@ -466,6 +470,17 @@ class EdgeNode:
     def _status_loop(self) -> None:
         while not self.stop_event.wait(self.config.status_interval_s):
             self._publish_node_status()
+            self._save_province_prior()
+
+    def _save_province_prior(self) -> None:
+        """Keep what the plate reader learned of the site's provinces across restarts."""
+        prior = self.readers.plates.province_prior
+        if prior is None:
+            return
+        try:
+            prior.save(self.province_prior_path)
+        except OSError as exc:
+            log.warning("cannot save the province prior to %s: %s", self.province_prior_path, exc)
 
     def _camera_status(self, key: str, ok: bool) -> None:
         self.cameras_ok[key] = ok

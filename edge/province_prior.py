@@ -11,16 +11,23 @@ calibrated, and at full strength a 93 % read of a rare province would flip to th
 one (tests/test_province_prior.py), so the prior counts half (its square root).
 
 Counts decay with a half-life in reads, so the prior follows the traffic of the day; reads below
-`min_confidence` are not counted, so one doubtful read cannot feed itself.
+`min_confidence` are not counted, so one doubtful read cannot feed itself. The edge saves the
+counts in its data folder (`save` / `restore`, JSON) so a restarted node keeps what it learned.
 """
 
 from __future__ import annotations
 
+import json
+import logging
 import math
+import os
 import threading
 from collections.abc import Iterable
+from pathlib import Path
 
 from edge.grammar import CN_PROVINCES
+
+log = logging.getLogger(__name__)
 
 HALF_LIFE_READS = 500.0  # counted reads after which an old read weighs half
 MIN_CONFIDENCE = 0.8  # reads at least this confident are counted
@@ -67,3 +74,30 @@ class ProvincePrior:
             total = sum(self.counts.values()) + k
             return tuple((p, (k * (n + 1.0) / total) ** STRENGTH)
                          for p, n in self.counts.items())
+
+    def save(self, path: Path) -> None:
+        """Write the counts to `path` (JSON, replaced atomically)."""
+        with self._lock:
+            data = {"version": 1, "counts": {p: n for p, n in self.counts.items() if n > 0}}
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(json.dumps(data, ensure_ascii=False), encoding="utf-8")
+        os.replace(tmp, path)
+
+    def restore(self, path: Path) -> bool:
+        """Load counts saved by `save`; a missing file leaves the prior as it is, an unreadable
+        one is logged and ignored. Returns whether counts were loaded."""
+        if not path.is_file():
+            return False
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+            counts = {p: float(n) for p, n in data["counts"].items()}
+            if data.get("version") != 1 or any(
+                p not in self.counts or not math.isfinite(n) or n < 0 for p, n in counts.items()
+            ):
+                raise ValueError("unexpected provinces or counts")
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+            log.warning("ignoring the saved province prior %s: %s", path, exc)
+            return False
+        with self._lock:
+            self.counts = dict.fromkeys(self.counts, 0.0) | counts
+        return True

@@ -15,6 +15,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from edge.app import EdgeNode
 from edge.config import EdgeConfig
+from edge.province_prior import ProvincePrior
 from edge.sources import SimulatedCamera
 from hardware.lane_sim import LaneSimulators
 from smartgate import contract
@@ -41,7 +42,12 @@ def test_commands_triggers_and_central_lost(tmp_path: Path, mosquitto, lane_sims
         }],
     })
     camera = SimulatedCamera(np.zeros((120, 160, 3), np.uint8))
+    learned = ProvincePrior()  # what an earlier run of this node learned of its provinces
+    learned.observe([("桂A12345", 0.9)] * 30)
+    config.data_dir.mkdir(parents=True)
+    learned.save(config.data_dir / "province_prior.json")
     node = EdgeNode(config, simulated={"L1/front": camera})
+    assert node.readers.plates.province_prior.reads == pytest.approx(learned.reads)
     acks: list[contract.CommandAck] = []
     states: list[str] = []
     client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="central-test")
@@ -107,3 +113,6 @@ def test_commands_triggers_and_central_lost(tmp_path: Path, mosquitto, lane_sims
         client.loop_stop()
         node.stop()
     assert threading.active_count() < 60
+    kept = ProvincePrior()  # saved again on stop
+    assert kept.restore(config.data_dir / "province_prior.json")
+    assert kept.reads == pytest.approx(learned.reads)

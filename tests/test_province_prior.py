@@ -60,3 +60,21 @@ def test_site_prior_decides_a_close_province_but_not_a_clear_one() -> None:
     assert decode(close, ALPHABET, [site])[0].text == "桂A12345"
     clear = ctc("苏A12345", split=("桂", 0.02))  # a confident 苏 plate stays 苏
     assert decode(clear, ALPHABET, [site])[0].text == "苏A12345"
+
+
+def test_saved_counts_survive_a_restart_and_bad_files_are_ignored(tmp_path, caplog) -> None:
+    path = tmp_path / "province_prior.json"
+    learned = ProvincePrior()
+    learned.observe([("桂A12345", 0.9)] * 20 + [("粤B12345", 0.9)] * 3)
+    learned.save(path)
+    restarted = ProvincePrior()
+    assert restarted.restore(path)
+    assert dict(restarted.factors()) == pytest.approx(dict(learned.factors()))
+    assert not ProvincePrior().restore(tmp_path / "missing.json")
+    for bad in ("{not json", '{"version": 1, "counts": {"X": 3}}',
+                '{"version": 1, "counts": {"桂": -1}}', '{"version": 2, "counts": {}}', "[]"):
+        path.write_text(bad, encoding="utf-8")
+        fresh = ProvincePrior()
+        assert not fresh.restore(path)
+        assert fresh.reads == 0
+    assert "ignoring the saved province prior" in caplog.text
