@@ -70,6 +70,7 @@ class Grammar:
     weights: tuple[tuple[str, float], ...] = ()  # class code -> weight in the score (default 1)
     priors: tuple[tuple[str, float], ...] = ()  # glyph -> prior factor for this typeface
     factor: float = 1.0  # score factor of every reading (a fallback grammar ranks below formats)
+    max_serial_letters: int | None = None  # letters allowed among the A (alphanumeric) slots
 
     @property
     def latin(self) -> bool:
@@ -127,6 +128,7 @@ CN = Grammar(
     classes=(("P", CN_PROVINCES), ("L", CN_LETTERS), ("A", DIGITS + CN_LETTERS),
              ("S", CN_SPECIAL), ("E", CN_EMBASSY), ("D", DIGITS)),
     weights=(("P", 0.5),),  # the province glyph is the least legible at plate resolution
+    max_serial_letters=2,  # GA 36: the serial after province + letter holds at most 2 letters
 )
 LATIN_PLATE = Grammar(
     region="other",
@@ -296,7 +298,7 @@ def decode(
             if slots is None:
                 continue
             blank_cost = float(logb[slots < 0].sum())
-            beam: list[tuple[float, str]] = [(-blank_cost, "")]
+            beam: list[tuple[float, str, int]] = [(-blank_cost, "", 0)]  # cost, text, letters
             for i, code in enumerate(template):
                 if code == EMBLEM:
                     options = [(0.0, "")]
@@ -306,10 +308,14 @@ def decode(
                     top = np.argsort(cost)[:3]
                     options = [(float(cost[k]) * grammar.weight(code), chars[cols[k]])
                                for k in top]
-                beam = heapq.nsmallest(
-                    top_n, ((c + oc, t + ch) for c, t in beam for oc, ch in options)
-                )
-            for cost, text in beam:
+                serial = code == "A"
+                beam = heapq.nsmallest(top_n, (
+                    (c + oc, t + ch, n + (serial and ch.isalpha()))
+                    for c, t, n in beam for oc, ch in options
+                    if grammar.max_serial_letters is None
+                    or n + (serial and ch.isalpha()) <= grammar.max_serial_letters
+                ))
+            for cost, text, _ in beam:
                 digits = sum(ch.isdigit() for ch in text)
                 if digits < grammar.min_digits:
                     continue

@@ -93,7 +93,10 @@ def random_plate_text(region: str, rows: int, rng: np.random.Generator) -> str:
         head = pick(CN_PROVINCES) + pick(CN_LETTERS)
         if rng.random() < 0.2:
             return head + pick(digits, 4) + "挂"
-        return head + pick(CN_LETTERS + digits * 3, 5)
+        serial = list(pick(CN_LETTERS + digits * 3, 5))
+        while sum(c.isalpha() for c in serial) > 2:  # GA 36: at most 2 letters in the serial
+            serial[serial.index(next(c for c in serial if c.isalpha()))] = pick(digits)
+        return head + "".join(serial)
     raise ValueError(f"no synthetic plates for region {region!r}")
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 from hypothesis import given
@@ -160,3 +162,12 @@ def test_us_emblem_between_groups_is_not_part_of_the_plate() -> None:
     assert US.matches("HK0E7C") and US.matches("ABC1234")
     plain = decode(ctc("ABC1234", alphabet=LATIN_ALPHABET), LATIN_ALPHABET, (US, LATIN_PLATE))[0]
     assert (plain.text, plain.region) == ("ABC1234", "us")
+
+
+def test_cn_serial_holds_at_most_two_letters() -> None:
+    probs = ctc("桂AR201Z", confusions={5: "J"})  # the 1 read as a J: R, J and Z would be 3
+    unconstrained = decode(probs, ALPHABET, [replace(CN, max_serial_letters=None)])[0]
+    assert unconstrained.text == "桂AR20JZ"
+    best = decode(probs, ALPHABET, [CN])
+    assert best and all(sum(c.isascii() and c.isalpha() for c in b.text[2:]) <= 2 for b in best)
+    assert best[0].text in ("桂AR201Z", "桂AR20J2")  # one confusable swapped back
