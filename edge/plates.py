@@ -365,6 +365,11 @@ class PlateReader:
         self.province_columns = np.array(
             [i for i, col in enumerate(self.columns) if i and self.recognizer.charset[col]
              in CN_PROVINCES])
+        if self.province_recognizer is not None:  # our columns in the second model's classes
+            theirs = self.province_recognizer.index
+            self.second_columns = np.array(
+                [theirs.get(self.recognizer.charset[col], 0) if i else 0
+                 for i, col in enumerate(self.columns)])
 
     def read_frames(self, frames: Sequence[np.ndarray]) -> list[list[PlateResult]]:
         """Plates found in each frame, most confident first.
@@ -489,10 +494,8 @@ class PlateReader:
         if chinese and self.province_recognizer is not None and len(self.province_columns):
             keys = list(dict.fromkeys(id(line) for k in chinese for lay in layouts[k]
                                       for line in lay.lines))
-            theirs = self.province_recognizer.index
-            columns = np.array([theirs.get(self.recognizer.charset[c], 0) if i else 0
-                                for i, c in enumerate(self.columns)])
-            seconds = self.province_recognizer.probabilities([flat[k] for k in keys], columns)
+            seconds = self.province_recognizer.probabilities([flat[k] for k in keys],
+                                                             self.second_columns)
             for key, second in zip(keys, seconds, strict=True):
                 image, first = read[key]
                 read[key] = (image, second_opinion(first, second, self.province_columns))
