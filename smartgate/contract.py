@@ -130,11 +130,11 @@ def new_id() -> str:
 
 
 class _Message(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
     def to_json(self) -> bytes:
-        """Serialize to the UTF-8 JSON payload sent over MQTT."""
-        return self.model_dump_json(exclude_none=False).encode()
+        """Serialize to the UTF-8 JSON payload sent over MQTT (aliases such as `schema`)."""
+        return self.model_dump_json(by_alias=True).encode()
 
 
 class Box(_Message):
@@ -237,8 +237,6 @@ class PassageEvent(_Message):
     images: list[ImageRef] = Field(default_factory=list, max_length=32)
     frames_processed: int = Field(default=0, ge=0)
 
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
-
     @field_validator("ended_at")
     @classmethod
     def _ended_after_start(cls, v: datetime, info) -> datetime:  # type: ignore[no-untyped-def]
@@ -246,9 +244,6 @@ class PassageEvent(_Message):
         if start is not None and v < start:
             raise ValueError("ended_at is before started_at")
         return v
-
-    def to_json(self) -> bytes:
-        return self.model_dump_json(by_alias=True).encode()
 
     @property
     def best_plate(self) -> PlateRead | None:
@@ -281,11 +276,6 @@ class LaneCommand(_Message):
     issued_by: str = Field(max_length=64, description="user or rule set that issued it")
     issued_at: datetime = Field(default_factory=_now)
 
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
-
-    def to_json(self) -> bytes:
-        return self.model_dump_json(by_alias=True).encode()
-
 
 class CommandAck(_Message):
     """The edge's answer to a command: executed or refused, with a reason."""
@@ -301,11 +291,6 @@ class CommandAck(_Message):
     ok: bool
     detail: str = Field(default="", max_length=200)
     acked_at: datetime = Field(default_factory=_now)
-
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
-
-    def to_json(self) -> bytes:
-        return self.model_dump_json(by_alias=True).encode()
 
 
 LaneState = Literal["idle", "vehicle_present", "on_scale", "waiting_decision", "barrier_open", "fault"]
@@ -325,11 +310,6 @@ class LaneStatus(_Message):
     queue_length: int = Field(default=0, ge=0)
     at: datetime = Field(default_factory=_now)
 
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
-
-    def to_json(self) -> bytes:
-        return self.model_dump_json(by_alias=True).encode()
-
 
 class NodeStatus(_Message):
     """Health report of an edge node, published retained on the node status topic."""
@@ -347,11 +327,6 @@ class NodeStatus(_Message):
     software: str = ""
     at: datetime = Field(default_factory=_now)
 
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
-
-    def to_json(self) -> bytes:
-        return self.model_dump_json(by_alias=True).encode()
-
 
 class PassageReceipt(_Message):
     """Central's confirmation that a passage is in its database; the edge then unspools it."""
@@ -367,11 +342,6 @@ class PassageReceipt(_Message):
         description="stored now, or already stored by an earlier copy"
     )
     at: datetime = Field(default_factory=_now)
-
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
-
-    def to_json(self) -> bytes:
-        return self.model_dump_json(by_alias=True).encode()
 
 
 AVAILABLE_ONLINE = b"online"
