@@ -315,12 +315,12 @@ def decode(
                     if grammar.max_serial_letters is None
                     or n + (serial and ch.isalpha()) <= grammar.max_serial_letters
                 ))
+            total_weight = sum(grammar.weight(code) for code in template)
             for cost, text, _ in beam:
                 digits = sum(ch.isdigit() for ch in text)
                 if digits < grammar.min_digits:
                     continue
-                score = grammar.factor * math.exp(
-                    -cost / sum(grammar.weight(code) for code in template))
+                score = grammar.factor * math.exp(-cost / total_weight)
                 if digits == len(text):
                     score *= grammar.digits_only_factor
                 if text not in found or found[text].score < score:

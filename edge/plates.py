@@ -113,10 +113,16 @@ def prepare_line(line: np.ndarray) -> np.ndarray:
     return cv2.resize(line, None, fx=scale, fy=scale, interpolation=interp)
 
 
+def _character_like(stats: np.ndarray, height: int) -> np.ndarray:
+    """Mask of the blobs (connected-component stats rows) shaped like a character of a line
+    `height` high: 0.4–0.95 of the line high, at most 1.2 times as wide as high."""
+    h, w = stats[:, cv2.CC_STAT_HEIGHT], stats[:, cv2.CC_STAT_WIDTH]
+    return (h >= 0.4 * height) & (h < 0.95 * height) & (w <= 1.2 * h)
+
+
 def _character_band(stats: np.ndarray, height: int) -> tuple[float, float] | None:
     """Median top and bottom of the character-like blobs of a line, if it has at least 3."""
-    h, w = stats[:, cv2.CC_STAT_HEIGHT], stats[:, cv2.CC_STAT_WIDTH]
-    chars = stats[(h >= 0.4 * height) & (h < 0.95 * height) & (w <= 1.2 * h)]
+    chars = stats[_character_like(stats, height)]
     if len(chars) < 3:
         return None
     top = chars[:, cv2.CC_STAT_TOP]
@@ -130,15 +136,10 @@ def _ink_blobs(gray: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     polarity that gives more character-like blobs wins.
     """
     _, binary = cv2.threshold(gray, 0, 1, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
-    height = gray.shape[0]
-
-    def characters(blobs: tuple[np.ndarray, np.ndarray]) -> int:
-        h, w = blobs[1][1:, cv2.CC_STAT_HEIGHT], blobs[1][1:, cv2.CC_STAT_WIDTH]
-        return int(np.sum((h >= 0.4 * height) & (h < 0.95 * height) & (w <= 1.2 * h)))
-
     options = [cv2.connectedComponentsWithStats(ink, connectivity=8)[1:3]
                for ink in (1 - binary, binary)]
-    return max(options, key=characters)
+    return max(options,
+               key=lambda blobs: int(np.sum(_character_like(blobs[1][1:], gray.shape[0]))))
 
 
 def non_character_frames(line: np.ndarray, probs: np.ndarray, stride: int) -> np.ndarray:
@@ -346,6 +347,7 @@ class PlateReader:
         self.recognizer = recognizer or TextRecognizer()
         self.grammars: tuple[Grammar, ...] = tuple(
             dict.fromkeys(g for r in regions for g in GRAMMARS[r]))
+        self.latin_grammars = tuple(g for g in self.grammars if g.latin)
         if province_recognizer is None and "cn" in regions:
             from models.registry import shared_session
 
@@ -447,11 +449,12 @@ class PlateReader:
             self.province_prior.observe((r.text, r.confidence) for r in results
                                         if r.region == "cn")
 
-    def _site_grammar(self, grammar: Grammar) -> Grammar:
-        """`grammar`, with the site province prior on its province glyphs for Chinese plates."""
-        if grammar.region != "cn" or self.province_prior is None:
-            return grammar
-        return replace(grammar, priors=grammar.priors + self.province_prior.factors())
+    def _site_grammars(self) -> tuple[Grammar, ...]:
+        """The non-Latin grammars, the Chinese one with the site province prior on its province
+        glyphs (as learned so far)."""
+        factors = self.province_prior.factors() if self.province_prior is not None else ()
+        return tuple(replace(g, priors=g.priors + factors) if g.region == "cn" and factors else g
+                     for g in self.grammars if not g.latin)
 
     def _detected_layouts(self, crops: Sequence[np.ndarray]) -> list[list[_Layout]]:
         """Layouts from text lines the detector finds in each crop (handles tilted plates)."""
@@ -487,7 +490,8 @@ class PlateReader:
         flat = {key: prepare_line(line) for key, line in unique.items()}
         probs = self.recognizer.probabilities(list(flat.values()), self.columns) if flat else []
         read = dict(zip(flat, zip(flat.values(), probs, strict=True), strict=True))
-        out = [self._best_layout(options, colour, read)
+        grammars = self._site_grammars()
+        out = [self._best_layout(options, colour, read, grammars)
                for options, colour in zip(layouts, colours, strict=True)]
         chinese = [k for k, result in enumerate(out)
                    if result.region == "cn" and result.confidence >= self.min_confidence]
@@ -500,35 +504,36 @@ class PlateReader:
                 image, first = read[key]
                 read[key] = (image, second_opinion(first, second, self.province_columns))
             for k in chinese:
-                out[k] = self._best_layout(layouts[k], colours[k], read)
+                out[k] = self._best_layout(layouts[k], colours[k], read, grammars)
         return out
 
     def _best_layout(
         self, options: Sequence[_Layout], colour: str,
-        read: dict[int, tuple[np.ndarray, np.ndarray]],
+        read: dict[int, tuple[np.ndarray, np.ndarray]], grammars: tuple[Grammar, ...],
     ) -> PlateResult:
         """The most confident interpretation over a plate's layouts."""
         best: PlateResult | None = None
         for layout in options:
             result = self._interpret([read[id(line)] for line in layout.lines], layout.rows,
-                                     colour)
+                                     colour, grammars)
             if best is None or result.confidence > best.confidence:
                 best = result
         return best or PlateResult("", "", 0.0)
 
     def _interpret(
-        self, lines: Sequence[tuple[np.ndarray, np.ndarray]], rows: int, colour: str
+        self, lines: Sequence[tuple[np.ndarray, np.ndarray]], rows: int, colour: str,
+        other: tuple[Grammar, ...],
     ) -> PlateResult:
         """Grammar-decoded candidates for the (line image, CTC matrix) pairs of one layout.
 
-        Lines are joined in reading order. Latin grammars read the matrix with the frames of
-        glyphs that have no character-shaped ink under them blanked (`non_character_frames`).
-        A CN 8-character (new-energy) reading on a plate that is not green is scored down.
+        Lines are joined in reading order and decoded with the `other` (non-Latin) grammars.
+        Latin grammars read the matrix with the frames of glyphs that have no character-shaped
+        ink under them blanked (`non_character_frames`). A CN 8-character (new-energy) reading
+        on a plate that is not green is scored down.
         """
         gap = np.zeros((1, len(self.chars) + 1), dtype=np.float32)
         gap[0, 0] = 1.0
-        latin = tuple(g for g in self.grammars if g.latin)
-        other = tuple(self._site_grammar(g) for g in self.grammars if not g.latin)
+        latin = self.latin_grammars
         parts, blanked = [], []
         first = 1 + self.n_separators
         for image, p in lines:
