@@ -77,13 +77,14 @@ class Readers:
             from models.quantize import use_model_dir
 
             use_model_dir(cfg.model_dir)
-        det = TextDetector(wrap("det", create_session(get_spec("ppocr_det").path, cfg.threads)),
-                           limit_side=cfg.det_limit_side)
-        rec = TextRecognizer(wrap("rec", create_session(get_spec("ppocr_rec").path, cfg.threads)),
-                             max_batch=rec_batch)
-        province = "cn" in cfg.regions and TextRecognizer(
-            wrap("rec", create_session(get_spec("ppocr_rec_v5").path, cfg.threads)),
-            max_batch=rec_batch)
+
+        def session(kind: str, model: str) -> Any:
+            return wrap(kind, create_session(get_spec(model).path, cfg.threads))
+
+        det = TextDetector(session("det", "ppocr_det"), limit_side=cfg.det_limit_side)
+        rec = TextRecognizer(session("rec", "ppocr_rec"), max_batch=rec_batch)
+        province = "cn" in cfg.regions and TextRecognizer(session("rec", "ppocr_rec_v5"),
+                                                          max_batch=rec_batch)
         prior = ProvincePrior() if cfg.province_prior == "adaptive" else None
         return cls(PlateReader(det, rec, regions=cfg.regions, province_recognizer=province,
                                province_prior=prior),

@@ -269,9 +269,13 @@ def bench_plates(n_scenes: int = 12, n_crops: int = 48, threads: int = 0) -> dic
     from models.registry import create_session, get_spec
 
     scenes, crops, source = _bench_images(n_scenes, n_crops)
+    def recognizer(model: str) -> TextRecognizer:
+        return TextRecognizer(create_session(get_spec(model).path, threads))
+
     reader = PlateReader(
         TextDetector(create_session(get_spec("ppocr_det").path, threads)),
-        TextRecognizer(create_session(get_spec("ppocr_rec").path, threads)),
+        recognizer("ppocr_rec"),
+        province_recognizer=recognizer("ppocr_rec_v5"),  # --threads applies to it too
     )
     reader.read_frames(scenes[:1])  # warm-up
     reader.read_crops(crops[:1])
