@@ -38,7 +38,7 @@ def register(commands: CommandGroups) -> None:
 
 
 def run_eval(args: argparse.Namespace) -> int:
-    from edge.evaluation import error_sheet, evaluate
+    from edge.evaluation import LabelFileError, error_sheet, evaluate
 
     regions = tuple(args.regions.split(",")) if args.regions else None
     with tempfile.TemporaryDirectory(prefix="smartgate-synth-") as tmp:
@@ -52,8 +52,12 @@ def run_eval(args: argparse.Namespace) -> int:
             return 2
         else:
             folder = args.dataset
-        report = evaluate(folder, limit=args.limit, regions=regions,
-                          province_prior=args.province_prior == "adaptive")
+        try:
+            report = evaluate(folder, limit=args.limit, regions=regions,
+                              province_prior=args.province_prior == "adaptive")
+        except LabelFileError as exc:
+            print(f"smartgate eval: {exc}", file=sys.stderr)
+            return 2
         summary = {"dataset": str(args.dataset or f"synthetic-{args.synthetic}"),
                    **report.summary(), "province_prior": args.province_prior}
         if args.errors:
@@ -66,6 +70,8 @@ def run_eval(args: argparse.Namespace) -> int:
         print(f"  {region}: {stats['correct']}/{stats['images']} ({stats['accuracy']:.1%})")
         for rows, rs in stats.get("per_rows", {}).items():
             print(f"    {rows}-row: {rs['correct']}/{rs['images']} ({rs['accuracy']:.1%})")
+    if summary["unreadable_images"]:
+        print(f"  not scored, unreadable: {len(summary['unreadable_images'])} image(s)")
     if args.json:
         print(json.dumps(summary, ensure_ascii=False))
     return 0

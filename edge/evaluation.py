@@ -52,6 +52,7 @@ class Outcome:
     read: str
     ms: float
     label_error: bool = False
+    unreadable: bool = False  # the image file is missing or not an image: not scored
 
     @property
     def correct(self) -> bool:
@@ -69,7 +70,7 @@ class Report:
     outcomes: list[Outcome] = field(default_factory=list)
 
     def summary(self) -> dict:
-        scored = [o for o in self.outcomes if not o.label_error]
+        scored = [o for o in self.outcomes if not (o.label_error or o.unreadable)]
         out = _stats(scored)
         out["median_ms_per_image"] = round(statistics.median(o.ms for o in scored), 1) if scored \
             else 0.0
@@ -86,6 +87,7 @@ class Report:
         out["label_errors"] = [
             {"file": o.row.file, "text": o.row.text} for o in self.outcomes if o.label_error
         ]
+        out["unreadable_images"] = [o.row.file for o in self.outcomes if o.unreadable]
         return out
 
 
@@ -126,9 +128,11 @@ def reader_regions(rows: Iterable[LabelRow]) -> tuple[str, ...]:
 
 
 def _read_image(path: Path) -> np.ndarray:
+    if not path.is_file():
+        raise ImageError(f"image {path} not found")
     image = cv2.imread(str(path), cv2.IMREAD_COLOR)
     if image is None:
-        raise ImageError(f"cannot read image {path}")
+        raise ImageError(f"cannot decode image {path}")
     return image
 
 
@@ -169,7 +173,13 @@ def evaluate(
         pending.clear()
 
     for row in rows:
-        image = _read_image(folder / "images" / row.file)
+        try:
+            image = _read_image(folder / "images" / row.file)
+        except ImageError as exc:
+            log.warning("not scored: %s", exc)
+            report.outcomes.append(Outcome(row, "", 0.0, unreadable=True))
+            bar.update()
+            continue
         if row.region == "container":
             report.outcomes.append(_container_outcome(row, image))
             bar.update()
@@ -206,7 +216,8 @@ def error_sheet(report: Report, folder: Path, out_dir: Path, per_sheet: int = 48
     """PNG contact sheets of the misses: image (or its labeled box), label and read."""
     from edge.synth_plates import draw_text
 
-    misses = [o for o in report.outcomes if not o.correct and not o.label_error]
+    misses = [o for o in report.outcomes
+              if not (o.correct or o.label_error or o.unreadable)]
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = []
     for start in range(0, len(misses), per_sheet):
@@ -216,7 +227,8 @@ def error_sheet(report: Report, folder: Path, out_dir: Path, per_sheet: int = 48
             if o.row.box is not None:
                 x1, y1, x2, y2 = o.row.box
                 pad = max(10, (x2 - x1) // 2)
-                image = image[max(0, y1 - pad) : y2 + pad, max(0, x1 - pad) : x2 + pad]
+                around = image[max(0, y1 - pad) : y2 + pad, max(0, x1 - pad) : x2 + pad]
+                image = around if around.size else image  # a box outside the image: all of it
             tile = np.full((150, 240, 3), 255, np.uint8)
             scale = min(236 / image.shape[1], 100 / image.shape[0])
             small = cv2.resize(image, None, fx=scale, fy=scale)

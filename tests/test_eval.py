@@ -40,6 +40,28 @@ def test_missing_labels_raise(tmp_path: Path) -> None:
         load_labels(tmp_path)
 
 
+def test_unreadable_images_are_listed_not_scored(tmp_path: Path,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    folder = write_dataset(tmp_path / "set", "vn", count=2, seed=11)
+    (folder / "images" / "corrupt.jpg").write_bytes(b"not a jpeg")
+    with (folder / "labels.csv").open("a", encoding="utf-8") as fh:
+        fh.write("corrupt.jpg,51F58214,vn,1,,,,\nabsent.jpg,51F58214,vn,1,,,,\n")
+    args = build_parser().parse_args(["eval", str(folder), "--json", "--errors",
+                                      str(tmp_path / "err")])
+    assert run_eval(args) == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert summary["images"] == 2
+    assert summary["unreadable_images"] == ["corrupt.jpg", "absent.jpg"]
+
+
+def test_bad_label_row_is_a_clean_cli_error(tmp_path: Path,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "labels.csv").write_text("file,text,region,rows,x1,y1,x2,y2\n"
+                                         "a.jpg,51F58214,vn,two,,,,\n", encoding="utf-8")
+    assert run_eval(build_parser().parse_args(["eval", str(tmp_path)])) == 2
+    assert "labels.csv:2" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize(("name", "limit", "minimum"), [
     ("vn-real", 40, 0.9), ("lprnet-cn-crops", 48, 0.85), ("ccpd-samples-clpr", 4, 0.5),
 ])
