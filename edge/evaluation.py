@@ -20,7 +20,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from edge.ocr import ImageError
+from edge.ocr import ImageError, check_image
 from edge.plates import PlateReader, normalize_plate
 from edge.province_prior import ProvincePrior
 
@@ -133,7 +133,7 @@ def _read_image(path: Path) -> np.ndarray:
     image = cv2.imread(str(path), cv2.IMREAD_COLOR)
     if image is None:
         raise ImageError(f"cannot decode image {path}")
-    return image
+    return check_image(image, f"image {path}")  # too small or too large to read
 
 
 def _container_reader() -> tuple[Callable, Callable, Callable[[str], bool]]:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import cv2
+import numpy as np
 import pytest
 
 from edge.cli_eval import run_eval
@@ -44,14 +46,16 @@ def test_unreadable_images_are_listed_not_scored(tmp_path: Path,
                                                  capsys: pytest.CaptureFixture[str]) -> None:
     folder = write_dataset(tmp_path / "set", "vn", count=2, seed=11)
     (folder / "images" / "corrupt.jpg").write_bytes(b"not a jpeg")
+    cv2.imwrite(str(folder / "images" / "sliver.png"), np.zeros((1, 300, 3), np.uint8))
     with (folder / "labels.csv").open("a", encoding="utf-8") as fh:
-        fh.write("corrupt.jpg,51F58214,vn,1,,,,\nabsent.jpg,51F58214,vn,1,,,,\n")
+        fh.write("corrupt.jpg,51F58214,vn,1,,,,\nabsent.jpg,51F58214,vn,1,,,,\n"
+                 "sliver.png,51F58214,vn,1,,,,\n")
     args = build_parser().parse_args(["eval", str(folder), "--json", "--errors",
                                       str(tmp_path / "err")])
     assert run_eval(args) == 0
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert summary["images"] == 2
-    assert summary["unreadable_images"] == ["corrupt.jpg", "absent.jpg"]
+    assert summary["unreadable_images"] == ["corrupt.jpg", "absent.jpg", "sliver.png"]
 
 
 def test_bad_label_row_is_a_clean_cli_error(tmp_path: Path,
