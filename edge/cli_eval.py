@@ -64,7 +64,8 @@ def run_eval(args: argparse.Namespace) -> int:
             for path in error_sheet(report, folder, args.errors):
                 print(f"errors: {path}", file=sys.stderr)
     print(f"{summary['dataset']}: {summary['correct']}/{summary['images']} correct "
-          f"({summary['accuracy']:.1%}, O≡0 {summary['accuracy_o_equals_0']:.1%}), "
+          f"({summary['accuracy']:.1%}, O≡0 {summary['accuracy_o_equals_0']:.1%}, "
+          f"in top-N {summary['accuracy_top_n']:.1%}), "
           f"median {summary['median_ms_per_image']} ms/image")
     for region, stats in summary["per_region"].items():
         print(f"  {region}: {stats['correct']}/{stats['images']} ({stats['accuracy']:.1%})")

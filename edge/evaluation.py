@@ -21,7 +21,7 @@ import numpy as np
 from tqdm import tqdm
 
 from edge.ocr import ImageError, check_image
-from edge.plates import PlateReader, normalize_plate
+from edge.plates import PlateReader, PlateResult, normalize_plate
 from edge.province_prior import ProvincePrior
 
 log = logging.getLogger(__name__)
@@ -53,6 +53,13 @@ class Outcome:
     ms: float
     label_error: bool = False
     unreadable: bool = False  # the image file is missing or not an image: not scored
+    candidates: tuple[str, ...] = ()  # the reader's ranked alternatives for the top read
+
+    @property
+    def in_top_n(self) -> bool:
+        """Whether the label is the read or one of its candidates (what central matching, which
+        compares every candidate with the declarations, can still recover)."""
+        return self.row.text == self.read or self.row.text in self.candidates
 
     @property
     def correct(self) -> bool:
@@ -99,6 +106,7 @@ def _stats(outcomes: Sequence[Outcome]) -> dict:
         "correct": correct,
         "accuracy": round(correct / n, 4) if n else 0.0,
         "accuracy_o_equals_0": round(sum(o.correct_o0 for o in outcomes) / n, 4) if n else 0.0,
+        "accuracy_top_n": round(sum(o.in_top_n for o in outcomes) / n, 4) if n else 0.0,
     }
 
 
@@ -167,7 +175,7 @@ def evaluate(
         start = time.perf_counter()
         results = reader.read_crops([img for _, img in pending])
         ms = (time.perf_counter() - start) * 1000 / len(pending)
-        report.outcomes.extend(Outcome(r, res.text, ms) for (r, _), res in
+        report.outcomes.extend(Outcome(r, res.text, ms, candidates=_texts(res)) for (r, _), res in
                                zip(pending, results, strict=True))
         bar.update(len(pending))
         pending.clear()
@@ -191,12 +199,17 @@ def evaluate(
             start = time.perf_counter()
             found = reader.read_frames([image])[0]
             ms = (time.perf_counter() - start) * 1000
-            report.outcomes.append(Outcome(row, found[0].text if found else "", ms))
+            report.outcomes.append(Outcome(row, found[0].text if found else "", ms,
+                                           candidates=_texts(found[0]) if found else ()))
             bar.update()
     if pending:
         flush()
     bar.close()
     return report
+
+
+def _texts(result: PlateResult) -> tuple[str, ...]:
+    return tuple(text for text, _ in result.candidates)
 
 
 def _container_outcome(row: LabelRow, image: np.ndarray) -> Outcome:

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from edge.cli_eval import run_eval
-from edge.evaluation import LabelFileError, evaluate, load_labels
+from edge.evaluation import LabelFileError, LabelRow, Outcome, Report, evaluate, load_labels
 from edge.synth_plates import write_dataset
 from smartgate.cli import build_parser
 
@@ -33,8 +33,18 @@ def test_eval_cli_json_last_line(tmp_path: Path, capsys: pytest.CaptureFixture[s
     assert run_eval(args) == 0
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert {"images", "correct", "accuracy", "accuracy_o_equals_0", "per_region",
-            "median_ms_per_image"} <= set(summary)
+            "median_ms_per_image", "accuracy_top_n"} <= set(summary)
+    assert summary["accuracy_top_n"] >= summary["accuracy"]
     assert summary["province_prior"] == "adaptive"
+
+
+def test_top_n_counts_a_label_among_the_candidates() -> None:
+    row = LabelRow("a.jpg", "WSG979", "us", 1, (0, 0, 9, 9))
+    assert Outcome(row, "WS6979", 1.0, candidates=("WS6979", "WSG979")).in_top_n
+    assert not Outcome(row, "WS6979", 1.0, candidates=("WS6979", "NS6979")).in_top_n
+    report = Report([Outcome(row, "WS6979", 1.0, candidates=("WSG979",)),
+                     Outcome(row, "WSG979", 1.0)])
+    assert report.summary()["accuracy"] == 0.5 and report.summary()["accuracy_top_n"] == 1.0
 
 
 def test_missing_labels_raise(tmp_path: Path) -> None:
