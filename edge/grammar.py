@@ -215,41 +215,47 @@ def apply_priors(probs: np.ndarray, chars: str, priors: Sequence[tuple[str, floa
     return np.concatenate((probs[:, :1], weighted), axis=1)
 
 
-def _align(logb: np.ndarray, slot_logp: np.ndarray, slot_arg: np.ndarray) -> np.ndarray | None:
-    """CTC Viterbi over slots: the slot index per frame (−1 = blank), or None if infeasible.
+def _align(
+    logb: np.ndarray, slot_logp: np.ndarray, slot_arg: np.ndarray
+) -> list[np.ndarray | None]:
+    """CTC Viterbi over slots for M templates of n slots at once: per template the slot index
+    per frame (−1 = blank), or None if infeasible.
 
-    `slot_logp[t, i]`: best log probability of slot i's class at frame t; `slot_arg` its glyph.
-    Two slots may touch without a blank only where their glyphs differ.
+    `logb[t]`: log blank probability; `slot_logp[m, t, i]`: best log probability of template m's
+    slot i class at frame t; `slot_arg` its glyph. Two slots may touch without a blank only where
+    their glyphs differ.
     """
-    t_len, n = slot_logp.shape
+    m_len, t_len, n = slot_logp.shape
     if t_len < n:
-        return None
+        return [None] * m_len
     s_len = 2 * n + 1
-    emit = np.empty((t_len, s_len))
-    emit[:, 0::2] = logb[:, None]
-    emit[:, 1::2] = slot_logp
+    emit = np.empty((m_len, t_len, s_len))
+    emit[:, :, 0::2] = logb[None, :, None]
+    emit[:, :, 1::2] = slot_logp
     neg = -np.inf
-    dp = np.full(s_len, neg)
-    dp[0], dp[1] = emit[0, 0], emit[0, 1]
-    back = np.zeros((t_len, s_len), dtype=np.int8)
+    dp = np.full((m_len, s_len), neg)
+    dp[:, 0], dp[:, 1] = emit[:, 0, 0], emit[:, 0, 1]
+    back = np.zeros((m_len, t_len, s_len), dtype=np.int8)
+    step = np.full((m_len, s_len), neg)
+    skip = np.full((m_len, s_len), neg)
     for t in range(1, t_len):
-        step = np.concatenate(([neg], dp[:-1]))
-        skip = np.full(s_len, neg)
-        differ = slot_arg[t - 1, :-1] != slot_arg[t, 1:]
-        skip[3::2] = np.where(differ, dp[1:-2:2], neg)
+        step[:, 1:] = dp[:, :-1]
+        differ = slot_arg[:, t - 1, :-1] != slot_arg[:, t, 1:]
+        skip[:, 3::2] = np.where(differ, dp[:, 1:-2:2], neg)
         stacked = np.stack((dp, step, skip))
         move = stacked.argmax(axis=0)
-        dp = stacked[move, np.arange(s_len)] + emit[t]
-        back[t] = move
-    end = s_len - 1 if dp[-1] >= dp[-2] else s_len - 2
-    if not np.isfinite(dp[end]):
-        return None
-    path = np.empty(t_len, dtype=np.int64)
+        dp = np.take_along_axis(stacked, move[None], axis=0)[0] + emit[:, t]
+        back[:, t] = move
+    end = np.where(dp[:, -1] >= dp[:, -2], s_len - 1, s_len - 2)
+    feasible = np.isfinite(dp[np.arange(m_len), end])
+    path = np.empty((m_len, t_len), dtype=np.int64)
     state = end
+    rows = np.arange(m_len)
     for t in range(t_len - 1, -1, -1):
-        path[t] = state
-        state -= back[t, state]
-    return np.where(path % 2 == 1, path // 2, -1)
+        path[:, t] = state
+        state = state - back[rows, t, state]
+    slots = np.where(path % 2 == 1, path // 2, -1)
+    return [slots[m] if feasible[m] else None for m in range(m_len)]
 
 
 def _slot_costs(glyphs: np.ndarray, blank: np.ndarray) -> np.ndarray:
@@ -289,12 +295,16 @@ def decode(
             sub = glyphs[:, cols]
             arg = sub.argmax(axis=1)
             classes[code] = (cols, np.log(np.maximum(sub.max(axis=1), 1e-6)), cols[arg])
-        for template in grammar.templates:
-            if abs(len(template) - n_read) > 2 or not set(template) <= classes.keys():
-                continue
-            slot_logp = np.stack([classes[c][1] for c in template], axis=1)
-            slot_arg = np.stack([classes[c][2] for c in template], axis=1)
-            slots = _align(logb, slot_logp, slot_arg)
+        usable = [t for t in grammar.templates
+                  if abs(len(t) - n_read) <= 2 and set(t) <= classes.keys()]
+        paths: dict[str, np.ndarray | None] = {}
+        for length in sorted({len(t) for t in usable}):  # one Viterbi per template length
+            group = [t for t in usable if len(t) == length]
+            slot_logp = np.stack([np.stack([classes[c][1] for c in t], axis=1) for t in group])
+            slot_arg = np.stack([np.stack([classes[c][2] for c in t], axis=1) for t in group])
+            paths.update(zip(group, _align(logb, slot_logp, slot_arg), strict=True))
+        for template in usable:
+            slots = paths[template]
             if slots is None:
                 continue
             blank_cost = float(logb[slots < 0].sum())

@@ -171,3 +171,20 @@ def test_cn_serial_holds_at_most_two_letters() -> None:
     best = decode(probs, ALPHABET, [CN])
     assert best and all(sum(c.isascii() and c.isalpha() for c in b.text[2:]) <= 2 for b in best)
     assert best[0].text in ("桂AR201Z", "桂AR20J2")  # one confusable swapped back
+
+
+@given(st.integers(1, 6), st.integers(1, 7), st.integers(1, 40), st.integers(0, 2**31 - 1))
+def test_templates_aligned_together_as_each_alone(m: int, n: int, t: int, seed: int) -> None:
+    from edge.grammar import _align
+
+    rng = np.random.default_rng(seed)
+    logb = np.log(rng.uniform(1e-6, 1.0, t))
+    slot_logp = np.log(rng.uniform(1e-6, 1.0, (m, t, n)))
+    slot_arg = rng.integers(0, 3, (m, t, n))  # few glyphs, so neighbours often repeat one
+    together = _align(logb, slot_logp, slot_arg)
+    for k in range(m):
+        alone = _align(logb, slot_logp[k : k + 1], slot_arg[k : k + 1])[0]
+        assert (alone is None) == (together[k] is None)
+        if alone is not None:
+            assert np.array_equal(alone, together[k])
+            assert set(np.unique(alone[alone >= 0])) == set(range(n))  # every slot emitted
