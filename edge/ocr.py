@@ -124,20 +124,32 @@ class TextDetector:
         self.unclip_ratio = unclip_ratio
         self.min_size = min_size
 
-    def _target_size(self, h: int, w: int) -> tuple[int, int]:
-        ratio = self.limit_side / min(h, w) if min(h, w) < self.limit_side else 1.0
+    def input_scale(self, h: int, w: int) -> float:
+        """Scale from frame pixels to detector-input pixels for an `h` x `w` frame (short side
+        brought up to `limit_side`, long side at most 2000)."""
+        th, _ = self._target_size(h, w)
+        return th / h
+
+    def _target_size(self, h: int, w: int, scale: float | None = None) -> tuple[int, int]:
+        if scale is not None:
+            ratio = scale
+        else:
+            ratio = self.limit_side / min(h, w) if min(h, w) < self.limit_side else 1.0
         if max(h, w) * ratio > 2000:
             ratio = 2000 / max(h, w)
         th = max(32, int(round(h * ratio / 32) * 32))
         tw = max(32, int(round(w * ratio / 32) * 32))
         return th, tw
 
-    def preprocess(self, frames: Sequence[np.ndarray]) -> tuple[np.ndarray, list[tuple]]:
-        """Resize each frame to a multiple of 32 and pad into one (N,3,H,W) batch."""
+    def preprocess(
+        self, frames: Sequence[np.ndarray], scale: float | None = None
+    ) -> tuple[np.ndarray, list[tuple]]:
+        """Resize each frame (by `scale`, default: `limit_side` on the short side) to a multiple
+        of 32 and pad into one (N,3,H,W) batch."""
         sized = []
         for i, f in enumerate(frames):
             f = check_image(f, f"frame {i}")
-            th, tw = self._target_size(*f.shape[:2])
+            th, tw = self._target_size(*f.shape[:2], scale)
             sized.append((cv2.resize(f, (tw, th)), f.shape[:2]))
         bh = max(s[0].shape[0] for s in sized)
         bw = max(s[0].shape[1] for s in sized)
@@ -149,11 +161,14 @@ class TextDetector:
             meta.append((h, w, orig))
         return batch, meta
 
-    def detect(self, frames: Sequence[np.ndarray]) -> list[list[TextBox]]:
-        """Text boxes per frame, in frame pixels, for a batch of BGR frames."""
+    def detect(
+        self, frames: Sequence[np.ndarray], scale: float | None = None
+    ) -> list[list[TextBox]]:
+        """Text boxes per frame, in frame pixels, for a batch of BGR frames (resized by `scale`
+        if given, else as `preprocess` does by default)."""
         if not frames:
             return []
-        batch, meta = self.preprocess(frames)
+        batch, meta = self.preprocess(frames, scale)
         prob = self.session.run(None, {self.input_name: batch})[0][:, 0]
         return [self.postprocess(prob[i], meta[i]) for i in range(len(meta))]
 

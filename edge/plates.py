@@ -46,6 +46,10 @@ SIZE_TOLERANCE = 0.8  # reads with rows at least this share of the tallest read 
 SMALL_ROW = 24  # candidates with rows lower than this (px) get an upscaled second pass
 LINE_HEIGHT = 48  # the recognizer's input height: lines are brought to it before reading
 TWO_ROW_ASPECT = (1.2, 3.4)  # width/height of a box that may hold both rows of a 2-row plate
+# Text lines taller than this (detector-input pixels) are beyond what the DB detector separates
+# well (a close 2-row plate in a high-resolution photo comes out as two boxes each spanning parts
+# of both rows): such a frame is searched again at half the scale (`refine_tall_lines`).
+TALL_LINE = 240
 CONFIDENT = 0.85  # a crop read this well skips the detector pass
 NEW_ENERGY_COLOURS = ("green", "white")  # CN 8-character plates are green (white at the top)
 WRONG_COLOUR_FACTOR = 0.5  # score factor for an 8-character CN read on another colour
@@ -298,6 +302,35 @@ def _overlap(a: Box, b: Box) -> float:
     return inter / max(1, min(_area(a), _area(b)))
 
 
+def tall_lines(boxes: Sequence[TextBox], scale: float) -> list[TextBox]:
+    """The boxes taller than `TALL_LINE` once scaled by `scale` (frame → detector input)."""
+    return [b for b in boxes if (b.bbox[3] - b.bbox[1]) * scale > TALL_LINE]
+
+
+def merge_coarse(
+    boxes: Sequence[TextBox], tall: Sequence[TextBox], coarse: Sequence[TextBox]
+) -> list[TextBox]:
+    """`boxes` with the `tall` ones replaced by the `coarse` pass's boxes that do not overlap a
+    kept box (a line found at both scales keeps its finer box)."""
+    keep = [b for b in boxes if not any(b is t for t in tall)]
+    return keep + [c for c in coarse if all(_overlap(c.bbox, k.bbox) < 0.5 for k in keep)]
+
+
+def refine_tall_lines(
+    detector: TextDetector, frames: Sequence[np.ndarray], found: list[list[TextBox]]
+) -> list[list[TextBox]]:
+    """Text boxes per frame, frames with lines taller than `TALL_LINE` searched again at half
+    the detector's scale (`merge_coarse`)."""
+    out = list(found)
+    for i, frame in enumerate(frames):
+        scale = detector.input_scale(*frame.shape[:2])
+        tall = tall_lines(found[i], scale)
+        if tall:
+            coarse = detector.detect([frame], scale=scale / 2)[0]
+            out[i] = merge_coarse(found[i], tall, coarse)
+    return out
+
+
 def second_opinion(primary: np.ndarray, second: np.ndarray, columns: np.ndarray) -> np.ndarray:
     """`primary` (T, C) CTC probabilities with the distribution over `columns` replaced, frame by
     frame, by the normalized geometric mean of both models' distributions over those columns.
@@ -377,7 +410,8 @@ class PlateReader:
         """Plates found in each frame, most confident first.
 
         Text-line groups are ranked by detector score times a geometric plate prior and only the
-        top `MAX_FRAME_GROUPS` are read; a candidate with small rows also gets a second detector
+        top `MAX_FRAME_GROUPS` are read (a frame with very tall lines is searched at half scale
+        too: `refine_tall_lines`); a candidate with small rows also gets a second detector
         pass over an upscaled window around it. All lines of all frames share one recognizer call.
         """
         frames = [check_image(f, f"frame {i}") for i, f in enumerate(frames)]
@@ -385,7 +419,8 @@ class PlateReader:
         quads: list[np.ndarray] = []
         layouts: list[list[_Layout]] = []
         windows: list[tuple[int, np.ndarray]] = []  # (candidate index, window image)
-        for i, (frame, boxes) in enumerate(zip(frames, self.detector.detect(frames), strict=True)):
+        found = refine_tall_lines(self.detector, frames, self.detector.detect(frames))
+        for i, (frame, boxes) in enumerate(zip(frames, found, strict=True)):
             warped: dict[int, np.ndarray] = {}
             ranked = sorted(
                 plate_groups(boxes),

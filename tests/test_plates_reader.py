@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from edge.ocr import BUCKET_SPREAD, ImageError, decode_image, width_buckets
-from edge.plates import PlateReader, plate_colour, second_opinion
+from edge.ocr import BUCKET_SPREAD, ImageError, TextBox, decode_image, width_buckets
+from edge.plates import (
+    PlateReader,
+    merge_coarse,
+    plate_colour,
+    second_opinion,
+    tall_lines,
+)
 from edge.synth_plates import font_path, render_crop, render_plate, render_scene_with_box
 
 
@@ -91,3 +98,39 @@ def test_width_buckets_cover_every_line_once_with_little_padding(widths: list[in
     for bucket in buckets:
         assert 1 <= len(bucket) <= max_batch
         assert max(widths[i] for i in bucket) <= BUCKET_SPREAD * min(widths[i] for i in bucket)
+
+
+def _box(x1: float, y1: float, x2: float, y2: float) -> TextBox:
+    return TextBox(np.array([[x1, y1], [x2, y1], [x2, y2], [x1, y2]], np.float32), 0.9)
+
+
+def test_tall_lines_are_replaced_by_the_coarse_pass() -> None:
+    small, tall = _box(10, 10, 200, 40), _box(100, 300, 1100, 700)
+    assert tall_lines([small, tall], scale=1.0) == [tall]
+    assert tall_lines([small, tall], scale=0.5) == []  # 200 px at that scale: not too tall
+    rows = [_box(120, 300, 1080, 480), _box(120, 500, 1080, 690)]  # the two rows, found apart
+    again = _box(12, 11, 199, 41)  # a line both passes found: the finer box stays
+    merged = merge_coarse([small, tall], [tall], [*rows, again])
+    assert merged[0] is small and merged[1:] == rows
+
+
+def test_a_frame_with_tall_lines_is_searched_again_at_half_scale(reader: PlateReader) -> None:
+    frame = np.full((1536, 2048, 3), 80, np.uint8)
+    plate = cv2.resize(render_plate("14MD104880", "vn", 2, "white"), (1000, 714))
+    frame[700:1414, 500:1500] = plate
+    calls: list[float | None] = []
+    detect = reader.detector.detect
+
+    def spy(frames, scale=None):
+        calls.append(scale)
+        return detect(frames, scale)
+
+    reader.detector.detect = spy  # type: ignore[method-assign]
+    try:
+        found = reader.read_frames([frame, np.full((720, 1280, 3), 80, np.uint8)])
+    finally:
+        del reader.detector.detect
+    full = reader.detector.input_scale(1536, 2048)
+    assert calls[0] is None and calls[1] == pytest.approx(full / 2)
+    assert len([c for c in calls if c is not None]) == 1  # the empty frame: no second pass
+    assert found[0][0].text == "14MD104880" and not found[1]
