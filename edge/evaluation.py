@@ -26,8 +26,6 @@ from edge.province_prior import ProvincePrior
 
 log = logging.getLogger(__name__)
 
-LATIN_REGIONS = ("us", "eu", "br", "other")
-
 
 class LabelFileError(ValueError):
     """A labels.csv that is missing or malformed."""
