@@ -19,13 +19,13 @@ from central.config import CentralSettings
 from central.db import make_engine, session_factory, upgrade_database
 from central.decisions import DecisionService
 from central.deps import Outbox
+from central.domain.fees import DEFAULT_FEE_TABLE, load_fee_table
+from central.domain.rules import DEFAULT_RULES, load_rules
 from central.events import EventBus
-from central.fees import DEFAULT_FEE_TABLE, load_fee_table
 from central.ingest import IngestOutcome, MqttIngest
 from central.livefeed import LiveFeed
 from central.routes import declarations, lanes, passages
 from central.routes.web import install_web
-from central.rules import DEFAULT_RULES, load_rules
 
 log = logging.getLogger(__name__)
 

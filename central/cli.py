@@ -1,4 +1,4 @@
-"""`smartgate central run|ingest` and `smartgate declarations import|sample`."""
+"""`smartgate central run|ingest` and `smartgate declarations import`."""
 
 from __future__ import annotations
 
@@ -72,7 +72,7 @@ def import_declarations(args: argparse.Namespace) -> int:
     from central import store
     from central.config import CentralSettings
     from central.db import make_engine, session_factory, upgrade_database
-    from central.declarations import DeclarationFileError, parse_csv
+    from central.domain.declarations import DeclarationFileError, parse_csv
 
     path = Path(args.file)
     try:
@@ -102,17 +102,8 @@ def import_declarations(args: argparse.Namespace) -> int:
     return 1 if errors else 0
 
 
-def sample_declarations(args: argparse.Namespace) -> int:
-    """Write generated declarations as CSV to stdout."""
-    from central.declarations import write_csv
-    from central.sample_declarations import generate_declarations
-
-    write_csv(generate_declarations(args.count, args.seed, gate=args.gate), sys.stdout)
-    return 0
-
-
 def register(commands: CommandGroups) -> None:
-    """Attach `smartgate central run|ingest` and `smartgate declarations import|sample`."""
+    """Attach `smartgate central run|ingest` and `smartgate declarations import`."""
     sub = subcommands(commands.top.add_parser("central", help="the central service"),
                       "central_command")
     run = sub.add_parser("run", help="run the API, web pages and MQTT ingest")
@@ -122,7 +113,7 @@ def register(commands: CommandGroups) -> None:
     run.add_argument("--host", help="HTTP listen address")
     run.add_argument("--port", type=int, help="HTTP listen port")
     run.add_argument("--rules", help="site matching rules, YAML or TOML (docs/matching.md)")
-    run.add_argument("--fee-table", help="fee table, YAML or TOML (central/fees.py)")
+    run.add_argument("--fee-table", help="fee table, YAML or TOML (central/domain/fees.py)")
     run.add_argument("--workers", type=int,
                      help="ingest in N worker processes (MQTT 5 shared subscriptions; mosquitto)")
     run.add_argument("--metrics-port", type=int,
@@ -135,7 +126,7 @@ def register(commands: CommandGroups) -> None:
     ingest.add_argument("--mqtt-host")
     ingest.add_argument("--mqtt-port", type=int)
     ingest.add_argument("--rules", help="site matching rules, YAML or TOML (docs/matching.md)")
-    ingest.add_argument("--fee-table", help="fee table, YAML or TOML (central/fees.py)")
+    ingest.add_argument("--fee-table", help="fee table, YAML or TOML (central/domain/fees.py)")
     ingest.add_argument("--metrics-port", type=int, help="serve /metrics on this port")
     ingest.add_argument("--no-shared", dest="shared", action="store_false",
                         help="the only worker: plain persistent subscription (MQTT 3.1.1)")
@@ -149,8 +140,3 @@ def register(commands: CommandGroups) -> None:
     imp.add_argument("file", help="CSV file with a header row")
     imp.add_argument("--database-url", help="SQLAlchemy URL (default: central settings)")
     imp.set_defaults(func=import_declarations)
-    sample = dsub.add_parser("sample", help="print generated declarations as CSV")
-    sample.add_argument("--count", type=int, default=1000, help="how many (default 1000)")
-    sample.add_argument("--seed", type=int, default=0, help="random seed (same seed, same rows)")
-    sample.add_argument("--gate", default="huunghi", help="site id of the gate")
-    sample.set_defaults(func=sample_declarations)

@@ -29,7 +29,7 @@ class CentralSettings(BaseSettings):
     http_port: int = Field(default=8000, ge=1, le=65535, description="HTTP listen port")
     data_dir: Path = Field(default=Path("data"), description="where files (images) are kept")
     rules_file: Path | None = Field(
-        default=None, description="site matching rules (YAML/TOML, central/rules.py); none: defaults"
+        default=None, description="site matching rules (YAML/TOML, central/domain/rules.py); none: defaults"
     )
     fee_table_file: Path | None = Field(
         default=None, description="border-gate fee table (YAML/TOML); none: the illustrative one"

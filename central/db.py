@@ -107,7 +107,7 @@ class DeclarationRow(Base):
 
 
 class DeclarationKey(Base):
-    """One lookup key of a declaration (`central.matching.declaration_keys`)."""
+    """One lookup key of a declaration (`central.domain.matching.declaration_keys`)."""
 
     __tablename__ = "declaration_keys"
     __table_args__ = {"sqlite_with_rowid": False}

@@ -8,20 +8,19 @@ command only after that commit. Officers' decisions go through `officer_decision
 from __future__ import annotations
 
 import logging
-from collections.abc import Collection, Sequence
-from datetime import timedelta
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session
 
 from central import store
-from central.db import make_engine, session_factory, upgrade_database, utcnow
-from central.declarations import Declaration, Direction
-from central.fees import DEFAULT_FEE_TABLE, FeeAssessment, FeeError, FeeTable, assess_fee
-from central.ingest import PassageDecided
-from central.matching import Decision, Outcome, command_for, decide, passage_keys
-from central.plate_similarity import normalize_plate
-from central.rules import DEFAULT_RULES, RuleSet
+from central.db import utcnow
+from central.domain.declarations import Declaration
+from central.domain.fees import DEFAULT_FEE_TABLE, FeeAssessment, FeeError, FeeTable, assess_fee
+from central.domain.matching import Decision, Outcome, command_for, decide, passage_keys
+from central.domain.plate_similarity import normalize_plate
+from central.domain.rules import DEFAULT_RULES, RuleSet
 from smartgate import iso6346
 from smartgate.contract import (
     CommandAction,
@@ -32,6 +31,14 @@ from smartgate.contract import (
 )
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class PassageDecided:
+    """What the `on_passage` hook decided: the outcome and the lane command to send."""
+
+    outcome: str
+    command: LaneCommand | None
 
 OFFICER_COMMANDS: dict[store.Verdict, tuple[CommandAction, str]] = {
     store.Verdict.APPROVE: (CommandAction.OPEN_BARRIER, "Cleared by officer"),
@@ -188,41 +195,3 @@ class DecisionService:
         )  # fmt: skip
         log.info("%s corrected passage %s -> %s", actor, event_id, decision.outcome.value)
         return row, command
-
-
-def seed_demo_declarations(
-    target: sessionmaker | str,
-    plates: Sequence[str],
-    *,
-    flagged: Collection[str] = (),
-    gate: str = "huunghi",
-    per_plate: int = 50,
-) -> store.ImportCounts:
-    """Declarations for the demo's trucks: `per_plate` valid ones per plate, so a looping demo
-    keeps clearing; the plates in `flagged` get a declared weight of 5 t, which sends a truck
-    weighed on the bridge to inspection (`weight_out_of_tolerance`).
-
-    `target` is a session factory or a database URL (migrated first). Windows run from an hour
-    ago to a week ahead; import direction (entry lanes), no containers. Safe to call again.
-    """
-    if isinstance(target, str):
-        engine = make_engine(target)
-        upgrade_database(engine)
-        target = session_factory(engine)
-    start = utcnow() - timedelta(hours=1)
-    decls = [
-        Declaration(
-            number=f"DEMO-{i}-{k:03d}",
-            direction=Direction.IMPORT,
-            tractor_plate=plate,
-            gross_weight_kg=5_000 if plate in flagged else None,
-            window_start=start,
-            window_end=start + timedelta(days=7),
-            gate=gate,
-            company="Demo Logistics",
-        )
-        for i, plate in enumerate(plates)
-        for k in range(per_plate)
-    ]
-    with target() as session, session.begin():
-        return store.import_declarations(session, decls)

@@ -31,6 +31,7 @@ from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError, SQL
 from sqlalchemy.orm import Session, sessionmaker
 
 from central import events, store
+from central.decisions import PassageDecided
 from central.metrics import IngestMetrics
 from smartgate import contract
 from smartgate.contract import ContractError, LaneCommand, PassageEvent
@@ -38,14 +39,6 @@ from smartgate.contract import ContractError, LaneCommand, PassageEvent
 log = logging.getLogger(__name__)
 
 R = TypeVar("R")
-
-
-@dataclass(frozen=True)
-class PassageDecided:
-    """What the `on_passage` hook decided: the outcome and the lane command to send."""
-
-    outcome: str
-    command: LaneCommand | None
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ from pydantic import BaseModel, Field
 
 from central import store
 from central.db import CommandRow, DecisionRow, DeclarationRow, FeeRow, Passage
-from central.declarations import RowError
+from central.domain.declarations import RowError
 
 
 class DecisionOut(BaseModel):

@@ -31,10 +31,10 @@ from central.db import (
     RejectedMessage,
     utcnow,
 )
-from central.declarations import Declaration, DeclarationStatus, Direction
-from central.fees import FeeAssessment
-from central.matching import Decision, declaration_keys
-from central.plate_similarity import normalize_plate
+from central.domain.declarations import Declaration, DeclarationStatus, Direction
+from central.domain.fees import FeeAssessment
+from central.domain.matching import Decision, declaration_keys
+from central.domain.plate_similarity import normalize_plate
 from smartgate.contract import CommandAck, CommandAction, LaneCommand, LaneStatus, PassageEvent
 
 REVIEW_OUTCOMES = ("flagged", "no_declaration", "held")
@@ -90,6 +90,29 @@ def add_passage(session: Session, event: PassageEvent) -> Passage | None:
     session.add(row)
     session.flush()
     return row
+
+
+def count_decided(session: Session, event_ids: Sequence[str], chunk: int = 5000) -> int:
+    """How many of these passages have at least one decision."""
+    decided = 0
+    for k in range(0, len(event_ids), chunk):
+        decided += int(session.scalar(
+            select(func.count(func.distinct(DecisionRow.passage_event_id))).where(
+                DecisionRow.passage_event_id.in_(event_ids[k:k + chunk]))
+        ) or 0)  # fmt: skip
+    return decided
+
+
+def passages_of_nodes(session: Session, node_ids: Sequence[str]) -> tuple[list[str], dict[str, int]]:
+    """Event ids stored from these nodes, and the rules decisions made per event id."""
+    ids = list(session.scalars(select(Passage.event_id).where(Passage.node_id.in_(node_ids))))
+    rows = session.execute(
+        select(DecisionRow.passage_event_id, func.count())
+        .join(Passage, Passage.event_id == DecisionRow.passage_event_id)
+        .where(Passage.node_id.in_(node_ids), DecisionRow.decided_by.like("rules:%"))
+        .group_by(DecisionRow.passage_event_id)
+    ).all()
+    return ids, {str(r[0]): int(r[1]) for r in rows}
 
 
 def add_rejection(session: Session, topic: str, reason: str, payload: bytes) -> None:

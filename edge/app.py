@@ -3,7 +3,7 @@
 Threads: one reader per camera, one inference worker (the scheduler, sole owner of the ONNX
 sessions), the weighbridge readers, the MQTT client loop plus the spool drain, one worker for
 lane commands (barrier and display I/O never block the MQTT loop) and the status reporter.
-Per-lane state sits behind the lane's lock; the pure cores (`edge.passage`, `edge.triggers`,
+Per-lane state sits behind the lane's lock; the pure cores (`edge.assembly.passage`, `edge.assembly.triggers`,
 `hardware.lane.decide`) hold the logic.
 """
 
@@ -16,38 +16,30 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
-import cv2
+import numpy as np
 
+from edge.assembly.triggers import (
+    TriggerError,
+    parse_trigger_payload,
+)
 from edge.config import (
     EdgeConfig,
     InferenceConfig,
-    LaneConfig,
     MqttTrigger,
-    PlateTrigger,
-    VirtualLoopTrigger,
-    WeighbridgeTrigger,
 )
-from edge.container_vote import ContainerObservation
-from edge.containers import ContainerCodeResult, ContainerReader
-from edge.images import ImageServer, ImageStore
-from edge.metrics import EdgeMetrics
-from edge.passage import PLATE_ROLES, Observation, PassageAssembler
-from edge.plates import PlateReader, PlateResult
-from edge.publisher import EdgePublisher
-from edge.scheduler import BatchScheduler, Job
-from edge.sources import CameraReader, Frame, SimulatedCamera
-from edge.spool import Spool
-from edge.triggers import LoopState, TriggerError, loop_step, parse_trigger_payload, zone_grey
-from hardware.barrier import BarrierClient
-from hardware.capture import CaptureEvent, VehicleOff, VehicleOn, WeightCaptured
-from hardware.config import LaneControllerConfig
-from hardware.display import DisplayClient
-from hardware.lane import LaneController
-from hardware.scale import Weighbridge
+from edge.recognition.containers import ContainerReader
+from edge.recognition.plates import PlateReader
+from edge.runtime.images import ImageServer, ImageStore
+from edge.runtime.lane import LaneRuntime
+from edge.runtime.metrics import EdgeMetrics, NodeCounts
+from edge.runtime.publisher import EdgePublisher
+from edge.runtime.scheduler import BatchScheduler, Job
+from edge.runtime.sources import CameraReader, SimulatedCamera
+from edge.runtime.spool import Spool
 from smartgate import contract
 from smartgate.contract import ContractError, LaneState, PassageEvent
 
@@ -69,8 +61,8 @@ class Readers:
     ) -> Readers:
         """Sessions per `cfg` (threads, det resolution, optional replacement model folder);
         `wrap(name, session)` may replace each session (the benchmark times them)."""
-        from edge.ocr import TextDetector, TextRecognizer
-        from edge.province_prior import ProvincePrior
+        from edge.recognition.ocr import TextDetector, TextRecognizer
+        from edge.recognition.province_prior import ProvincePrior
         from models.registry import create_session, get_spec
 
         if cfg.model_dir is not None:
@@ -91,205 +83,6 @@ class Readers:
                    ContainerReader(det, rec))
 
 
-def to_frame(plate: PlateResult, dx: int, dy: int, scale: float) -> PlateResult:
-    """A plate read on the scaled ROI, with its box and corners in full-frame pixels."""
-    if ((dx, dy) == (0, 0) and scale == 1.0) or plate.box is None:
-        return plate
-    x1, y1, x2, y2 = plate.box
-    quad = tuple((x / scale + dx, y / scale + dy) for x, y in plate.quad) if plate.quad else None
-    box = (int(x1 / scale) + dx, int(y1 / scale) + dy, int(x2 / scale) + dx, int(y2 / scale) + dy)
-    return replace(plate, box=box, quad=quad)
-
-
-class LaneRuntime:
-    """One lane's live state: presence, frames in flight, its assembler and devices."""
-
-    def __init__(self, node: EdgeNode, cfg: LaneConfig) -> None:
-        self.node, self.cfg = node, cfg
-        self.lock = threading.RLock()
-        self.roles = {f"{cfg.lane}/{c.name}": c.role for c in cfg.cameras}
-        self.scales = {f"{cfg.lane}/{c.name}": c.scale for c in cfg.cameras}
-        self.gated = not isinstance(cfg.trigger, PlateTrigger)
-        self.present = False
-        self.closing_at: float | None = None
-        self.inflight = 0
-        self.generation = 0  # passages closed so far: results of an older one are late
-        self.late = 0
-        self.loop = LoopState()
-        self.state: LaneState = "idle"
-        p = cfg.passage
-        self.assembler = PassageAssembler(
-            node.config.site, node.config.node_id, cfg.lane, cfg.direction,
-            min_reads=p.min_reads, split_reads=p.split_reads, merge_window_s=p.merge_window_s,
-            max_images=p.max_images,
-            gap_frames=cfg.trigger.gap_frames if isinstance(cfg.trigger, PlateTrigger) else 1,
-            image_url=node.image_url,
-        )
-        self.controller: LaneController | None = None
-        if cfg.barrier is not None and cfg.display is not None:
-            self.controller = LaneController(
-                LaneControllerConfig(site=node.config.site, lane=cfg.lane,
-                                     node_id=node.config.node_id,
-                                     auto_close_seconds=cfg.controller.auto_close_seconds),
-                BarrierClient(cfg.barrier), DisplayClient(cfg.display),
-            )
-        self.weighbridge: Weighbridge | None = None
-        if cfg.weighbridge is not None:
-            self.weighbridge = Weighbridge(cfg.weighbridge, on_event=self.on_weighbridge)
-
-    # --- presence -------------------------------------------------------------------------
-
-    def set_presence(self, present: bool, at: float) -> None:
-        """A trigger edge: open a passage, or close it once its frames in flight are done."""
-        with self.lock:
-            if present == self.present:
-                return
-            self.present = present
-            if present:
-                if self.closing_at is not None:  # the previous vehicle is still finishing
-                    self._close()
-                self.assembler.open(at)
-                self.node.set_lane_state(self, "on_scale" if isinstance(
-                    self.cfg.trigger, WeighbridgeTrigger) else "vehicle_present")
-                return
-            self.closing_at = at
-            enough = self.assembler.reads >= max(1, self.cfg.passage.min_reads)
-            if enough:
-                self.node.scheduler.cancel(lambda j: j.key in self.roles)
-            if self.inflight == 0 and self.closing_at is not None:
-                self._close()
-            elif enough:
-                timer = threading.Timer(self.cfg.passage.close_wait_ms / 1000,
-                                        self._close_late, args=(self.generation,))
-                timer.daemon = True
-                timer.start()
-
-    def _close_late(self, generation: int) -> None:
-        """`close_wait_ms` after trigger off: close without the frames still in flight."""
-        with self.lock:
-            if self.generation == generation and self.closing_at is not None:
-                self._close()
-
-    def on_weighbridge(self, event: CaptureEvent) -> None:
-        """Weighbridge capture events: on → passage; weight → emitted; off → vehicle left."""
-        if isinstance(event, VehicleOn):
-            if self.gated:
-                self.set_presence(True, event.at)
-        elif isinstance(event, WeightCaptured):
-            with self.lock:
-                self.assembler.set_weight(event.to_contract())
-                self.node.last_weight[self.cfg.lane] = event.to_contract()
-            if isinstance(self.cfg.trigger, WeighbridgeTrigger):
-                self.set_presence(False, event.at)  # the truck waits on the scale for central
-        elif isinstance(event, VehicleOff):
-            if isinstance(self.cfg.trigger, WeighbridgeTrigger):
-                self.set_presence(False, event.at)
-            if self.controller is not None:
-                self.node.run_command_work(self.controller.on_vehicle_left)
-            with self.lock:
-                if not self.present and self.closing_at is None:
-                    self.node.set_lane_state(self, "idle")
-
-    # --- frames and results ---------------------------------------------------------------
-
-    def on_frame(self, frame: Frame) -> None:
-        """A camera frame: feed the virtual loop, and queue it for inference when present."""
-        trigger = self.cfg.trigger
-        if isinstance(trigger, VirtualLoopTrigger) and frame.camera == f"{self.cfg.lane}/{trigger.camera}":
-            self.loop, switched = loop_step(self.loop, zone_grey(frame.image, trigger.zone), trigger)
-            if switched is not None:
-                self.set_presence(switched, frame.timestamp)
-        with self.lock:
-            if self.gated and not self.present:
-                return
-            self.inflight += 1
-        role = self.roles[frame.camera]
-        kind = "plates" if role in PLATE_ROLES else "containers"
-        scale = self.scales[frame.camera]
-        image = frame.view if scale == 1.0 else cv2.resize(
-            frame.view, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
-        self.node.scheduler.submit(
-            Job(frame.camera, kind, image, rank=self.rank,
-                done=partial(self.on_result, frame, role, self.generation),
-                dropped=self.job_finished),
-            block=not self.node.realtime,
-        )
-
-    def on_result(self, frame: Frame, role: str, generation: int, result: list) -> None:
-        """Inference result of one frame (on the inference thread)."""
-        dx, dy = frame.offset
-        scale = self.scales[frame.camera]
-        events: list[PassageEvent] = []
-        if self.gated and generation != self.generation:
-            with self.lock:
-                self.late += 1
-            self.job_finished()
-            return
-        image_id = self.node.images.save(frame.image) if result else None
-        with self.lock:
-            if self.gated and generation != self.generation:
-                self.late += 1
-            elif role in PLATE_ROLES:
-                plates: list[PlateResult] = result
-                self.node.plates_read += len(plates[:1])
-                obs = [Observation(frame.camera, frame.timestamp, to_frame(p, dx, dy, scale),
-                                   image_id, role) for p in plates[:1]]
-                if isinstance(self.cfg.trigger, PlateTrigger):
-                    events = self.assembler.feed_frame(frame.camera, frame.index,
-                                                       frame.timestamp, obs)
-                    self.node.set_lane_state(
-                        self, "vehicle_present" if self.assembler.active else self.state)
-                else:
-                    self.assembler.add_frame(frame.camera, frame.index)
-                    events = self.assembler.add_plates(obs)
-            else:
-                codes: list[ContainerCodeResult] = result
-                self.assembler.add_frame(frame.camera, frame.index)
-                self.assembler.add_containers(
-                    [ContainerObservation(frame.camera, frame.index, c) for c in codes], image_id)
-        for event in events:
-            self.node.emit(self, event)
-        self.job_finished()
-
-    def rank(self) -> int:
-        """Scheduling priority of this lane's frames (lower first): a closing passage without
-        a read, then passages with few reads; a well-read passage waits."""
-        reads = self.assembler.reads
-        if self.closing_at is not None and reads == 0:
-            return -1
-        return min(reads, 3)
-
-    def job_finished(self) -> None:
-        """A frame left the pipeline (inferred or dropped); closes a passage waiting for it."""
-        with self.lock:
-            self.inflight -= 1
-            if self.inflight == 0 and self.closing_at is not None:
-                self._close()
-
-    def _close(self) -> None:
-        at, self.closing_at = self.closing_at, None
-        assert at is not None
-        self.generation += 1
-        event = self.assembler.close(at)
-        if event is not None:
-            self.node.emit(self, event)
-        elif self.assembler.last_merge is not None and self.controller is not None:
-            merged = self.assembler.last_merge.event_id
-            log.info("lane %s: reversing truck merged into passage %s", self.cfg.lane, merged[:8])
-            self.node.run_command_work(partial(self.controller.set_passage, merged))
-            self.node.set_lane_state(self, "waiting_decision")
-        else:
-            self.node.set_lane_state(self, "idle")
-        self.assembler.last_merge = None
-
-    def flush(self) -> None:
-        """End of sources: close whatever is open."""
-        with self.lock:
-            if self.assembler.active:
-                self.closing_at = time.time() if self.closing_at is None else self.closing_at
-                self._close()
-
-
 class EdgeNode:
     """One edge node running all lanes of its configuration."""
 
@@ -306,7 +99,7 @@ class EdgeNode:
         self.province_prior_path = config.data_dir / "province_prior.json"
         if self.readers.plates.province_prior is not None:
             self.readers.plates.province_prior.restore(self.province_prior_path)
-        self.metrics = EdgeMetrics(self)
+        self.metrics = EdgeMetrics(self.node_counts)
         self.scheduler = BatchScheduler(
             {"plates": self.metrics.timed("plates", self.readers.plates.read_frames),
              "containers": self.metrics.timed("containers", self.readers.containers.read_frames)},
@@ -320,6 +113,7 @@ class EdgeNode:
         self.image_server: ImageServer | None = None
         self.counters: Counter[str] = Counter()
         self.last_weight: dict[str, contract.Weight] = {}
+        self.site, self.node_id = config.site, config.node_id
         self.lanes = {lane.lane: LaneRuntime(self, lane) for lane in config.lanes}
         self.lane_of = {key: rt for rt in self.lanes.values() for key in rt.roles}
         subscriptions = [contract.command_topic(config.site, lane) for lane in self.lanes]
@@ -415,6 +209,37 @@ class EdgeNode:
                 return True
             time.sleep(0.05)
         return False
+
+    # --- LaneHost: what the lanes use ------------------------------------------------------
+
+    def submit_frame(self, job: Job) -> None:
+        """Queue a frame for inference (blocking when not real time: no frame is dropped)."""
+        self.scheduler.submit(job, block=not self.realtime)
+
+    def cancel_frames(self, which: Callable[[Job], bool]) -> None:
+        """Drop queued frames that `which` selects."""
+        self.scheduler.cancel(which)
+
+    def save_image(self, image: np.ndarray) -> str:
+        """Keep an evidence image in the ring buffer; returns its id."""
+        return self.images.save(image)
+
+    def count_plate_reads(self, n: int) -> None:
+        """Count plates read on this node."""
+        self.plates_read += n
+
+    def record_weight(self, lane: str, weight: contract.Weight) -> None:
+        """The lane's last captured weight."""
+        self.last_weight[lane] = weight
+
+    def node_counts(self) -> NodeCounts:
+        """What the node counts, for the metrics collector."""
+        return NodeCounts(
+            published=self.publisher.published, spool_depth=self.spool.depth(),
+            mqtt_connected=self.publisher.connected.is_set(),
+            frames_dropped=self.scheduler.stats.dropped,
+            frames_failed=self.scheduler.stats.failed, counters=dict(self.counters),
+        )
 
     # --- passages and status --------------------------------------------------------------
 

@@ -203,12 +203,12 @@ class InferenceConfig(_Strict):
         default=None, description="folder of replacement models, e.g. `smartgate models quantize`"
     )
     regions: list[Literal["vn", "cn", "us", "eu", "br", "other"]] = Field(
-        default_factory=lambda: ["vn", "cn"], description="plate formats expected"
+        default=["vn", "cn"], description="plate formats expected"
     )
     province_prior: Literal["adaptive", "off"] = Field(
         default="adaptive",
         description="learn the site's Chinese provinces from confident reads and weigh the "
-        "province glyph with them (edge.province_prior)",
+        "province glyph with them (edge.recognition.province_prior)",
     )
 
 

@@ -11,9 +11,9 @@ from hardware.barrier import BarrierSimulator
 from hardware.config import WeighbridgeConfig
 from hardware.display import DisplaySimulator
 from hardware.lane_sim import LaneSimulators
-from hardware.protocols import indicator_format
-from hardware.scale import Weighbridge
-from hardware.simulator import WeighbridgeSimulator, render_stream, truck_profile
+from hardware.weighbridge.protocols import indicator_format
+from hardware.weighbridge.scale import Weighbridge
+from hardware.weighbridge.simulator import WeighbridgeSimulator, render_stream, truck_profile
 from smartgate.cli import CommandGroups, subcommands
 
 

@@ -17,7 +17,7 @@ from typing import Any
 from hardware.barrier import BarrierOutputs, BarrierSimulator
 from hardware.config import BarrierConfig, DisplayConfig, WeighbridgeConfig
 from hardware.display import DisplayMessage, DisplaySimulator
-from hardware.simulator import SimProtocol, WeighbridgeSimulator
+from hardware.weighbridge.simulator import SimProtocol, WeighbridgeSimulator
 
 
 @dataclass

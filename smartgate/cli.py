@@ -13,7 +13,7 @@ import pkgutil
 import sys
 from dataclasses import dataclass
 
-COMMAND_PACKAGES = ("edge", "central", "hardware", "models")
+COMMAND_PACKAGES = ("edge", "central", "hardware", "models", "tools")
 
 
 @dataclass(frozen=True)
@@ -34,8 +34,8 @@ def subcommands(
 
 
 def command_modules() -> list[str]:
-    """`smartgate.demo`, then every `cli` or `cli_*` module of the packages, in a stable order."""
-    names = ["smartgate.demo"]
+    """Every `cli` or `cli_*` module of the packages, in a stable order."""
+    names: list[str] = []
     for package in COMMAND_PACKAGES:
         path = importlib.import_module(package).__path__
         names += sorted(

@@ -5,41 +5,20 @@ from __future__ import annotations
 import itertools
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 from sqlalchemy import create_engine, text
 
-from smartgate.broker import EmbeddedBroker, free_port
+from tools.broker import EmbeddedBroker, Mosquitto, free_port, mosquitto_binary
 
 REPO = Path(__file__).resolve().parents[1]
 POSTGRES_BIN = Path("/usr/lib/postgresql/15/bin")
 SHARED_DATA = REPO.parent / "shared" / "data"
-
-
-def mosquitto_binary() -> str | None:
-    """Path of the mosquitto executable, if installed."""
-    return shutil.which("mosquitto") or (
-        "/usr/sbin/mosquitto" if Path("/usr/sbin/mosquitto").exists() else None
-    )
-
-
-def wait_port(host: str, port: int, timeout_s: float = 10.0) -> None:
-    """Block until host:port accepts TCP connections."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection((host, port), timeout=0.2):
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise TimeoutError(f"{host}:{port} did not open within {timeout_s}s")
 
 
 def wait_until(condition: Callable[[], bool], timeout_s: float = 15.0) -> bool:
@@ -52,55 +31,12 @@ def wait_until(condition: Callable[[], bool], timeout_s: float = 15.0) -> bool:
     return False
 
 
-@dataclass
-class Mosquitto:
-    """A mosquitto process on loopback, restartable on the same port."""
-
-    binary: str
-    conf: Path
-    host: str
-    port: int
-    proc: subprocess.Popen | None = None
-
-    def start(self) -> None:
-        self.proc = subprocess.Popen(
-            [self.binary, "-c", str(self.conf)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )
-        wait_port(self.host, self.port)
-
-    def stop(self, graceful: bool = False) -> None:
-        """Kill the broker (SIGKILL), or with `graceful` let it save its persistent state."""
-        if self.proc is not None and self.proc.poll() is None:
-            if graceful:
-                self.proc.terminate()
-            else:
-                self.proc.kill()
-            self.proc.wait(10)
-        self.proc = None
-
-
-def write_mosquitto_conf(folder: Path, port: int, extra: str = "") -> Path:
-    """A minimal persistent mosquitto configuration on 127.0.0.1:port."""
-    conf = folder / "mosquitto.conf"
-    # as root, mosquitto drops to its own user, which cannot write pytest's 0700 tmp folders
-    run_as = "user root\n" if os.geteuid() == 0 else ""
-    conf.write_text(
-        f"{run_as}listener {port} 127.0.0.1\nallow_anonymous true\npersistence true\n"
-        f"persistence_location {folder}/\nmax_queued_messages 100000\n{extra}"
-    )
-    return conf
-
-
 @pytest.fixture
 def mosquitto(tmp_path: Path) -> Iterator[Mosquitto]:
-    """A fresh mosquitto broker on a free loopback port (skips when not installed)."""
-    binary = mosquitto_binary()
-    if binary is None:
+    """A fresh persistent mosquitto broker on a free loopback port (skips when not installed)."""
+    if mosquitto_binary() is None:
         pytest.skip("mosquitto is not installed (scripts/test installs it)")
-    port = free_port()
-    broker = Mosquitto(binary, write_mosquitto_conf(tmp_path, port), "127.0.0.1", port)
-    broker.start()
+    broker = Mosquitto(tmp_path / "mosquitto").start()
     yield broker
     broker.stop()
 

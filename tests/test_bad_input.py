@@ -11,9 +11,9 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from central.declarations import parse_csv, parse_json
+from central.domain.declarations import parse_csv, parse_json
 from edge.config import ConfigError, load_edge_config
-from edge.ocr import ImageError, check_image, decode_image
+from edge.recognition.ocr import ImageError, check_image, decode_image
 from smartgate import contract
 from smartgate.contract import ContractError
 

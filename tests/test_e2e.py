@@ -15,14 +15,13 @@ from fastapi.testclient import TestClient
 from central import auth_store
 from central.api import create_app
 from central.config import CentralSettings
-from central.decisions import seed_demo_declarations
 from edge.app import EdgeNode
 from edge.config import EdgeConfig
-from smartgate.demo import demo_edge_config
+from tools.demo import demo_edge_config, seed_demo_declarations
 
 
 def _scene_folder(tmp_path: Path) -> Path:
-    from edge.synth_plates import render_scene
+    from tools.synth.plates import render_scene
 
     folder = tmp_path / "camera"
     folder.mkdir()

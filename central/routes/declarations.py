@@ -9,8 +9,8 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, HTTPException, Query, UploadFile, status
 
 from central import store
-from central.declarations import Declaration, DeclarationFileError, parse_csv, parse_json
 from central.deps import Admin, Db, Reader
+from central.domain.declarations import Declaration, DeclarationFileError, parse_csv, parse_json
 from central.routes.common import found
 from central.schemas import DeclarationOut, ImportReport, RowErrorOut
 

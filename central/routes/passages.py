@@ -9,8 +9,8 @@ from fastapi import APIRouter, Query
 
 from central import store
 from central.deps import Db, Decisions, Officer, Out, Reader
+from central.domain.rules import Reason
 from central.routes.common import announce_decision, found, passage_or_404
-from central.rules import Reason
 from central.schemas import DecisionOut, OfficerDecisionIn, PassageDetailOut, PassageOut
 
 router = APIRouter(prefix="/api", tags=["passages"])

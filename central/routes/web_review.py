@@ -18,9 +18,9 @@ from central import store
 from central.db import DecisionRow, DeclarationRow, Passage
 from central.decisions import InvalidCorrection
 from central.deps import Db, Decisions, Officer, Out, Reader
+from central.domain.rules import Reason
 from central.routes.common import announce_decision, found, passage_or_404
 from central.routes.web_render import render
-from central.rules import Reason
 from smartgate.contract import Box, ContainerRead, PassageEvent, PlateRead
 
 log = logging.getLogger(__name__)

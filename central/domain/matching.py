@@ -1,0 +1,637 @@
+"""Match a passage to customs declarations and decide: cleared, flagged or no declaration (pure).
+
+Two steps, kept apart so central can hold declarations in memory or in the database:
+
+1. Candidates. `passage_keys(passage)` are the lookup keys of everything read (plates with
+   their top-N alternatives, containers); `declaration_keys(decl)` the keys a declaration is
+   stored under. `DeclarationIndex` is the in-memory version; a database can store the same
+   (key, declaration number) pairs in an indexed table and query `key IN (...)`.
+2. Decision. `decide(passage, candidates, rules, used, now)` picks the best candidate and runs
+   every check, each producing a `Reason`; `command_for(decision, passage)` is the lane command.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Collection, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+
+from central.domain.declarations import Declaration, DeclarationStatus, Direction
+from central.domain.plate_similarity import (
+    normalize_plate,
+    plate_keys,
+    plate_similarity,
+    probe_keys,
+)
+from central.domain.rules import Reason, RuleSet, Severity
+from smartgate import iso6346
+from smartgate.contract import CommandAction, ContainerRead, LaneCommand, PassageEvent, PlateRead
+
+log = logging.getLogger(__name__)
+
+# Positional corrections for container codes: owner/category letters, then digits.
+_TO_LETTER = str.maketrans(iso6346.DIGIT_TO_LETTER)
+_TO_DIGIT = str.maketrans(iso6346.LETTER_TO_DIGIT)
+
+
+class Outcome(StrEnum):
+    """The verdict on one passage."""
+
+    CLEARED = "cleared"
+    FLAGGED = "flagged"
+    NO_DECLARATION = "no_declaration"
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One check that did not pass: the reason, a human detail and what the rule set made of it."""
+
+    reason: Reason
+    detail: str
+    severity: Severity
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What the rules decided for one passage; stored verbatim and turned into a lane command."""
+
+    outcome: Outcome
+    declaration_number: str | None
+    reasons: tuple[Finding, ...]
+    plate_score: float
+    rules_version: str
+    action: CommandAction
+    inspection_lane: str | None
+    decided_at: datetime
+    matched_containers: tuple[str, ...] = field(default=())
+
+    @property
+    def flags(self) -> tuple[Reason, ...]:
+        """Reasons that sent the vehicle to inspection."""
+        return tuple(f.reason for f in self.reasons if f.severity is Severity.FLAG)
+
+    def to_dict(self) -> dict[str, object]:
+        """JSON-ready form for storage and the API."""
+        return {
+            "outcome": self.outcome.value,
+            "declaration_number": self.declaration_number,
+            "reasons": [
+                {"reason": f.reason.value, "detail": f.detail, "severity": f.severity.value}
+                for f in self.reasons
+            ],
+            "plate_score": round(self.plate_score, 4),
+            "rules_version": self.rules_version,
+            "action": self.action.value,
+            "inspection_lane": self.inspection_lane,
+            "decided_at": self.decided_at.isoformat(),
+            "matched_containers": list(self.matched_containers),
+        }
+
+
+# --------------------------------------------------------------------------------------------
+# Reads: alternatives and corrections
+# --------------------------------------------------------------------------------------------
+
+
+def plate_alternatives(read: PlateRead | None, min_confidence: float) -> list[tuple[str, float]]:
+    """(normalized text, confidence) of a read: its text, top-N candidates and swapped rows."""
+    if read is None:
+        return []
+    out: dict[str, float] = {}
+
+    def add(text: str, conf: float) -> None:
+        norm = normalize_plate(text)
+        if norm and conf >= min_confidence and conf > out.get(norm, -1.0):
+            out[norm] = conf
+
+    add(read.text, read.confidence)
+    for cand in read.candidates:
+        add(cand.text, cand.confidence)
+    rows = read.display_text.split()
+    if read.rows == 2 and len(rows) == 2:
+        add(rows[1] + rows[0], read.confidence * 0.9)
+    if not out and read.text:
+        out[normalize_plate(read.text)] = read.confidence
+    return list(out.items())
+
+
+def tractor_alternatives(passage: PassageEvent, min_confidence: float) -> list[tuple[str, float]]:
+    """Alternatives of the front and rear plate reads together (both show the tractor plate)."""
+    merged: dict[str, float] = {}
+    for read in (passage.plate_front, passage.plate_rear):
+        for text, conf in plate_alternatives(read, min_confidence):
+            merged[text] = max(conf, merged.get(text, 0.0))
+    return list(merged.items())
+
+
+def best_plate_score(alternatives: Iterable[tuple[str, float]], declared: str) -> float:
+    """Highest similarity of any alternative to a declared plate (0.0 when nothing was read)."""
+    return max((plate_similarity(text, declared) for text, _ in alternatives), default=0.0)
+
+
+def _fold_container(norm: str) -> str:
+    return norm[:4].translate(_TO_LETTER) + norm[4:].translate(_TO_DIGIT)
+
+
+def correct_container(code: str) -> str | None:
+    """A read code with letters/digits swapped back by position, if that makes it valid."""
+    norm = iso6346.normalize(code)
+    if len(norm) != 11:
+        return None
+    fixed = _fold_container(norm)
+    return fixed if iso6346.is_valid(fixed) else None
+
+
+def container_interpretations(read: ContainerRead, min_confidence: float) -> list[str]:
+    """Valid codes the read may stand for: its text, top-N candidates and positional fixes."""
+    out: list[str] = []
+    texts = [read.code] + [c.text for c in read.candidates if c.confidence >= min_confidence]
+    for text in texts:
+        norm = iso6346.normalize(text)
+        for code in (norm, correct_container(norm)):
+            if code and code not in out and iso6346.is_valid(code):
+                out.append(code)
+    return out
+
+
+def _hamming_one(a: str, b: str) -> bool:
+    return len(a) == len(b) and sum(x != y for x, y in zip(a, b, strict=True)) == 1
+
+
+@dataclass(frozen=True)
+class ContainerCheck:
+    """How the container reads of a passage compare with one declaration's containers."""
+
+    matched: tuple[str, ...]
+    near: tuple[tuple[str, str], ...]  # (read code, declared code) check-digit-consistent
+    missing: tuple[str, ...]
+    undeclared: tuple[str, ...]
+    invalid: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class ContainerEvidence:
+    """One container read prepared once per passage: its normalized text and valid readings."""
+
+    text: str
+    valid: tuple[str, ...]
+
+
+def container_evidence(
+    reads: Iterable[ContainerRead], min_confidence: float
+) -> list[ContainerEvidence]:
+    """Normalize and interpret each container read (done once, then paired with each candidate)."""
+    return [
+        ContainerEvidence(
+            iso6346.normalize(r.code), tuple(container_interpretations(r, min_confidence))
+        )
+        for r in reads
+    ]
+
+
+def check_containers(
+    evidence: Iterable[ContainerEvidence], declared: Iterable[str]
+) -> ContainerCheck:
+    """Pair reads with declared containers: exact, corrected, or one-character near matches.
+
+    A near match needs a read whose check digit fails and that differs from a declared (valid)
+    code in one position: the check digit then explains the error. A read that is itself valid
+    and not declared is `undeclared`, never a near match.
+    """
+    remaining = list(declared)
+    matched: list[str] = []
+    near: list[tuple[str, str]] = []
+    undeclared: list[str] = []
+    invalid: list[str] = []
+    for read in evidence:
+        valid = read.valid
+        hit = next((code for code in valid if code in remaining), None)
+        if hit is not None:
+            remaining.remove(hit)
+            matched.append(hit)
+            continue
+        if valid:
+            undeclared.append(valid[0])
+            continue
+        folded = _fold_container(read.text)
+        close = next((code for code in remaining if _hamming_one(folded, code)), None)
+        if close is not None:
+            remaining.remove(close)
+            matched.append(close)
+            near.append((read.text, close))
+        else:
+            invalid.append(read.text)
+    return ContainerCheck(
+        matched=tuple(matched),
+        near=tuple(near),
+        missing=tuple(remaining),
+        undeclared=tuple(undeclared),
+        invalid=tuple(invalid),
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Candidate lookup
+# --------------------------------------------------------------------------------------------
+
+
+def declaration_keys(decl: Declaration) -> list[str]:
+    """Keys a declaration is stored under: tractor plate blocking keys and container numbers."""
+    return [f"p:{k}" for k in plate_keys(decl.tractor_plate)] + [f"c:{c}" for c in decl.containers]
+
+
+def passage_keys(passage: PassageEvent, min_confidence: float = 0.0) -> set[str]:
+    """Keys to look up for a passage: probes of every plate alternative and container code."""
+    keys: set[str] = set()
+    for text, _ in tractor_alternatives(passage, min_confidence):
+        keys.update(f"p:{k}" for k in probe_keys(text))
+    for read in passage.containers:
+        keys.update(f"c:{c}" for c in container_interpretations(read, min_confidence))
+    return keys
+
+
+class DeclarationIndex:
+    """In-memory declarations with blocking-key lookup; built once, updated per declaration.
+
+    Plate keys point to distinct plates (many declarations share a truck), plates and container
+    numbers to declaration numbers, so memory grows with distinct plates, not with key fan-out.
+    """
+
+    def __init__(self, declarations: Iterable[Declaration] = ()) -> None:
+        self._by_number: dict[str, Declaration] = {}
+        self._plate_keys: dict[str, list[str]] = {}
+        self._by_plate: dict[str, list[str]] = {}
+        self._by_container: dict[str, list[str]] = {}
+        for decl in declarations:
+            self.add(decl)
+
+    def __len__(self) -> int:
+        return len(self._by_number)
+
+    def __contains__(self, number: object) -> bool:
+        return number in self._by_number
+
+    def get(self, number: str) -> Declaration | None:
+        """The declaration with this number, if indexed."""
+        return self._by_number.get(number)
+
+    def add(self, decl: Declaration) -> None:
+        """Index a declaration, replacing an earlier one with the same number (amendment)."""
+        if decl.number in self._by_number:
+            self.remove(decl.number)
+        self._by_number[decl.number] = decl
+        plate = decl.tractor_plate
+        numbers = self._by_plate.get(plate)
+        if numbers is None:
+            self._by_plate[plate] = [decl.number]
+            for key in plate_keys(plate):
+                self._plate_keys.setdefault(key, []).append(plate)
+        else:
+            numbers.append(decl.number)
+        for code in decl.containers:
+            self._by_container.setdefault(code, []).append(decl.number)
+
+    def remove(self, number: str) -> Declaration | None:
+        """Drop a declaration from the index; returns it, or None if it was not there."""
+        decl = self._by_number.pop(number, None)
+        if decl is None:
+            return None
+        plate = decl.tractor_plate
+        numbers = self._by_plate[plate]
+        numbers.remove(number)
+        if not numbers:
+            del self._by_plate[plate]
+            for key in plate_keys(plate):
+                plates = self._plate_keys[key]
+                plates.remove(plate)
+                if not plates:
+                    del self._plate_keys[key]
+        for code in decl.containers:
+            holders = self._by_container[code]
+            holders.remove(number)
+            if not holders:
+                del self._by_container[code]
+        return decl
+
+    def lookup(self, keys: Iterable[str]) -> list[Declaration]:
+        """Declarations stored under any of the keys (as produced by `passage_keys`)."""
+        numbers: dict[str, None] = {}
+        for key in keys:
+            kind, _, value = key.partition(":")
+            if kind == "p":
+                for plate in self._plate_keys.get(value, ()):
+                    numbers.update(dict.fromkeys(self._by_plate[plate]))
+            elif kind == "c":
+                numbers.update(dict.fromkeys(self._by_container.get(value, ())))
+        return [self._by_number[n] for n in numbers]
+
+    def candidates(self, passage: PassageEvent, rules: RuleSet) -> list[Declaration]:
+        """Declarations worth scoring for this passage (a superset of plausible matches)."""
+        return self.lookup(passage_keys(passage, rules.candidate_min_confidence))
+
+
+# --------------------------------------------------------------------------------------------
+# Decision
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Scored:
+    decl: Declaration
+    plate_score: float
+    containers: ContainerCheck
+    in_window: bool
+
+
+def _aware(at: datetime) -> datetime:
+    """Passage times without an offset are taken as UTC (the edge publishes UTC)."""
+    return at if at.tzinfo is not None else at.replace(tzinfo=UTC)
+
+
+def _in_window(decl: Declaration, at: datetime, rules: RuleSet) -> bool:
+    at = _aware(at)
+    grace = timedelta(minutes=rules.window_grace_minutes)
+    return decl.window_start - grace <= at <= decl.window_end + grace
+
+
+def _checks(
+    passage: PassageEvent, s: _Scored, rules: RuleSet, used: Collection[str]
+) -> list[tuple[Reason, str]]:
+    """Every check of one candidate except ambiguity, which needs the other candidates."""
+    found = _plate_findings(passage, s, rules)
+    found += _trailer_findings(passage, s.decl, rules)
+    found += _container_findings(passage, s.containers, rules)
+    found += _weight_findings(passage, s.decl, rules)
+    found += _declaration_findings(passage, s, rules, used)
+    return found
+
+
+def _rank(s: _Scored, found: list[tuple[Reason, str]], rules: RuleSet) -> tuple[object, ...]:
+    """Most matched containers, plate accepted, fewest flags and warnings, best plate, earliest."""
+    severities = [rules.severity[reason] for reason, _ in found]
+    return (
+        len(s.containers.matched),
+        s.plate_score >= rules.plate_min_score,
+        -severities.count(Severity.FLAG),
+        -severities.count(Severity.WARN),
+        s.plate_score,
+        -s.decl.window_start.timestamp(),
+        s.decl.number,
+    )
+
+
+def _plate_findings(
+    passage: PassageEvent, best: _Scored, rules: RuleSet
+) -> list[tuple[Reason, str]]:
+    out: list[tuple[Reason, str]] = []
+    read = passage.best_plate
+    declared = best.decl.tractor_plate
+    if read is None:
+        out.append((Reason.PLATE_NOT_DECLARED, f"no plate read; declared {declared}"))
+        return out
+    if best.plate_score < rules.plate_min_score:
+        out.append(
+            (Reason.PLATE_NOT_DECLARED,
+             f"read {read.text}, declaration {best.decl.number} is for {declared} "
+             f"(score {best.plate_score:.2f})")
+        )  # fmt: skip
+    elif best.plate_score < rules.plate_clear_score:
+        out.append(
+            (Reason.LOW_READ_CONFIDENCE,
+             f"plate read {read.text} only resembles {declared} (score {best.plate_score:.2f})")
+        )  # fmt: skip
+    if read.confidence < rules.min_plate_confidence:
+        out.append(
+            (
+                Reason.LOW_READ_CONFIDENCE,
+                f"plate read {read.text} at confidence {read.confidence:.2f}",
+            )
+        )
+    return out
+
+
+def _ambiguity(best: _Scored, rivals: list[_Scored], rules: RuleSet) -> list[tuple[Reason, str]]:
+    """A rival declaration for a different plate that scores about as well as the chosen one."""
+    declared = best.decl.tractor_plate
+    out: list[tuple[Reason, str]] = []
+    for rival in rivals:
+        if (
+            rival.decl.tractor_plate != declared
+            and rival.plate_score >= rules.plate_min_score
+            and rival.plate_score >= best.plate_score - rules.ambiguity_margin
+            and len(rival.containers.matched) == len(best.containers.matched)
+        ):
+            out.append(
+                (Reason.LOW_READ_CONFIDENCE,
+                 f"ambiguous plate: {declared} ({best.plate_score:.2f}) vs "
+                 f"{rival.decl.tractor_plate} ({rival.plate_score:.2f})")
+            )  # fmt: skip
+            break
+    return out
+
+
+def _trailer_findings(
+    passage: PassageEvent, decl: Declaration, rules: RuleSet
+) -> list[tuple[Reason, str]]:
+    read = passage.trailer_plate
+    if read is None:
+        return []
+    if decl.trailer_plate is None:
+        return [(Reason.TRAILER_MISMATCH, f"trailer {read.text} read, none declared")]
+    alts = plate_alternatives(read, rules.candidate_min_confidence)
+    score = best_plate_score(alts, decl.trailer_plate)
+    if score < rules.plate_min_score:
+        return [
+            (Reason.TRAILER_MISMATCH,
+             f"trailer read {read.text}, declared {decl.trailer_plate} (score {score:.2f})")
+        ]  # fmt: skip
+    if score < rules.plate_clear_score or read.confidence < rules.min_plate_confidence:
+        return [
+            (Reason.LOW_READ_CONFIDENCE,
+             f"trailer read {read.text} vs {decl.trailer_plate}: score {score:.2f}, "
+             f"confidence {read.confidence:.2f}")
+        ]  # fmt: skip
+    return []
+
+
+def _container_findings(
+    passage: PassageEvent, check: ContainerCheck, rules: RuleSet
+) -> list[tuple[Reason, str]]:
+    out: list[tuple[Reason, str]] = []
+    out += [(Reason.CONTAINER_MISSING, f"declared {c} not seen") for c in check.missing]
+    out += [(Reason.CONTAINER_UNDECLARED, f"{c} seen, not declared") for c in check.undeclared]
+    out += [
+        (Reason.CONTAINER_CHECK_DIGIT_INVALID, f"{c} read; check digit fails, no declared match")
+        for c in check.invalid
+    ]
+    out += [
+        (Reason.LOW_READ_CONFIDENCE, f"container {r.code} read at confidence {r.confidence:.2f}")
+        for r in passage.containers
+        if r.confidence < rules.min_container_confidence
+    ]
+    return out
+
+
+def _weight_findings(
+    passage: PassageEvent, decl: Declaration, rules: RuleSet
+) -> list[tuple[Reason, str]]:
+    weight = passage.weight
+    if weight is None or decl.gross_weight_kg is None:
+        return []
+    out: list[tuple[Reason, str]] = []
+    if not weight.stable:
+        out.append((Reason.LOW_READ_CONFIDENCE, f"weight {weight.gross_kg:.0f} kg was not stable"))
+    if rules.weight_basis == "gross":
+        measured: float | None = weight.gross_kg
+    elif weight.net_kg is not None:
+        measured = weight.net_kg
+    else:
+        measured = None if weight.tare_kg is None else weight.gross_kg - weight.tare_kg
+    if measured is None:
+        return out
+    tolerance = rules.weight_tolerance(decl.gross_weight_kg)
+    diff = measured - decl.gross_weight_kg
+    if abs(diff) > tolerance:
+        out.append(
+            (Reason.WEIGHT_OUT_OF_TOLERANCE,
+             f"{rules.weight_basis} {measured:.0f} kg vs declared {decl.gross_weight_kg:.0f} kg "
+             f"({diff:+.0f} kg, tolerance {tolerance:.0f} kg)")
+        )  # fmt: skip
+    return out
+
+
+def _declaration_findings(
+    passage: PassageEvent, best: _Scored, rules: RuleSet, used: Collection[str]
+) -> list[tuple[Reason, str]]:
+    decl = best.decl
+    out: list[tuple[Reason, str]] = []
+    if decl.status is DeclarationStatus.CANCELLED:
+        out.append((Reason.DECLARATION_CANCELLED, f"declaration {decl.number} is cancelled"))
+    if decl.number in used:
+        out.append((Reason.DECLARATION_ALREADY_USED, f"declaration {decl.number} already used"))
+    if not best.in_window:
+        out.append(
+            (Reason.OUTSIDE_TIME_WINDOW,
+             f"passage at {passage.started_at.isoformat()}, window {decl.window_start.isoformat()}"
+             f" .. {decl.window_end.isoformat()}")
+        )  # fmt: skip
+    expected = "entry" if decl.direction is Direction.IMPORT else "exit"
+    if passage.direction != "unknown" and passage.direction != expected:
+        out.append(
+            (Reason.DIRECTION_MISMATCH,
+             f"{decl.direction.value} declaration on an {passage.direction} lane")
+        )  # fmt: skip
+    if decl.gate != passage.site:
+        out.append((Reason.WRONG_GATE, f"declared for gate {decl.gate}, seen at {passage.site}"))
+    elif (
+        decl.lane_group in rules.lane_groups
+        and passage.lane not in rules.lane_groups[decl.lane_group]
+    ):
+        out.append((Reason.WRONG_GATE, f"lane {passage.lane} is not in group {decl.lane_group}"))
+    return out
+
+
+def _action(outcome: Outcome, rules: RuleSet) -> tuple[CommandAction, str | None]:
+    if outcome is Outcome.CLEARED:
+        return CommandAction.OPEN_BARRIER, None
+    if outcome is Outcome.NO_DECLARATION and rules.no_declaration_action == "close_barrier":
+        return CommandAction.CLOSE_BARRIER, None
+    return CommandAction.SEND_TO_INSPECTION, rules.inspection_lane
+
+
+def _decision(
+    outcome: Outcome,
+    found: list[tuple[Reason, str]],
+    rules: RuleSet,
+    now: datetime,
+    best: _Scored | None,
+) -> Decision:
+    findings = tuple(
+        Finding(reason, detail, rules.severity[reason])
+        for reason, detail in found
+        if rules.severity[reason] is not Severity.IGNORE
+    )
+    if outcome is not Outcome.NO_DECLARATION:
+        flagged = any(f.severity is Severity.FLAG for f in findings)
+        outcome = Outcome.FLAGGED if flagged else Outcome.CLEARED
+    action, lane = _action(outcome, rules)
+    return Decision(
+        outcome=outcome,
+        declaration_number=None if best is None else best.decl.number,
+        reasons=findings,
+        plate_score=0.0 if best is None else best.plate_score,
+        rules_version=rules.version,
+        action=action,
+        inspection_lane=lane,
+        decided_at=now,
+        matched_containers=() if best is None else best.containers.matched,
+    )
+
+
+def decide(
+    passage: PassageEvent,
+    candidates: Iterable[Declaration],
+    rules: RuleSet,
+    used: Collection[str],
+    now: datetime,
+) -> Decision:
+    """Pick the declaration this passage most plausibly belongs to and check it against the reads.
+
+    `candidates` may be any superset of the plausible declarations (index lookup, DB query);
+    `used` holds declaration numbers already consumed by an earlier cleared passage; `now` is
+    stamped on the decision. Pure: the same inputs always give the same decision.
+    """
+    evidence = container_evidence(passage.containers, rules.candidate_min_confidence)
+    alts = tractor_alternatives(passage, rules.candidate_min_confidence)
+    scored = []
+    plate_scores: dict[str, float] = {}  # a truck often has many declarations
+    for decl in candidates:
+        score = plate_scores.get(decl.tractor_plate)
+        if score is None:
+            score = plate_scores[decl.tractor_plate] = best_plate_score(alts, decl.tractor_plate)
+        check = check_containers(evidence, decl.containers)
+        if score >= rules.plate_min_score or check.matched:
+            scored.append(_Scored(decl, score, check, _in_window(decl, passage.started_at, rules)))
+    if not scored:
+        read = passage.best_plate
+        found = [
+            (Reason.PLATE_NOT_DECLARED,
+             "no plate read" if read is None else f"no declaration for plate {read.text}")
+        ]  # fmt: skip
+        if read is not None and read.confidence < rules.min_plate_confidence:
+            found.append(
+                (
+                    Reason.LOW_READ_CONFIDENCE,
+                    f"plate read {read.text} at confidence {read.confidence:.2f}",
+                )
+            )
+        return _decision(Outcome.NO_DECLARATION, found, rules, now, None)
+    checked = [(s, _checks(passage, s, rules, used)) for s in scored]
+    checked.sort(key=lambda sf: _rank(sf[0], sf[1], rules), reverse=True)
+    best, found = checked[0]
+    found = found + _ambiguity(best, [s for s, _ in checked[1:]], rules)
+    decision = _decision(Outcome.CLEARED, found, rules, now, best)
+    log.debug("passage %s -> %s %s", passage.event_id, decision.outcome, decision.flags)
+    return decision
+
+
+def command_for(decision: Decision, passage: PassageEvent) -> LaneCommand:
+    """The lane command carrying out a decision: open, send to inspection, or hold."""
+    if decision.outcome is Outcome.CLEARED:
+        message = f"Cleared {decision.declaration_number}"
+    elif decision.outcome is Outcome.NO_DECLARATION:
+        message = "No declaration found"
+    else:
+        message = "Inspection: " + ", ".join(dict.fromkeys(r.value for r in decision.flags))
+    return LaneCommand(
+        site=passage.site,
+        lane=passage.lane,
+        action=decision.action,
+        passage_event_id=passage.event_id,
+        message=message[:120],
+        inspection_lane=decision.inspection_lane,
+        issued_by=f"rules:{decision.rules_version}"[:64],
+        issued_at=decision.decided_at,
+    )

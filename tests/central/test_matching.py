@@ -1,0 +1,499 @@
+"""Matching engine: one case per reason, OCR-confusion plates, top-N, containers, fuzzing."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from central.domain.declarations import Declaration
+from central.domain.matching import (
+    DeclarationIndex,
+    Outcome,
+    check_containers,
+    command_for,
+    container_evidence,
+    decide,
+)
+from central.domain.rules import DEFAULT_RULES, Reason, RuleSet, RuleSetError, Severity, parse_rules
+from smartgate.contract import (
+    Candidate,
+    CommandAction,
+    ContainerRead,
+    PassageEvent,
+    PlateRead,
+    Weight,
+)
+
+T0 = datetime(2025, 5, 8, 9, 0, tzinfo=UTC)
+NOW = T0 + timedelta(minutes=1)
+C1, C2, C3 = "CSQU3054383", "MSKU1234565", "TGHU9876542"  # valid check digits
+
+
+def decl(**over: Any) -> Declaration:
+    """A valid import declaration for truck 51C10845 with trailer 51R01234 and container C1."""
+    data: dict[str, Any] = {
+        "number": "100000000001",
+        "direction": "import",
+        "tractor_plate": "51C10845",
+        "trailer_plate": "51R01234",
+        "containers": [C1],
+        "gross_weight_kg": 25_000,
+        "window_start": T0 - timedelta(hours=2),
+        "window_end": T0 + timedelta(hours=6),
+        "gate": "huunghi",
+        "lane_group": "cargo",
+        "company": "Công ty CP Logistics Hữu Nghị",
+    }
+    data.update(over)
+    return Declaration.model_validate(data)
+
+
+def plate(
+    text: str, confidence: float = 0.95, candidates: tuple[tuple[str, float], ...] = (), **kw: Any
+) -> PlateRead:
+    return PlateRead(
+        text=text,
+        confidence=confidence,
+        candidates=[Candidate(text=t, confidence=c) for t, c in candidates],
+        **kw,
+    )
+
+
+def container(
+    code: str, ok: bool | None = None, confidence: float = 0.95, **kw: Any
+) -> ContainerRead:
+    from smartgate.iso6346 import is_valid
+
+    return ContainerRead(
+        code=code, check_digit_ok=is_valid(code) if ok is None else ok, confidence=confidence, **kw
+    )
+
+
+def passage(**over: Any) -> PassageEvent:
+    """The passage that clears `decl()`: right plates, container, weight, time, lane."""
+    data: dict[str, Any] = {
+        "event_id": "evt-00000001",
+        "site": "huunghi",
+        "node_id": "edge1",
+        "lane": "in1",
+        "direction": "entry",
+        "started_at": T0,
+        "ended_at": T0 + timedelta(seconds=20),
+        "plate_front": plate("51C10845"),
+        "trailer_plate": plate("51R01234"),
+        "containers": [container(C1)],
+        "weight": Weight(gross_kg=25_100, captured_at=T0),
+    }
+    data.update(over)
+    return PassageEvent(**data)
+
+
+RULES = RuleSet(version="site-7", lane_groups={"cargo": ["in1", "in2"]})
+
+
+def reasons_of(decision: Any) -> set[Reason]:
+    return {f.reason for f in decision.reasons}
+
+
+# --------------------------------------------------------------------------------------------
+# One case per reason, and cleared
+# --------------------------------------------------------------------------------------------
+
+CASES: list[tuple[str, dict[str, Any], dict[str, Any], set[str], Outcome, Reason | None]] = [
+    # id, passage overrides, declaration overrides, used, expected outcome, expected reason
+    ("cleared", {}, {}, set(), Outcome.CLEARED, None),
+    ("no_declaration", {"plate_front": plate("29H99999"), "containers": []}, {}, set(),
+     Outcome.NO_DECLARATION, Reason.PLATE_NOT_DECLARED),
+    ("plate_not_declared_found_by_container", {"plate_front": plate("29H99999")}, {}, set(),
+     Outcome.FLAGGED, Reason.PLATE_NOT_DECLARED),
+    ("trailer_mismatch", {"trailer_plate": plate("51R77777")}, {}, set(),
+     Outcome.FLAGGED, Reason.TRAILER_MISMATCH),
+    ("trailer_undeclared", {}, {"trailer_plate": None}, set(), Outcome.FLAGGED, Reason.TRAILER_MISMATCH),
+    ("container_missing", {"containers": []}, {}, set(), Outcome.FLAGGED, Reason.CONTAINER_MISSING),
+    ("container_undeclared", {"containers": [container(C1), container(C2)]}, {}, set(),
+     Outcome.FLAGGED, Reason.CONTAINER_UNDECLARED),
+    ("container_check_digit_invalid", {"containers": [container(C1), container("TGHU9876541")]},
+     {}, set(), Outcome.FLAGGED, Reason.CONTAINER_CHECK_DIGIT_INVALID),
+    ("weight_out_of_tolerance", {"weight": Weight(gross_kg=26_000, captured_at=T0)}, {}, set(),
+     Outcome.FLAGGED, Reason.WEIGHT_OUT_OF_TOLERANCE),
+    ("outside_time_window", {"started_at": T0 + timedelta(hours=8),
+                             "ended_at": T0 + timedelta(hours=8, seconds=20)}, {}, set(),
+     Outcome.FLAGGED, Reason.OUTSIDE_TIME_WINDOW),
+    ("declaration_already_used", {}, {}, {"100000000001"}, Outcome.FLAGGED,
+     Reason.DECLARATION_ALREADY_USED),
+    ("declaration_cancelled", {}, {"status": "cancelled"}, set(), Outcome.FLAGGED,
+     Reason.DECLARATION_CANCELLED),
+    ("low_read_confidence", {"plate_front": plate("51C10845", confidence=0.3)}, {}, set(),
+     Outcome.FLAGGED, Reason.LOW_READ_CONFIDENCE),
+    ("direction_mismatch", {"direction": "exit"}, {}, set(), Outcome.FLAGGED,
+     Reason.DIRECTION_MISMATCH),
+    ("wrong_gate_warns_only", {"lane": "out9"}, {}, set(), Outcome.CLEARED, Reason.WRONG_GATE),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("p_over", "d_over", "used", "outcome", "reason"),
+    [c[1:] for c in CASES],
+    ids=[c[0] for c in CASES],
+)
+def test_rules_table(
+    p_over: dict[str, Any],
+    d_over: dict[str, Any],
+    used: set[str],
+    outcome: Outcome,
+    reason: Reason | None,
+) -> None:
+    decision = decide(passage(**p_over), [decl(**d_over)], RULES, used, NOW)
+    assert decision.outcome is outcome, decision.reasons
+    assert decision.rules_version == "site-7"
+    assert decision.decided_at == NOW
+    if reason is None:
+        assert decision.reasons == ()
+        assert decision.plate_score == 1.0
+    else:
+        assert reason in reasons_of(decision), decision.reasons
+        assert reasons_of(decision) == {reason}, decision.reasons
+
+
+@pytest.mark.parametrize(
+    ("measured", "declared", "flagged"),
+    [(10_300, 10_000, False), (10_301, 10_000, True), (9_700, 10_000, False), (5_200, 5_000, False),
+     (5_201, 5_000, True), (4_799, 5_000, True)],
+)  # fmt: skip
+def test_weight_tolerance_is_max_of_absolute_and_percent(
+    measured: float, declared: float, flagged: bool
+) -> None:
+    decision = decide(
+        passage(weight=Weight(gross_kg=measured, captured_at=T0)),
+        [decl(gross_weight_kg=declared)],
+        RULES,
+        set(),
+        NOW,
+    )
+    assert (Reason.WEIGHT_OUT_OF_TOLERANCE in reasons_of(decision)) is flagged
+
+
+def test_net_weight_basis_uses_tare() -> None:
+    rules = RULES.model_copy(update={"weight_basis": "net"})
+    weight = Weight(gross_kg=40_000, tare_kg=15_000, captured_at=T0)
+    assert decide(passage(weight=weight), [decl()], rules, set(), NOW).outcome is Outcome.CLEARED
+    weight = Weight(gross_kg=40_000, tare_kg=10_000, captured_at=T0)
+    assert decide(passage(weight=weight), [decl()], rules, set(), NOW).outcome is Outcome.FLAGGED
+
+
+def test_window_grace_applies() -> None:
+    late = T0 + timedelta(hours=6, minutes=20)
+    ok = passage(started_at=late, ended_at=late)
+    assert decide(ok, [decl()], RULES, set(), NOW).outcome is Outcome.CLEARED
+    strict = RULES.model_copy(update={"window_grace_minutes": 10})
+    assert Reason.OUTSIDE_TIME_WINDOW in reasons_of(decide(ok, [decl()], strict, set(), NOW))
+
+
+def test_severity_warn_and_ignore() -> None:
+    heavy = passage(weight=Weight(gross_kg=30_000, captured_at=T0))
+    warn = RULES.model_copy(
+        update={"severity": {**RULES.severity, Reason.WEIGHT_OUT_OF_TOLERANCE: Severity.WARN}}
+    )
+    decision = decide(heavy, [decl()], warn, set(), NOW)
+    assert decision.outcome is Outcome.CLEARED
+    assert [f.severity for f in decision.reasons] == [Severity.WARN]
+    ignore = RULES.model_copy(
+        update={"severity": {**RULES.severity, Reason.WEIGHT_OUT_OF_TOLERANCE: Severity.IGNORE}}
+    )
+    decision = decide(heavy, [decl()], ignore, set(), NOW)
+    assert decision.outcome is Outcome.CLEARED and decision.reasons == ()
+
+
+# --------------------------------------------------------------------------------------------
+# Plates: OCR confusions, top-N, layouts
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "read",
+    [
+        "51C10845",
+        "51C-108.45",
+        "51C1O845",
+        "51C10B45",
+        "5IC1O845",
+        "51C1D845",
+        "51C 1O8 4S",
+        "５１C10845",
+    ],
+)
+def test_ocr_confusions_still_clear(read: str) -> None:
+    decision = decide(passage(plate_front=plate(read)), [decl()], RULES, set(), NOW)
+    assert decision.outcome is Outcome.CLEARED, decision.reasons
+    assert decision.declaration_number == "100000000001"
+
+
+@pytest.mark.parametrize("read", ["51C10846", "51C10847", "51C1084", "51C108455"])
+def test_one_real_error_is_not_cleared(read: str) -> None:
+    decision = decide(passage(plate_front=plate(read)), [decl()], RULES, set(), NOW)
+    assert decision.outcome is Outcome.FLAGGED
+    assert Reason.LOW_READ_CONFIDENCE in reasons_of(decision)
+
+
+def test_top_n_candidates_are_used() -> None:
+    read = plate("51C10846", confidence=0.6, candidates=(("51C10846", 0.6), ("51C10845", 0.3)))
+    decision = decide(passage(plate_front=read), [decl()], RULES, set(), NOW)
+    assert decision.outcome is Outcome.CLEARED
+    assert decision.plate_score == 1.0
+    faint = plate("51C10846", confidence=0.6, candidates=(("51C10845", 0.01),))
+    decision = decide(passage(plate_front=faint), [decl()], RULES, set(), NOW)
+    assert decision.plate_score < 1.0
+
+
+def test_rear_plate_counts_when_front_is_wrong() -> None:
+    p = passage(plate_front=plate("99X00000", confidence=0.9), plate_rear=plate("51C10845", 0.8))
+    assert decide(p, [decl()], RULES, set(), NOW).outcome is Outcome.CLEARED
+
+
+def test_chinese_plate_without_province_character() -> None:
+    d = decl(tractor_plate="桂F·A1234", trailer_plate="桂F1234挂")
+    assert d.tractor_plate == "桂FA1234"
+    p = passage(plate_front=plate("FA1234"), trailer_plate=plate("F1234挂"))
+    decision = decide(p, [d], RULES, set(), NOW)
+    assert decision.outcome is Outcome.CLEARED, decision.reasons
+
+
+def test_two_row_plate_with_swapped_rows() -> None:
+    read = plate("108455IC", rows=2, display_text="108.45 51C")
+    assert decide(passage(plate_front=read), [decl()], RULES, set(), NOW).outcome is Outcome.CLEARED
+
+
+def test_ambiguous_plate_is_flagged() -> None:
+    a = decl()
+    b = decl(number="100000000002", tractor_plate="51C10841")
+    decision = decide(passage(plate_front=plate("51C1084")), [a, b], RULES, set(), NOW)
+    assert decision.outcome is Outcome.FLAGGED
+    assert any("ambiguous" in f.detail for f in decision.reasons)
+
+
+# --------------------------------------------------------------------------------------------
+# Containers
+# --------------------------------------------------------------------------------------------
+
+
+def test_container_check_digit_consistent_near_match() -> None:
+    check = check_containers(container_evidence([container("CSQU3054388")], 0.05), [C1])
+    assert check.matched == (C1,) and check.near == (("CSQU3054388", C1),)
+    decision = decide(passage(containers=[container("CSQU3054388")]), [decl()], RULES, set(), NOW)
+    assert decision.outcome is Outcome.CLEARED
+
+
+def test_container_letter_digit_confusion_is_corrected() -> None:
+    check = check_containers(container_evidence([container("C5QU3O54383")], 0.05), [C1])
+    assert check.matched == (C1,) and check.near == ()
+
+
+def test_valid_but_different_container_is_undeclared_not_near() -> None:
+    other = "CSQU3054399"  # serial one digit off, with the check digit valid for it
+    from smartgate.iso6346 import is_valid
+
+    assert is_valid(other)
+    check = check_containers(container_evidence([container(other)], 0.05), [C1])
+    assert check.undeclared == (other,) and check.missing == (C1,)
+
+
+def test_container_candidate_from_top_n() -> None:
+    read = ContainerRead(
+        code="CSQU3054303",
+        check_digit_ok=False,
+        confidence=0.6,
+        candidates=[Candidate(text=C1, confidence=0.3)],
+    )
+    assert check_containers(container_evidence([read], 0.05), [C1]).matched == (C1,)
+
+
+def test_two_containers_in_any_order() -> None:
+    d = decl(containers=[C1, C2])
+    p = passage(containers=[container(C2), container(C1)])
+    decision = decide(p, [d], RULES, set(), NOW)
+    assert decision.outcome is Outcome.CLEARED
+    assert set(decision.matched_containers) == {C1, C2}
+
+
+# --------------------------------------------------------------------------------------------
+# Choosing among candidates
+# --------------------------------------------------------------------------------------------
+
+
+def test_containers_pick_the_right_declaration_of_the_same_truck() -> None:
+    first = decl(number="100000000001", containers=[C1])
+    second = decl(number="100000000002", containers=[C2])
+    decision = decide(passage(containers=[container(C2)]), [first, second], RULES, set(), NOW)
+    assert decision.declaration_number == "100000000002"
+    assert decision.outcome is Outcome.CLEARED
+
+
+def test_unused_valid_declaration_preferred() -> None:
+    used = decl(number="100000000001")
+    cancelled = decl(number="100000000002", status="cancelled")
+    fresh = decl(number="100000000003")
+    decision = decide(passage(), [used, cancelled, fresh], RULES, {"100000000001"}, NOW)
+    assert decision.declaration_number == "100000000003"
+    assert decision.outcome is Outcome.CLEARED
+
+
+def test_declaration_that_fits_best_is_chosen() -> None:
+    """Same truck, no containers, overlapping windows: the one the reads agree with wins."""
+    export = decl(number="100000000001", containers=[], direction="export")
+    heavy = decl(number="100000000002", containers=[], gross_weight_kg=40_000)
+    fits = decl(number="100000000003", containers=[])
+    decision = decide(passage(containers=[]), [export, heavy, fits], RULES, set(), NOW)
+    assert decision.declaration_number == "100000000003"
+    assert decision.outcome is Outcome.CLEARED
+
+
+def test_unrelated_candidates_are_ignored() -> None:
+    other = decl(number="100000000009", tractor_plate="29H55555", containers=[C3])
+    decision = decide(passage(), [other], RULES, set(), NOW)
+    assert decision.outcome is Outcome.NO_DECLARATION
+    assert decision.declaration_number is None
+
+
+# --------------------------------------------------------------------------------------------
+# Commands
+# --------------------------------------------------------------------------------------------
+
+
+def test_command_for_each_outcome() -> None:
+    p = passage()
+    cleared = command_for(decide(p, [decl()], RULES, set(), NOW), p)
+    assert cleared.action is CommandAction.OPEN_BARRIER
+    assert (cleared.site, cleared.lane, cleared.passage_event_id) == ("huunghi", "in1", p.event_id)
+    assert cleared.issued_by == "rules:site-7" and cleared.issued_at == NOW
+
+    flagged = command_for(decide(p, [decl(status="cancelled")], RULES, set(), NOW), p)
+    assert flagged.action is CommandAction.SEND_TO_INSPECTION
+    assert flagged.inspection_lane == "inspection"
+    assert flagged.message is not None and "declaration_cancelled" in flagged.message
+
+    hold = RULES.model_copy(update={"no_declaration_action": "close_barrier"})
+    none = command_for(decide(p, [], hold, set(), NOW), p)
+    assert none.action is CommandAction.CLOSE_BARRIER and none.inspection_lane is None
+    assert (
+        command_for(decide(p, [], RULES, set(), NOW), p).action is CommandAction.SEND_TO_INSPECTION
+    )
+
+
+def test_decision_to_dict_is_json_ready() -> None:
+    import json
+
+    decision = decide(passage(containers=[]), [decl()], RULES, set(), NOW)
+    data = json.loads(json.dumps(decision.to_dict()))
+    assert data["outcome"] == "flagged"
+    assert data["reasons"][0]["reason"] == "container_missing"
+    assert data["rules_version"] == "site-7"
+
+
+# --------------------------------------------------------------------------------------------
+# Rule sets
+# --------------------------------------------------------------------------------------------
+
+
+def test_rules_from_yaml_and_toml() -> None:
+    rules = parse_rules(
+        "version: lsn-2025-05\nweight_tolerance_kg: 300\nseverity:\n  wrong_gate: flag\n"
+    )
+    assert rules.version == "lsn-2025-05" and rules.weight_tolerance(5_000) == 300
+    assert rules.severity[Reason.WRONG_GATE] is Severity.FLAG
+    assert rules.severity[Reason.TRAILER_MISMATCH] is Severity.FLAG  # default kept
+    toml = parse_rules('version = "t1"\ninspection_lane = "bay3"\n', fmt="toml")
+    assert toml.inspection_lane == "bay3"
+
+
+@pytest.mark.parametrize(
+    ("text", "where"),
+    [
+        ("version: x\nweight_tolerence_kg: 1\n", "weight_tolerence_kg"),
+        ("version: x\nseverity:\n  plate_typo: flag\n", "severity.plate_typo.[key]"),
+        ("version: x\nplate_min_score: 0.95\n", "document"),
+        ("weight_tolerance_kg: 1\n", "version"),
+        ("- a\n", "document"),
+    ],
+)
+def test_bad_rules_name_the_key(text: str, where: str) -> None:
+    with pytest.raises(RuleSetError) as err:
+        parse_rules(text, source="site.yaml")
+    assert err.value.where == where and "site.yaml" in str(err.value)
+
+
+# --------------------------------------------------------------------------------------------
+# Fuzzing: no passage crashes matching
+# --------------------------------------------------------------------------------------------
+
+_CHARS = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ-. 桂粤挂"
+_texts = st.text(alphabet=_CHARS, max_size=16)
+_confs = st.floats(min_value=0, max_value=1)
+_plates = st.builds(
+    PlateRead,
+    text=_texts,
+    display_text=st.text(alphabet=_CHARS, max_size=24),
+    rows=st.sampled_from([1, 2]),
+    confidence=_confs,
+    candidates=st.lists(st.builds(Candidate, text=_texts, confidence=_confs), max_size=5),
+)
+_containers = st.builds(
+    ContainerRead,
+    code=st.one_of(st.text(alphabet=_CHARS, max_size=11), st.sampled_from([C1, C2, "CSQU3054388"])),
+    check_digit_ok=st.booleans(),
+    size_type=st.one_of(st.none(), st.sampled_from(["22G1", "45G1", "XXXX"])),
+    confidence=_confs,
+)
+_times = st.datetimes(min_value=datetime(2025, 1, 1), max_value=datetime(2026, 1, 1), timezones=st.sampled_from([UTC, None]))  # fmt: skip
+FUZZ_INDEX = DeclarationIndex(
+    [
+        decl(),
+        decl(number="100000000002", tractor_plate="桂FA1234", trailer_plate=None, containers=[C2]),
+    ]
+)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    front=st.one_of(st.none(), _plates),
+    rear=st.one_of(st.none(), _plates),
+    trailer=st.one_of(st.none(), _plates),
+    containers=st.lists(_containers, max_size=4),
+    weight=st.one_of(
+        st.none(), st.builds(Weight, gross_kg=st.floats(0, 200_000), captured_at=_times)
+    ),
+    start=_times,
+    direction=st.sampled_from(["entry", "exit", "unknown"]),
+    used=st.sets(st.sampled_from(["100000000001", "100000000002"])),
+)
+def test_fuzzed_passages_never_crash(
+    front: PlateRead | None,
+    rear: PlateRead | None,
+    trailer: PlateRead | None,
+    containers: list[ContainerRead],
+    weight: Weight | None,
+    start: datetime,
+    direction: str,
+    used: set[str],
+) -> None:
+    p = passage(
+        plate_front=front,
+        plate_rear=rear,
+        trailer_plate=trailer,
+        containers=containers,
+        weight=weight,
+        started_at=start,
+        ended_at=start,
+        direction=direction,
+    )
+    candidates = FUZZ_INDEX.candidates(p, DEFAULT_RULES)
+    decision = decide(p, candidates, DEFAULT_RULES, used, NOW)
+    assert decision.outcome in set(Outcome)
+    assert 0.0 <= decision.plate_score <= 1.0
+    command = command_for(decision, p)
+    assert command.lane == p.lane
+    if decision.outcome is Outcome.CLEARED:
+        assert decision.declaration_number is not None and not decision.flags

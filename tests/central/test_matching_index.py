@@ -1,0 +1,157 @@
+"""DeclarationIndex: candidate recall against brute force, containers, updates, DB-style keys."""
+
+from __future__ import annotations
+
+import random
+from collections import defaultdict
+
+import pytest
+
+from central.domain.matching import (
+    DeclarationIndex,
+    Outcome,
+    decide,
+    declaration_keys,
+    passage_keys,
+)
+from central.domain.plate_similarity import fold
+from central.domain.rules import DEFAULT_RULES
+from tests.central.test_matching import C2, NOW, container, decl, passage, plate
+from tools.synth.declarations import bench_matching, generate_declarations, passage_for
+
+DECLS = list(generate_declarations(4000, seed=3, vehicles=1500))
+INDEX = DeclarationIndex(DECLS)
+CONFUSE = {"0": "O", "1": "I", "8": "B", "5": "S", "2": "Z", "6": "G"}
+
+
+def _levenshtein(a: str, b: str) -> int:
+    prev = list(range(len(b) + 1))
+    for i, ca in enumerate(a, 1):
+        cur = [i]
+        for j, cb in enumerate(b, 1):
+            cur.append(min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (ca != cb)))
+        prev = cur
+    return prev[-1]
+
+
+def _garble(rng: random.Random, text: str) -> str:
+    """Drop CJK, confuse look-alikes, then make one arbitrary edit."""
+    chars = [CONFUSE.get(c, c) if rng.random() < 0.5 else c for c in text if c.isascii()]
+    i = rng.randrange(len(chars))
+    edit = rng.choice(("sub", "ins", "del"))
+    if edit == "sub":
+        chars[i] = rng.choice("0123456789ABCDEFGHKLMNPRSTUVXYZ")
+    elif edit == "ins":
+        chars.insert(i, rng.choice("0123456789"))
+    else:
+        del chars[i]
+    return "".join(chars)
+
+
+def test_lookup_finds_every_plate_within_one_edit_after_folding() -> None:
+    rng = random.Random(7)
+    plates = sorted({d.tractor_plate for d in DECLS})
+    by_plate = defaultdict(set)
+    for d in DECLS:
+        by_plate[d.tractor_plate].add(d.number)
+    for target in rng.sample(plates, 60):
+        read = _garble(rng, target)
+        got = {
+            d.number
+            for d in INDEX.candidates(
+                passage(plate_front=plate(read), containers=[]), DEFAULT_RULES
+            )
+        }
+        expected = {
+            n for p in plates if _levenshtein(fold(read), fold(p)) <= 1 for n in by_plate[p]
+        }
+        assert by_plate[target] <= got, (target, read)
+        assert expected <= got, (read, expected - got)
+
+
+def test_exact_plate_lookup_and_decision_through_the_index() -> None:
+    d = next(x for x in DECLS if x.containers and x.status == "valid")
+    p = passage(
+        plate_front=plate(d.tractor_plate),
+        trailer_plate=plate(d.trailer_plate) if d.trailer_plate else None,
+        containers=[container(c) for c in d.containers],
+        weight=None,
+        started_at=d.window_start,
+        ended_at=d.window_start,
+        direction="entry" if d.direction == "import" else "exit",
+    )
+    candidates = INDEX.candidates(p, DEFAULT_RULES)
+    assert d in candidates
+    assert len(candidates) < 50
+    decision = decide(p, candidates, DEFAULT_RULES, set(), NOW)
+    assert decision.declaration_number == d.number
+    assert decision.outcome is Outcome.CLEARED, decision.reasons
+
+
+def test_container_finds_declaration_when_plate_unreadable() -> None:
+    d = next(x for x in DECLS if x.containers)
+    p = passage(plate_front=None, trailer_plate=None, containers=[container(d.containers[0])])
+    assert [c.number for c in INDEX.candidates(p, DEFAULT_RULES)] == [d.number]
+
+
+def test_container_found_by_corrected_read() -> None:
+    d = next(x for x in DECLS if x.containers)
+    code = d.containers[0]
+    garbled = code[:4] + code[4:].replace("0", "O").replace("1", "I")
+    if garbled == code:
+        pytest.skip("no confusable digit in this code")
+    p = passage(plate_front=None, trailer_plate=None, containers=[container(garbled, ok=False)])
+    assert d.number in {c.number for c in INDEX.candidates(p, DEFAULT_RULES)}
+
+
+def test_add_replace_remove() -> None:
+    first, other = decl(), decl(number="100000000002", tractor_plate="29H55555", containers=[C2])
+    index = DeclarationIndex([first, other])
+    assert len(index) == 2 and first.number in index and index.get(first.number) == first
+    old = passage(plate_front=plate("51C10845"), containers=[])
+    new = passage(plate_front=plate("29H12345"), containers=[])
+    assert index.candidates(old, DEFAULT_RULES) == [first]
+    amended = first.model_copy(update={"tractor_plate": "29H12345", "containers": ()})
+    index.add(amended)
+    assert len(index) == 2 and index.get(first.number) == amended
+    assert index.candidates(old, DEFAULT_RULES) == []
+    assert amended in index.candidates(new, DEFAULT_RULES)
+    assert index.remove(first.number) == amended
+    assert index.remove(first.number) is None
+    assert index.candidates(new, DEFAULT_RULES) == []
+    assert index.remove(other.number) == other and len(index) == 0
+
+
+def test_key_functions_support_a_database_backed_index() -> None:
+    """The same candidates come from a (key, number) table as from the in-memory index."""
+    table: dict[str, set[str]] = defaultdict(set)
+    for d in DECLS:
+        for key in declaration_keys(d):
+            table[key].add(d.number)
+    rng = random.Random(11)
+    for d in rng.sample(DECLS, 100):
+        p = passage(
+            plate_front=plate(_garble(rng, d.tractor_plate)),
+            containers=[container(c) for c in d.containers],
+        )
+        from_table = {
+            n
+            for k in passage_keys(p, DEFAULT_RULES.candidate_min_confidence)
+            for n in table.get(k, ())
+        }
+        assert from_table == {c.number for c in INDEX.candidates(p, DEFAULT_RULES)}
+
+
+def test_simulated_passages_clear_their_declaration() -> None:
+    rng = random.Random(5)
+    for d in rng.sample([x for x in DECLS if x.status == "valid"], 50):
+        p = passage_for(d, rng, plate_errors=2)
+        decision = decide(p, INDEX.candidates(p, DEFAULT_RULES), DEFAULT_RULES, set(), NOW)
+        assert decision.outcome is Outcome.CLEARED, (d, decision.reasons)
+
+
+def test_bench_matching_reports_numbers() -> None:
+    result = bench_matching(2000, seed=1, passages=100)
+    assert result.declarations == 2000 and result.passages == 100
+    assert result.right_declaration >= 0.95
+    assert 0 < result.median_candidates <= result.max_candidates

@@ -1,0 +1,136 @@
+"""PlateReader on generated plates and scenes, and its handling of unusable images."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from edge.recognition.ocr import BUCKET_SPREAD, ImageError, TextBox, decode_image, width_buckets
+from edge.recognition.plates import (
+    PlateReader,
+    merge_coarse,
+    plate_colour,
+    second_opinion,
+    tall_lines,
+)
+from tools.synth.plates import font_path, render_crop, render_plate, render_scene_with_box
+
+
+@pytest.fixture(scope="module")
+def reader() -> PlateReader:
+    return PlateReader(regions=("vn", "cn"))
+
+
+@pytest.mark.parametrize(("text", "region", "rows"), [
+    ("12C34567", "vn", 2), ("59C211894", "vn", 2), ("29LD12345", "vn", 2),
+    ("51R01234", "vn", 1), ("桂FA1234", "cn", 2), ("桂F1234挂", "cn", 1),
+])
+def test_reads_generated_crops(reader: PlateReader, text: str, region: str, rows: int) -> None:
+    result = reader.read_crops([render_crop(text, region, rows, seed=3)])[0]
+    assert (result.text, result.region, result.rows) == (text, region, rows)
+    assert 0 < result.confidence <= 1 and result.candidates[0][0] == text
+
+
+def test_finds_plate_in_scene(reader: PlateReader) -> None:
+    scene, (x1, y1, x2, y2) = render_scene_with_box("12C34567", "vn", 2, seed=5)
+    plates = reader.read_frames([scene, scene[:, ::-1].copy()])
+    assert plates[0] and plates[0][0].text == "12C34567"
+    assert plates[0][0].display_text == "12C-345.67" and plates[0][0].rows == 2
+    bx1, by1, bx2, by2 = plates[0][0].box
+    assert bx1 >= x1 - 15 and by1 >= y1 - 15 and bx2 <= x2 + 15 and by2 <= y2 + 15
+
+
+def test_plate_colour() -> None:
+    assert plate_colour(render_plate("12C34567", "vn", 2, "yellow")) == "yellow"
+    assert plate_colour(render_plate("桂FA1234", "cn", 1, "blue")) == "blue"
+    assert plate_colour(render_plate("51F58214", "vn", 1, "white")) == "white"
+
+
+@pytest.mark.parametrize("bad", [
+    np.zeros((0, 10, 3), np.uint8), np.zeros((10, 10, 3), np.float32),
+    np.zeros((7000, 7000), np.uint8), "not an image",
+])
+def test_unusable_images_raise(reader: PlateReader, bad: object) -> None:
+    with pytest.raises(ImageError):
+        reader.read_crops([bad])  # type: ignore[list-item]
+    with pytest.raises(ImageError):
+        reader.read_frames([bad])  # type: ignore[list-item]
+
+
+def test_corrupt_bytes_raise() -> None:
+    with pytest.raises(ImageError, match="cannot decode"):
+        decode_image(b"\xff\xd8 not really a jpeg")
+    with pytest.raises(ImageError, match="empty"):
+        decode_image(b"")
+
+
+def test_font_lookup_names_the_package(monkeypatch: pytest.MonkeyPatch) -> None:
+    import tools.synth.plates as synth
+
+    assert font_path(cjk=True).is_file()
+    monkeypatch.setattr(synth, "CJK_FONTS", ("/nonexistent.ttc",))
+    with pytest.raises(synth.FontMissingError, match="fonts-wqy-microhei"):
+        synth.font_path(cjk=True)
+
+
+def test_second_opinion_decides_between_provinces_only() -> None:
+    # columns: blank, two provinces, one letter; frame 1 is the province glyph, frame 3 a letter
+    primary = np.array([[0.9, 0.05, 0.03, 0.02], [0.1, 0.5, 0.4, 0.0],
+                        [0.9, 0.05, 0.05, 0.0], [0.1, 0.0, 0.0, 0.9]], dtype=np.float32)
+    second = np.array([[0.9, 0.0, 0.1, 0.0], [0.8, 0.0, 0.2, 0.0],  # peaks a frame late
+                       [0.0, 0.1, 0.9, 0.0], [0.1, 0.0, 0.0, 0.9]], dtype=np.float32)
+    mixed = second_opinion(primary, second, np.array([1, 2]))
+    assert mixed[1, 2] > mixed[1, 1]  # the second model's province wins the glyph frame
+    assert np.allclose(mixed[:, 1:3].sum(axis=1), primary[:, 1:3].sum(axis=1))  # mass kept
+    assert np.array_equal(mixed[:, [0, 3]], primary[:, [0, 3]])  # other columns untouched
+    assert np.allclose(second_opinion(primary, primary, np.array([1, 2]))[1], primary[1],
+                       atol=0.06)  # agreeing models change little (pooling only)
+
+
+@given(st.lists(st.integers(192, 1600), max_size=60), st.integers(1, 32))
+def test_width_buckets_cover_every_line_once_with_little_padding(widths: list[int],
+                                                                   max_batch: int) -> None:
+    buckets = width_buckets(widths, max_batch)
+    assert sorted(i for b in buckets for i in b) == list(range(len(widths)))
+    for bucket in buckets:
+        assert 1 <= len(bucket) <= max_batch
+        assert max(widths[i] for i in bucket) <= BUCKET_SPREAD * min(widths[i] for i in bucket)
+
+
+def _box(x1: float, y1: float, x2: float, y2: float) -> TextBox:
+    return TextBox(np.array([[x1, y1], [x2, y1], [x2, y2], [x1, y2]], np.float32), 0.9)
+
+
+def test_tall_lines_are_replaced_by_the_coarse_pass() -> None:
+    small, tall = _box(10, 10, 200, 40), _box(100, 300, 1100, 700)
+    assert tall_lines([small, tall], scale=1.0) == [tall]
+    assert tall_lines([small, tall], scale=0.5) == []  # 200 px at that scale: not too tall
+    rows = [_box(120, 300, 1080, 480), _box(120, 500, 1080, 690)]  # the two rows, found apart
+    again = _box(12, 11, 199, 41)  # a line both passes found: the finer box stays
+    merged = merge_coarse([small, tall], [tall], [*rows, again])
+    assert merged[0] is small and merged[1:] == rows
+
+
+def test_a_frame_with_tall_lines_is_searched_again_at_half_scale(reader: PlateReader) -> None:
+    frame = np.full((1536, 2048, 3), 80, np.uint8)
+    plate = cv2.resize(render_plate("14MD104880", "vn", 2, "white"), (1000, 714))
+    frame[700:1414, 500:1500] = plate
+    calls: list[float | None] = []
+    detect = reader.detector.detect
+
+    def spy(frames, scale=None):
+        calls.append(scale)
+        return detect(frames, scale)
+
+    reader.detector.detect = spy  # type: ignore[method-assign]
+    try:
+        found = reader.read_frames([frame, np.full((720, 1280, 3), 80, np.uint8)])
+    finally:
+        del reader.detector.detect
+    full = reader.detector.input_scale(1536, 2048)
+    assert calls[0] is None and calls[1] == pytest.approx(full / 2)
+    assert len([c for c in calls if c is not None]) == 1  # the empty frame: no second pass
+    assert found[0][0].text == "14MD104880" and not found[1]

@@ -1,0 +1,133 @@
+"""Batched inference scheduler: dynamic batching, deadline, routing, drops, ranks."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+
+from edge.runtime.scheduler import BatchScheduler, Job
+
+
+class Recorder:
+    """A runner that records batch sizes and returns each image's first pixel."""
+
+    def __init__(self, delay_s: float = 0.0) -> None:
+        self.batches: list[list[int]] = []
+        self.at: list[float] = []
+        self.delay_s = delay_s
+
+    def __call__(self, images):  # type: ignore[no-untyped-def]
+        self.at.append(time.monotonic())
+        self.batches.append([int(im[0, 0]) for im in images])
+        time.sleep(self.delay_s)
+        return [int(im[0, 0]) for im in images]
+
+
+def _img(v: int, shape: tuple[int, int] = (4, 4)) -> np.ndarray:
+    return np.full(shape, v, np.uint8)
+
+
+def test_lone_job_runs_at_its_deadline() -> None:
+    runner = Recorder()
+    sched = BatchScheduler({"plates": runner}, max_batch=8, max_delay_s=0.15).start()
+    done = threading.Event()
+    submitted = time.monotonic()
+    sched.submit(Job("L1/a", "plates", _img(1), done=lambda r: done.set()))
+    assert done.wait(2)
+    waited = runner.at[0] - submitted
+    sched.stop()
+    assert 0.12 <= waited < 0.6
+    assert runner.batches == [[1]]
+
+
+def test_full_batch_runs_before_the_deadline_and_results_reach_their_lane() -> None:
+    runner = Recorder()
+    sched = BatchScheduler({"plates": runner}, max_batch=4, max_delay_s=5.0, queue_size=4)
+    got: dict[str, list[int]] = {"L1": [], "L2": []}
+    all_done = threading.Event()
+
+    def route(lane: str):  # type: ignore[no-untyped-def]
+        def done(result: int) -> None:
+            got[lane].append(result)
+            if sum(map(len, got.values())) == 4:
+                all_done.set()
+        return done
+
+    for v, (lane, cam) in enumerate([("L1", "a"), ("L2", "a"), ("L1", "b"), ("L2", "b")]):
+        sched.submit(Job(f"{lane}/{cam}", "plates", _img(10 * (lane == "L2") + v),
+                         done=route(lane)))
+    start = time.monotonic()
+    sched.start()
+    assert all_done.wait(2)
+    assert time.monotonic() - start < 1.0  # did not wait for the 5 s deadline
+    sched.stop()
+    assert len(runner.batches) == 1 and len(runner.batches[0]) == 4
+    assert sorted(got["L1"]) == [0, 2] and sorted(got["L2"]) == [11, 13]
+
+
+def test_full_queue_drops_oldest_and_shapes_batch_separately() -> None:
+    runner = Recorder()
+    sched = BatchScheduler({"plates": runner}, max_batch=8, max_delay_s=0.05, queue_size=2)
+    dropped: list[int] = []
+    done: list[int] = []
+    for v in range(4):
+        sched.submit(Job("L1/a", "plates", _img(v), done=done.append,
+                         dropped=lambda v=v: dropped.append(v)))
+    sched.submit(Job("L1/b", "plates", _img(9, (8, 8)), done=done.append))
+    sched.start()
+    deadline = time.monotonic() + 3
+    while len(done) < 3 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    sched.stop()
+    assert dropped == [0, 1]
+    assert sorted(done) == [2, 3, 9]
+    assert sorted(map(sorted, runner.batches)) == [[2, 3], [9]]
+    assert sched.stats.dropped == 2
+
+
+def test_rank_orders_cameras_and_failures_drop_jobs() -> None:
+    runner = Recorder()
+    sched = BatchScheduler({"plates": runner}, max_batch=1, max_delay_s=0.0, queue_size=1)
+    for v, rank in ((1, 3), (2, -1), (3, 0)):
+        sched.submit(Job(f"L{v}/a", "plates", _img(v), done=lambda r: None,
+                         rank=lambda rank=rank: rank))
+    sched.start()
+    deadline = time.monotonic() + 3
+    while len(runner.batches) < 3 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    sched.stop()
+    assert runner.batches == [[2], [3], [1]]
+
+    def broken(images):  # type: ignore[no-untyped-def]
+        raise RuntimeError("model crashed")
+
+    failing = BatchScheduler({"plates": broken}, max_batch=2, max_delay_s=0.0).start()
+    lost = threading.Event()
+    failing.submit(Job("L1/a", "plates", _img(1), done=lambda r: None, dropped=lost.set))
+    assert lost.wait(2)
+    failing.stop()
+    assert failing.stats.failed == 1
+
+
+def test_bench_splits_worker_time_into_onnx_and_the_rest() -> None:
+    from collections import defaultdict
+
+    from tools.bench.edge import RunResult, _TimedSession
+
+    class Session:
+        def run(self, outputs, feed):  # type: ignore[no-untyped-def]
+            time.sleep(0.01)
+            return [feed["x"]]
+
+        def get_inputs(self) -> list[str]:
+            return ["x"]
+
+    clock: defaultdict[str, float] = defaultdict(float)
+    timed = _TimedSession("det", Session(), clock)
+    assert timed.run(None, {"x": 1}) == [1] and timed.get_inputs() == ["x"]
+    result = RunResult(1.0, 2, 0, 0, 0, 0, 0, 1.0, busy_s=0.05, onnx_s=clock)
+    assert 0.01 <= clock["det"] < 0.05
+    assert result.ms_per_frame(clock["det"]) == 500 * clock["det"]
+    assert abs(result.other_s - (0.05 - clock["det"])) < 1e-9

@@ -1,0 +1,86 @@
+"""`smartgate eval` on a generated labeled folder, and real-data smoke tests (skip if absent)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from smartgate.cli import build_parser
+from tools.eval.cli_eval import run_eval
+from tools.eval.evaluation import LabelFileError, LabelRow, Outcome, Report, evaluate, load_labels
+from tools.synth.plates import write_dataset
+
+DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
+
+
+def test_eval_on_generated_folder(tmp_path: Path) -> None:
+    folder = write_dataset(tmp_path / "set", "vn", count=6, seed=11)
+    rows = load_labels(folder)
+    assert [r.rows for r in rows] == [1, 2, 1, 2, 1, 2] and rows[0].box is None
+    summary = evaluate(folder).summary()
+    assert summary["images"] == 6 and summary["accuracy"] >= 5 / 6
+    assert set(summary["per_region"]["vn"]["per_rows"]) == {"1", "2"}
+
+
+def test_eval_cli_json_last_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    folder = write_dataset(tmp_path / "set", "cn", count=2, seed=4)
+    args = build_parser().parse_args(["eval", str(folder), "--json", "--errors",
+                                      str(tmp_path / "err")])
+    assert run_eval(args) == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert {"images", "correct", "accuracy", "accuracy_o_equals_0", "per_region",
+            "median_ms_per_image", "accuracy_top_n"} <= set(summary)
+    assert summary["accuracy_top_n"] >= summary["accuracy"]
+    assert summary["province_prior"] == "adaptive"
+
+
+def test_top_n_counts_a_label_among_the_candidates() -> None:
+    row = LabelRow("a.jpg", "WSG979", "us", 1, (0, 0, 9, 9))
+    assert Outcome(row, "WS6979", 1.0, candidates=("WS6979", "WSG979")).in_top_n
+    assert not Outcome(row, "WS6979", 1.0, candidates=("WS6979", "NS6979")).in_top_n
+    report = Report([Outcome(row, "WS6979", 1.0, candidates=("WSG979",)),
+                     Outcome(row, "WSG979", 1.0)])
+    assert report.summary()["accuracy"] == 0.5 and report.summary()["accuracy_top_n"] == 1.0
+
+
+def test_missing_labels_raise(tmp_path: Path) -> None:
+    with pytest.raises(LabelFileError, match="labels.csv"):
+        load_labels(tmp_path)
+
+
+def test_unreadable_images_are_listed_not_scored(tmp_path: Path,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    folder = write_dataset(tmp_path / "set", "vn", count=2, seed=11)
+    (folder / "images" / "corrupt.jpg").write_bytes(b"not a jpeg")
+    cv2.imwrite(str(folder / "images" / "sliver.png"), np.zeros((1, 300, 3), np.uint8))
+    with (folder / "labels.csv").open("a", encoding="utf-8") as fh:
+        fh.write("corrupt.jpg,51F58214,vn,1,,,,\nabsent.jpg,51F58214,vn,1,,,,\n"
+                 "sliver.png,51F58214,vn,1,,,,\n")
+    args = build_parser().parse_args(["eval", str(folder), "--json", "--errors",
+                                      str(tmp_path / "err")])
+    assert run_eval(args) == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert summary["images"] == 2
+    assert summary["unreadable_images"] == ["corrupt.jpg", "absent.jpg", "sliver.png"]
+
+
+def test_bad_label_row_is_a_clean_cli_error(tmp_path: Path,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "labels.csv").write_text("file,text,region,rows,x1,y1,x2,y2\n"
+                                         "a.jpg,51F58214,vn,two,,,,\n", encoding="utf-8")
+    assert run_eval(build_parser().parse_args(["eval", str(tmp_path)])) == 2
+    assert "labels.csv:2" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("name", "limit", "minimum"), [
+    ("vn-real", 40, 0.9), ("lprnet-cn-crops", 48, 0.85), ("ccpd-samples-clpr", 4, 0.5),
+])
+def test_real_data_smoke(name: str, limit: int, minimum: float) -> None:
+    folder = DATA / name
+    if not (folder / "labels.csv").is_file():
+        pytest.skip(f"real evaluation data not present at {folder}")
+    assert evaluate(folder, limit=limit).summary()["accuracy"] >= minimum

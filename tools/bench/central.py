@@ -1,0 +1,258 @@
+"""`smartgate bench central`: declarations loaded, passages published over a real broker, decided.
+
+Loads M generated declarations into the database, starts a broker (mosquitto subprocess or the
+embedded amqtt), runs central's ingest with the decision service in this process, and publishes
+N simulated passages of known declarations as an edge would (QoS 1), keeping at most `--window`
+passages in flight. Latency is publish → lane command received back over the broker, so it
+covers ingest, lookup, decision, commit and command publish.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import random
+import sys
+import tempfile
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from smartgate.cli import CommandGroups
+from tools.broker import mosquitto_binary
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class CentralBench:
+    """Numbers printed by `smartgate bench central`."""
+
+    passages: int
+    declarations: int
+    broker: str
+    database: str
+    load_s: float
+    declarations_per_s: float
+    passages_per_s: float
+    p50_ms: float
+    p99_ms: float
+    lost: int
+    actions: dict[str, int]
+
+
+@contextmanager
+def broker(kind: str, folder: Path) -> Iterator[int]:
+    """A loopback broker for the benchmark; yields its port."""
+    from tools.broker import EmbeddedBroker, Mosquitto, free_port
+
+    port = free_port()
+    if kind == "amqtt":
+        embedded = EmbeddedBroker("127.0.0.1", port).start()
+        try:
+            yield port
+        finally:
+            embedded.stop()
+        return
+    mosquitto = Mosquitto(folder, port=port, persistent=False).start()
+    try:
+        yield port
+    finally:
+        mosquitto.stop()
+
+
+def _load(sessions, m: int, wanted: set[int], seed: int, show_progress: bool):  # type: ignore[no-untyped-def]
+    """Import M generated declarations; returns (the wanted ones by index, seconds)."""
+    from tqdm import tqdm
+
+    from central import store
+    from tools.synth.declarations import generate_declarations
+
+    kept = {}
+
+    def stream():  # type: ignore[no-untyped-def]
+        for i, decl in enumerate(generate_declarations(m, seed)):
+            if i in wanted:
+                kept[i] = decl
+            yield decl
+
+    t0 = time.perf_counter()
+    with (
+        tqdm(total=m, unit="decl", desc="declarations", disable=not show_progress) as bar,
+        sessions() as session,
+        session.begin(),
+    ):
+        store.import_declarations(session, stream(), batch_size=10_000, progress=bar.update)
+    return kept, time.perf_counter() - t0
+
+
+class _Watcher:
+    """The edge's side: publishes passages and times the lane commands coming back."""
+
+    def __init__(self, port: int, window: int) -> None:
+        import paho.mqtt.client as mqtt
+        from paho.mqtt.enums import CallbackAPIVersion
+
+        from smartgate import contract
+
+        self.window = window
+        self.sent: dict[str, float] = {}
+        self.latency: list[float] = []
+        self.actions: Counter[str] = Counter()
+        self.cond = threading.Condition()
+        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="bench-edge")
+        self.client.max_inflight_messages_set(max(20, window))
+        self.client.max_queued_messages_set(0)
+        self.client.on_message = self._on_command
+        self.client.connect("127.0.0.1", port)
+        self.client.subscribe(f"{contract.TOPIC_ROOT}/+/+/command", qos=1)
+        self.client.loop_start()
+
+    def _on_command(self, _client, _userdata, msg) -> None:  # type: ignore[no-untyped-def]
+        now = time.perf_counter()
+        command = json.loads(msg.payload)  # central's own output: no need to validate here
+        with self.cond:
+            start = self.sent.get(command.get("passage_event_id") or "")
+            if start is not None:
+                self.latency.append(now - start)
+                self.actions[command["action"]] += 1
+            self.cond.notify_all()
+
+    def publish(self, topic: str, event_id: str, payload: bytes) -> None:
+        """Publish one passage once fewer than `window` are waiting for their command."""
+        with self.cond:
+            while len(self.sent) - len(self.latency) >= self.window:
+                self.cond.wait(1.0)
+            self.sent[event_id] = time.perf_counter()
+        self.client.publish(topic, payload, qos=1)
+
+    def wait_all(self, idle_timeout_s: float) -> None:
+        """Wait until every passage got its command, or nothing arrived for `idle_timeout_s`."""
+        with self.cond:
+            while len(self.latency) < len(self.sent):
+                seen = len(self.latency)
+                self.cond.wait(idle_timeout_s)
+                if len(self.latency) == seen:
+                    log.warning("no command for %.0f s; %d passages unanswered", idle_timeout_s,
+                                len(self.sent) - seen)
+                    return
+
+    def stop(self) -> None:
+        """Disconnect."""
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+def _percentile(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def run_bench(
+    passages: int,
+    declarations: int,
+    database_url: str | None = None,
+    broker_kind: str = "mosquitto",
+    window: int = 50,
+    batch: int = 50,
+    seed: int = 0,
+    show_progress: bool = False,
+) -> CentralBench:
+    """Run the benchmark; a temporary SQLite database when no URL is given."""
+    from central import store
+    from central.db import make_engine, session_factory, upgrade_database
+    from central.decisions import DecisionService
+    from central.domain.rules import RuleSet
+    from central.ingest import MqttIngest
+    from smartgate import contract
+    from tools.synth.declarations import passage_for
+
+    rng = random.Random(seed + 1)
+    with tempfile.TemporaryDirectory(prefix="smartgate-bench-") as tmp:
+        folder = Path(tmp)
+        url = database_url or f"sqlite:///{folder / 'central.db'}"
+        engine = make_engine(url)
+        upgrade_database(engine)
+        sessions = session_factory(engine)
+        picks = [rng.randrange(declarations) for _ in range(passages)]
+        kept, load_s = _load(sessions, declarations, set(picks), seed, show_progress)
+        lanes = [f"L{k}" for k in range(1, 5)]
+        events = [
+            passage_for(kept[i], rng, lane=lanes[n % 4], plate_errors=rng.choice((0, 1, 2)))
+            for n, i in enumerate(picks)
+        ]
+        messages = [
+            (contract.passage_topic(e.site, e.lane), e.event_id, e.to_json()) for e in events
+        ]
+        service = DecisionService(RuleSet(version="bench"))
+        with broker(broker_kind, folder) as port:
+            ingest = MqttIngest(sessions, "127.0.0.1", port, client_id="bench-central",
+                                on_passage=service.decide_passage, batch_size=batch)
+            ingest.start()
+            if not ingest.connected.wait(15):
+                raise RuntimeError("central ingest could not connect to the broker")
+            watcher = _Watcher(port, window)
+            t0 = time.perf_counter()
+            for topic, event_id, payload in messages:
+                watcher.publish(topic, event_id, payload)
+            watcher.wait_all(idle_timeout_s=30)
+            elapsed = time.perf_counter() - t0
+            watcher.stop()
+            ingest.stop()
+        with sessions() as session:
+            decided = store.count_decided(session, [e.event_id for e in events])
+        engine.dispose()
+    return CentralBench(
+        passages=passages,
+        declarations=declarations,
+        broker=broker_kind,
+        database=engine.dialect.name,
+        load_s=round(load_s, 1),
+        declarations_per_s=round(declarations / load_s) if load_s else 0.0,
+        passages_per_s=round(len(watcher.latency) / elapsed, 1),
+        p50_ms=round(_percentile(watcher.latency, 0.5) * 1000, 1),
+        p99_ms=round(_percentile(watcher.latency, 0.99) * 1000, 1),
+        lost=passages - decided,
+        actions=dict(watcher.actions),
+    )
+
+
+def bench_central(args: argparse.Namespace) -> int:
+    """Run and print the central benchmark."""
+    kind = args.broker or ("mosquitto" if mosquitto_binary() else "amqtt")
+    result = run_bench(
+        args.passages, args.declarations, args.database_url, kind, args.window, args.batch,
+        args.seed, show_progress=sys.stderr.isatty(),
+    )
+    print(f"declarations: {result.declarations} loaded in {result.load_s} s "
+          f"({result.declarations_per_s}/s) into {result.database}")
+    print(f"passages: {result.passages} over {result.broker}: "
+          f"{result.passages_per_s} passages/s ingested+matched")
+    print(f"publish -> lane command: p50 {result.p50_ms} ms, p99 {result.p99_ms} ms")
+    print(f"lost: {result.lost}; commands: {result.actions}")
+    if args.json:
+        print(json.dumps(asdict(result)))
+    return 0 if result.lost == 0 else 1
+
+
+def register(commands: CommandGroups) -> None:
+    """Attach `smartgate bench central`."""
+    bench = commands.bench.add_parser("central", help="central ingest + matching throughput")
+    bench.add_argument("--passages", type=int, default=100_000, help="passages to publish")
+    bench.add_argument("--declarations", type=int, default=1_000_000, help="declarations")
+    bench.add_argument("--database-url", help="SQLAlchemy URL (default: a temporary SQLite)")
+    bench.add_argument("--broker", choices=("mosquitto", "amqtt"),
+                       help="default: mosquitto if installed, else amqtt")
+    bench.add_argument("--window", type=int, default=50,
+                       help="most passages published and not yet answered (default 50)")
+    bench.add_argument("--batch", type=int, default=50, help="ingest messages per commit")
+    bench.add_argument("--seed", type=int, default=0)
+    bench.add_argument("--json", action="store_true", help="last line: one JSON object")
+    bench.set_defaults(func=bench_central)

@@ -1,0 +1,117 @@
+"""`smartgate bench edge` (the whole edge pipeline on synthetic lanes, batched vs unbatched) and
+`smartgate bench batching` (the ONNX sessions alone, per item at several batch sizes)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+
+from smartgate.cli import CommandGroups
+
+
+def run_bench_edge(args: argparse.Namespace) -> int:
+    """Run the scripted lanes batched and unbatched (alternated) and print both side by side."""
+    from tqdm import tqdm
+
+    from tools.bench.edge import BenchSetup, render_trucks, run_modes
+
+    logging.getLogger("edge").setLevel(logging.WARNING)
+    logging.getLogger("hardware").setLevel(logging.WARNING)
+    setup = BenchSetup(lanes=args.lanes, cameras=args.cameras, seconds=args.seconds,
+                       fps=args.fps, max_batch=args.max_batch, max_delay_ms=args.max_delay_ms,
+                       threads=args.threads, roi=not args.no_roi,
+                       scale=args.scale, det_limit_side=args.det_side, rounds=args.rounds)
+    trucks = render_trucks(setup.cameras)
+    with tqdm(total=round(2 * setup.seconds), desc=f"batch {setup.max_batch} vs 1", unit="s",
+              leave=False, disable=args.json) as bar:
+        results = run_modes(setup, trucks, lambda s: bar.update(max(0, int(s) - bar.n)))
+    b, u = results[True], results[False]
+    speedup = b.frames_per_s / u.frames_per_s if u.frames_per_s else float("inf")
+    print(f"edge pipeline: {setup.lanes} lanes x {setup.cameras} cameras, {setup.fps:g} fps each, "
+          f"{setup.seconds:g} s per mode in {setup.rounds} rounds, "
+          f"roi={'on' if setup.roi else 'off'}, "
+          f"scale {setup.scale:g}, det side {setup.det_limit_side if setup.roi else 736}")
+    print(f"{'':22}{'batched':>12}{'unbatched':>12}{'ratio':>8}")
+    rows = [("frames/s", b.frames_per_s, u.frames_per_s),
+            ("plates/s", b.plates_per_s, u.plates_per_s),
+            ("mean batch", b.mean_batch, u.mean_batch),
+            ("det ms/frame", b.ms_per_frame(b.onnx_s["det"]), u.ms_per_frame(u.onnx_s["det"])),
+            ("rec ms/frame", b.ms_per_frame(b.onnx_s["rec"]), u.ms_per_frame(u.onnx_s["rec"])),
+            ("other ms/frame", b.ms_per_frame(b.other_s), u.ms_per_frame(u.other_s)),
+            ("p50 trigger->event ms", b.percentile(50), u.percentile(50)),
+            ("p95 trigger->event ms", b.percentile(95), u.percentile(95)),
+            ("passages", b.passages, u.passages),
+            ("passages expected", b.passages_expected, u.passages_expected),
+            ("plates correct", b.correct, u.correct),
+            ("frames dropped", b.dropped, u.dropped)]
+    for name, x, y in rows:
+        ratio = f"{x / y:8.2f}" if y else f"{'-':>8}"
+        print(f"{name:22}{x:12.2f}{y:12.2f}{ratio}")
+    if args.json:
+        print(json.dumps({
+            "lanes": setup.lanes, "cameras": setup.cameras, "seconds": setup.seconds,
+            "frames_per_s": round(b.frames_per_s, 3), "plates_per_s": round(b.plates_per_s, 3),
+            "unbatched_frames_per_s": round(u.frames_per_s, 3),
+            "unbatched_plates_per_s": round(u.plates_per_s, 3),
+            "batched_speedup": round(speedup, 3), "mean_batch": round(b.mean_batch, 2),
+            "p50_ms": round(b.percentile(50), 1), "p95_ms": round(b.percentile(95), 1),
+            "unbatched_p50_ms": round(u.percentile(50), 1),
+            "unbatched_p95_ms": round(u.percentile(95), 1),
+            "passages": b.passages, "passages_expected": b.passages_expected,
+            "plates_correct": b.correct, "frames_dropped": b.dropped,
+            "ms_per_frame": {mode: {"det": round(r.ms_per_frame(r.onnx_s["det"]), 1),
+                                    "rec": round(r.ms_per_frame(r.onnx_s["rec"]), 1),
+                                    "other": round(r.ms_per_frame(r.other_s), 1)}
+                             for mode, r in (("batched", b), ("unbatched", u))},
+        }))
+    return 0
+
+
+def run_bench_batching(args: argparse.Namespace) -> int:
+    """Time the ONNX sessions alone per item at several batch sizes: what batching can gain."""
+    from tqdm import tqdm
+
+    from models.registry import create_session, get_spec
+    from tools.bench.edge import BATCH_INPUTS, time_batches
+
+    batches = sorted({int(b) for b in args.batches.split(",")})
+    rows = {}
+    for label, (model, shape) in tqdm(BATCH_INPUTS.items(), desc="sessions", disable=args.json):
+        session = create_session(get_spec(model).path, args.threads)
+        rows[label] = time_batches(session, shape, batches, args.seconds)
+    print(f"ms per item, {args.threads or 'auto'} intra-op threads; ratio = batch 1 / largest")
+    print(f"{'':14}" + "".join(f"{f'batch {b}':>10}" for b in batches) + f"{'ratio':>8}")
+    for label, ms in rows.items():
+        ratio = ms[batches[0]] / ms[batches[-1]]
+        print(f"{label:14}" + "".join(f"{ms[b]:10.2f}" for b in batches) + f"{ratio:8.2f}")
+    if args.json:
+        print(json.dumps({"threads": args.threads, "ms_per_item": {
+            label: {str(b): round(v, 3) for b, v in ms.items()} for label, ms in rows.items()}}))
+    return 0
+
+
+def register(commands: CommandGroups) -> None:
+    """Attach `smartgate bench edge` and `smartgate bench batching`."""
+    p = commands.bench.add_parser("batching", help="ONNX ms per item at several batch sizes")
+    p.add_argument("--batches", default="1,2,4,8", help="batch sizes, comma-separated")
+    p.add_argument("--threads", type=int, default=0, help="ONNX intra-op threads (0: auto)")
+    p.add_argument("--seconds", type=float, default=2.0, help="timing per batch size")
+    p.add_argument("--json", action="store_true", help="last line: one JSON object")
+    p.set_defaults(func=run_bench_batching)
+
+    p = commands.bench.add_parser("edge", help="whole edge pipeline, batched vs unbatched")
+    p.add_argument("--lanes", type=int, default=4, help="lanes")
+    p.add_argument("--cameras", type=int, default=4, help="cameras per lane")
+    p.add_argument("--seconds", type=float, default=30.0, help="length of each run")
+    p.add_argument("--rounds", type=int, default=2,
+                   help="segments per mode, alternated ABBA (seconds is per mode)")
+    p.add_argument("--fps", type=float, default=5.0, help="frames per second per camera")
+    p.add_argument("--max-batch", type=int, default=4, help="batch size of the batched run")
+    p.add_argument("--max-delay-ms", type=float, default=20.0, help="batching deadline")
+    p.add_argument("--threads", type=int, default=0, help="ONNX intra-op threads (0: auto)")
+    p.add_argument("--scale", type=float, default=0.5, help="inference scale of the ROI")
+    p.add_argument("--det-side", type=int, default=144, help="detector input side with the ROI")
+    p.add_argument("--no-roi", action="store_true", help="infer on whole frames")
+    p.add_argument("--json", action="store_true", help="last line: one JSON object")
+    p.set_defaults(func=run_bench_edge)
