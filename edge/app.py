@@ -3,15 +3,14 @@
 Threads: one reader per camera, one inference worker (the scheduler, sole owner of the ONNX
 sessions), the weighbridge readers, the MQTT client loop plus the spool drain, one worker for
 lane commands (barrier and display I/O never block the MQTT loop) and the status reporter.
-Per-lane state sits behind the lane's lock; the pure cores (`edge.assembly.passage`, `edge.assembly.triggers`,
-`hardware.lane.decide`) hold the logic.
+Per-lane state sits behind the lane's lock (`edge.runtime.lane`); MQTT commands and triggers go
+through `edge.runtime.commands`; the pure cores (`edge.assembly`, `hardware.lane.decide`) hold
+the logic.
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import queue
 import threading
 import time
 from collections import Counter
@@ -22,10 +21,6 @@ from typing import Any
 
 import numpy as np
 
-from edge.assembly.triggers import (
-    TriggerError,
-    parse_trigger_payload,
-)
 from edge.config import (
     EdgeConfig,
     InferenceConfig,
@@ -33,6 +28,7 @@ from edge.config import (
 )
 from edge.recognition.containers import ContainerReader
 from edge.recognition.plates import PlateReader
+from edge.runtime.commands import LaneCommands
 from edge.runtime.images import ImageServer, ImageStore
 from edge.runtime.lane import LaneRuntime
 from edge.runtime.metrics import EdgeMetrics, NodeCounts
@@ -41,7 +37,7 @@ from edge.runtime.scheduler import BatchScheduler, Job
 from edge.runtime.sources import CameraReader, SimulatedCamera
 from edge.runtime.spool import Spool
 from smartgate import contract
-from smartgate.contract import ContractError, LaneState, PassageEvent
+from smartgate.contract import LaneState, PassageEvent
 
 log = logging.getLogger(__name__)
 
@@ -119,9 +115,13 @@ class EdgeNode:
         subscriptions = [contract.command_topic(config.site, lane) for lane in self.lanes]
         subscriptions += [contract.trigger_topic(config.site, lane.lane) for lane in config.lanes
                           if isinstance(lane.trigger, MqttTrigger)]
+        self.commands = LaneCommands(config.site, config.node_id, self.lanes, self.counters,
+                                     publish=lambda topic, payload: self.publisher.publish_now(
+                                         topic, payload),
+                                     set_lane_state=self.set_lane_state)
         self.publisher = EdgePublisher(
             config.site, config.node_id, subscriptions, config.mqtt, self.spool,
-            on_message=self.on_message, on_connection=self.on_connection,
+            on_message=self.commands.on_message, on_connection=self.on_connection,
         )
         self.cameras: list[CameraReader] = []
         self.cameras_ok: dict[str, bool] = {}
@@ -131,7 +131,6 @@ class EdgeNode:
         self.spool_depth_at_stop = 0
         self._ended = 0
         self._ended_lock = threading.Lock()
-        self._work: queue.Queue[Callable[[], object] | None] = queue.Queue()
         self._threads: list[threading.Thread] = []
 
     # --- lifecycle ------------------------------------------------------------------------
@@ -146,7 +145,7 @@ class EdgeNode:
         for rt in self.lanes.values():
             if rt.weighbridge is not None:
                 rt.weighbridge.start()
-        self._spawn(self._command_worker, "lane-commands")
+        self.commands.start()
         self._spawn(self._status_loop, "node-status")
         self.publisher.start()
         for lane in self.config.lanes:
@@ -192,7 +191,7 @@ class EdgeNode:
                 rt.weighbridge.stop()
             if rt.controller is not None:
                 rt.controller.stop()
-        self._work.put(None)
+        self.commands.stop()
         self.publisher.stop()
         self._publish_node_status()
         if self.image_server is not None:
@@ -319,14 +318,7 @@ class EdgeNode:
 
     def run_command_work(self, work: Callable[[], object]) -> None:
         """Run device I/O on the lane-command worker, in order."""
-        self._work.put(work)
-
-    def _command_worker(self) -> None:
-        while (work := self._work.get()) is not None:
-            try:
-                work()
-            except Exception:
-                log.exception("lane command work failed")
+        self.commands.run(work)
 
     def on_connection(self, connected: bool) -> None:
         """Broker lost: every lane controller closes its barrier (central is unreachable)."""
@@ -336,67 +328,3 @@ class EdgeNode:
         for rt in self.lanes.values():
             if rt.controller is not None:
                 self.run_command_work(rt.controller.on_central_lost)
-
-    def on_message(self, topic: str, payload: bytes) -> None:
-        """A command or trigger message (on the MQTT thread; never raises)."""
-        try:
-            site, lane, kind = contract.parse_topic(topic)
-        except ContractError as exc:
-            self.counters["messages_rejected"] += 1
-            log.warning("message on unexpected topic %s: %s", topic, exc)
-            return
-        rt = self.lanes.get(lane)
-        if site != self.config.site or rt is None:
-            self.counters["messages_rejected"] += 1
-            log.warning("message for %s/%s, not a lane of this node", site, lane)
-            return
-        if kind == "trigger":
-            try:
-                rt.set_presence(parse_trigger_payload(payload), time.time())
-            except TriggerError as exc:
-                self.counters["triggers_rejected"] += 1
-                log.warning("lane %s: %s", lane, exc)
-            return
-        if kind == "command":
-            self.run_command_work(partial(self._command, rt, payload))
-
-    def _command(self, rt: LaneRuntime, payload: bytes) -> None:
-        try:
-            command = contract.parse_command(payload)
-        except ContractError as exc:
-            self.counters["commands_rejected"] += 1
-            log.warning("lane %s: malformed command rejected: %s", rt.cfg.lane, exc)
-            command_id = _command_id(payload)
-            if command_id is not None:
-                self._ack(rt, command_id, False, f"malformed command: {exc}")
-            return
-        if rt.controller is None:
-            self.counters["commands_refused"] += 1
-            self._ack(rt, command.command_id, False, "lane has no barrier and display configured")
-            return
-        ack = rt.controller.handle(command)
-        self.counters["commands_ok" if ack.ok else "commands_refused"] += 1
-        self.publisher.publish_now(contract.command_ack_topic(self.config.site, rt.cfg.lane),
-                                   ack.to_json())
-        with rt.lock:
-            if rt.controller.state.barrier_open:
-                self.set_lane_state(rt, "barrier_open")
-            elif rt.state == "barrier_open":
-                self.set_lane_state(rt, "idle")
-
-    def _ack(self, rt: LaneRuntime, command_id: str, ok: bool, detail: str) -> None:
-        ack = contract.CommandAck(command_id=command_id, site=self.config.site,
-                                  lane=rt.cfg.lane, node_id=self.config.node_id, ok=ok,
-                                  detail=detail[:200])
-        self.publisher.publish_now(contract.command_ack_topic(self.config.site, rt.cfg.lane),
-                                   ack.to_json())
-
-
-def _command_id(payload: bytes) -> str | None:
-    """The command_id of a malformed command, when one can be read, to refuse it by id."""
-    try:
-        data = json.loads(payload)
-    except (ValueError, UnicodeDecodeError):
-        return None
-    cid = data.get("command_id") if isinstance(data, dict) else None
-    return cid if isinstance(cid, str) and 8 <= len(cid) <= 64 else None
