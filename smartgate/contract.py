@@ -8,6 +8,8 @@ See docs/mqtt.md for the human-readable version.
 from __future__ import annotations
 
 import json
+import re
+import unicodedata
 import uuid
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -22,11 +24,38 @@ CENTRAL_SHARE_GROUP = "central"
 M = TypeVar("M", bound="BaseModel")
 
 _SEGMENT = r"^[A-Za-z0-9_-]{1,64}$"
+_SEGMENT_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
 Segment = Annotated[str, Field(pattern=_SEGMENT, description="topic segment: letters, digits, _ -")]
 
 
+class RejectReason(StrEnum):
+    """Why a message was rejected: a fixed set, so counters, metrics labels and receipts never
+    carry sender-chosen text (the detail goes to the log and the rejection record)."""
+
+    BAD_TOPIC = "bad_topic"  # not a contract topic, or a site/lane/node id outside the charset
+    UNEXPECTED_TOPIC = "unexpected_topic"  # a contract topic central does not consume
+    TOO_LARGE = "too_large"  # payload above MAX_PAYLOAD_BYTES
+    NOT_JSON = "not_json"  # not a UTF-8 JSON object
+    WRONG_SCHEMA = "wrong_schema"  # `schema` is not the topic's message kind
+    UNSUPPORTED_VERSION = "unsupported_version"  # `version` this build does not speak
+    INVALID = "invalid"  # a field fails validation
+    TOPIC_MISMATCH = "topic_mismatch"  # site/lane/node in the payload differ from the topic
+    NODE_MISMATCH = "node_mismatch"  # the node named is not the one that serves the lane
+    STORAGE = "storage_error"  # central could not store it (kept as a rejection, logged)
+
+
 class ContractError(ValueError):
-    """A payload or topic that does not satisfy the contract; the message names the reason."""
+    """A payload or topic that does not satisfy the contract; the message names the detail and
+    `reason` the `RejectReason`."""
+
+    def __init__(self, message: str, reason: RejectReason = RejectReason.INVALID) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+def clip(text: str, limit: int = 80) -> str:
+    """`text` cut to `limit` characters (with an ellipsis): sender-chosen text in a message."""
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 # --------------------------------------------------------------------------------------------
@@ -35,10 +64,11 @@ class ContractError(ValueError):
 
 
 def _check_segment(name: str, value: str) -> str:
-    import re
-
-    if not re.match(_SEGMENT, value):
-        raise ContractError(f"invalid {name} {value!r}: use 1-64 letters, digits, '_' or '-'")
+    if not _SEGMENT_RE.fullmatch(value):
+        raise ContractError(
+            f"invalid {name} {clip(value)!r}: use 1-64 letters, digits, '_' or '-'",
+            RejectReason.BAD_TOPIC,
+        )
     return value
 
 
@@ -65,6 +95,11 @@ def command_ack_topic(site: str, lane: str) -> str:
 def receipt_topic(site: str, lane: str) -> str:
     """Topic on which central confirms each passage of a lane it stored (QoS 1)."""
     return f"{TOPIC_ROOT}/{_check_segment('site', site)}/{_check_segment('lane', lane)}/receipt"
+
+
+def decision_topic(site: str, lane: str) -> str:
+    """Topic on which central pushes each decision on a lane's passages (QoS 1)."""
+    return f"{TOPIC_ROOT}/{_check_segment('site', site)}/{_check_segment('lane', lane)}/decision"
 
 
 def trigger_topic(site: str, lane: str) -> str:
@@ -96,23 +131,37 @@ def central_subscriptions(site: str = "+", shared: bool = False) -> list[str]:
     return filters
 
 
-def parse_topic(topic: str) -> tuple[str, str, str]:
-    """Split a contract topic into (site, lane-or-node, kind).
+LANE_TOPIC_KINDS: Final = frozenset(
+    {"passage", "status", "command", "command_ack", "receipt", "decision", "trigger"}
+)
+NODE_TOPIC_KINDS: Final = frozenset({"node_available", "node_status"})
 
-    kind is `passage`, `status`, `command`, `command_ack`, `receipt`, `trigger`,
+
+def parse_topic(topic: str) -> tuple[str, str, str]:
+    """Split a contract topic into (site, lane-or-node, kind); ContractError (`bad_topic`)
+    for anything else, including a site, lane or node id outside the segment charset.
+
+    kind is `passage`, `status`, `command`, `command_ack`, `receipt`, `decision`, `trigger`,
     `node_available` or `node_status`.
     """
     parts = topic.split("/")
     if len(parts) < 4 or "/".join(parts[:2]) != TOPIC_ROOT:
-        raise ContractError(f"topic {topic!r} is not under {TOPIC_ROOT}/")
-    site = parts[2]
+        raise ContractError(f"topic {clip(topic)!r} is not under {TOPIC_ROOT}/",
+                            RejectReason.BAD_TOPIC)
     if parts[3] == "node" and len(parts) == 6:
-        return site, parts[4], f"node_{parts[5]}"
-    if len(parts) == 5:
-        return site, parts[3], parts[4]
-    if len(parts) == 6 and parts[4] == "command" and parts[5] == "ack":
-        return site, parts[3], "command_ack"
-    raise ContractError(f"topic {topic!r} is not a known SmartGate topic")
+        site, name, kind = parts[2], parts[4], f"node_{parts[5]}"
+    elif len(parts) == 5:
+        site, name, kind = parts[2], parts[3], parts[4]
+    elif len(parts) == 6 and parts[4] == "command" and parts[5] == "ack":
+        site, name, kind = parts[2], parts[3], "command_ack"
+    else:
+        kind = ""
+    if kind not in LANE_TOPIC_KINDS | NODE_TOPIC_KINDS:
+        raise ContractError(f"topic {clip(topic)!r} is not a known SmartGate topic",
+                            RejectReason.BAD_TOPIC)
+    _check_segment("site", site)
+    _check_segment("node" if kind in NODE_TOPIC_KINDS else "lane", name)
+    return site, name, kind
 
 
 # --------------------------------------------------------------------------------------------
@@ -167,8 +216,21 @@ class Candidate(_Message):
     confidence: float = Field(ge=0.0, le=1.0)
 
 
+_PLATE_SEPARATORS = re.compile(r"[\s\-._·•/|:,]+")
+
+
+def normalize_plate_text(text: str) -> str:
+    """The one normalization of plate text: NFKC (full-width to ASCII), uppercase, separators
+    (spaces, `-`, `.`, `_`, `·`, `•`, `/`, `|`, `:`, `,`) removed: `29c-123.45` → `29C12345`."""
+    return _PLATE_SEPARATORS.sub("", unicodedata.normalize("NFKC", text).upper())
+
+
 class PlateRead(_Message):
-    """A plate read for one vehicle position (front, rear or trailer), voted over frames."""
+    """A plate read for one vehicle position (front, rear or trailer), voted over frames.
+
+    `text` is normalized on validation (`normalize_plate_text`), so a receiver never sees
+    `29c-123.45`; what was printed belongs in `display_text`.
+    """
 
     text: str = Field(max_length=16, description="normalized: uppercase, no separators")
     display_text: str = Field(default="", max_length=24, description="as printed, e.g. 12C-345.67")
@@ -180,6 +242,11 @@ class PlateRead(_Message):
     camera: str = Field(default="", max_length=64)
     box: Box | None = None
     image_id: str | None = Field(default=None, max_length=64)
+
+    @field_validator("text", mode="before")
+    @classmethod
+    def _normalized(cls, v: object) -> object:
+        return normalize_plate_text(v) if isinstance(v, str) else v
 
 
 class ContainerRead(_Message):
@@ -250,6 +317,14 @@ class PassageEvent(_Message):
         """The more confident of the front and rear reads."""
         reads = [p for p in (self.plate_front, self.plate_rear) if p is not None]
         return max(reads, key=lambda p: p.confidence) if reads else None
+
+    def evidence_ids(self) -> list[str]:
+        """Every image id the passage names (its frames, then the images its plate and
+        container reads point at), each once: the evidence the edge uploads and central keeps."""
+        ids = [ref.image_id for ref in self.images]
+        reads = (self.plate_front, self.plate_rear, self.trailer_plate, *self.containers)
+        ids += [r.image_id for r in reads if r is not None and r.image_id]
+        return list(dict.fromkeys(ids))
 
 
 class CommandAction(StrEnum):
@@ -324,12 +399,17 @@ class NodeStatus(_Message):
     cameras_ok: dict[str, bool] = Field(default_factory=dict)
     scale_connected: bool | None = None
     spool_depth: int = Field(default=0, ge=0)
-    software: str = ""
+    spool_rejected: int = Field(
+        default=0, ge=0, description="passages central rejected, kept in the spool (not re-sent)"
+    )
+    software: str = Field(default="", max_length=64)
     at: datetime = Field(default_factory=_now)
 
 
 class PassageReceipt(_Message):
-    """Central's confirmation that a passage is in its database; the edge then unspools it."""
+    """Central's answer to every passage it can attribute: `stored` or `duplicate` (it is in
+    the database: the edge unspools it) or `rejected` with a `reason` (the edge stops
+    re-sending it and keeps it in its spool as rejected)."""
 
     schema_name: Literal["smartgate.passage_receipt"] = Field(
         default="smartgate.passage_receipt", alias="schema"
@@ -338,10 +418,42 @@ class PassageReceipt(_Message):
     event_id: str = Field(min_length=8, max_length=64)
     site: Segment
     lane: Segment
-    status: Literal["stored", "duplicate"] = Field(
-        description="stored now, or already stored by an earlier copy"
+    status: Literal["stored", "duplicate", "rejected"] = Field(
+        description="stored now, already stored by an earlier copy, or rejected"
     )
+    reason: RejectReason | None = Field(default=None, description="why, when rejected")
+    detail: str = Field(default="", max_length=200, description="human-readable detail")
     at: datetime = Field(default_factory=_now)
+
+    @field_validator("reason")
+    @classmethod
+    def _reason_iff_rejected(cls, v: RejectReason | None, info) -> RejectReason | None:  # type: ignore[no-untyped-def]
+        if (info.data.get("status") == "rejected") != (v is not None):
+            raise ValueError("a reason goes with status rejected, and only with it")
+        return v
+
+
+class PassageDecision(_Message):
+    """A decision on a passage, pushed on the lane's decision topic after it is stored: the
+    rules' first decision and every later one (an officer's verdict or correction)."""
+
+    schema_name: Literal["smartgate.decision"] = Field(default="smartgate.decision", alias="schema")
+    version: Literal[1] = SCHEMA_VERSION
+    event_id: str = Field(min_length=8, max_length=64)
+    site: Segment
+    lane: Segment
+    outcome: str = Field(max_length=32, description="cleared, flagged, no_declaration, or an "
+                         "officer's approved / rejected / hold / inspect")
+    action: CommandAction | None = None
+    declaration_number: str | None = Field(default=None, max_length=32)
+    matched_containers: list[str] = Field(
+        default_factory=list, max_length=4,
+        description="container codes of the passage that matched the declaration")
+    reasons: list[str] = Field(default_factory=list, max_length=32, description="reason codes")
+    plate_score: float | None = None
+    rules_version: str = Field(default="", max_length=48)
+    decided_by: str = Field(max_length=64, description="rules:<version> or the officer")
+    decided_at: datetime = Field(default_factory=_now)
 
 
 AVAILABLE_ONLINE = b"online"
@@ -352,21 +464,39 @@ MAX_PAYLOAD_BYTES = 256 * 1024
 
 def _decode(payload: bytes, schema: str) -> dict:
     if len(payload) > MAX_PAYLOAD_BYTES:
-        raise ContractError(f"payload of {len(payload)} bytes exceeds {MAX_PAYLOAD_BYTES}")
+        raise ContractError(f"payload of {len(payload)} bytes exceeds {MAX_PAYLOAD_BYTES}",
+                            RejectReason.TOO_LARGE)
     try:
         data = json.loads(payload)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ContractError(f"payload is not JSON: {exc}") from exc
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        raise ContractError(f"payload is not JSON: {clip(str(exc))}", RejectReason.NOT_JSON) from exc
     if not isinstance(data, dict):
-        raise ContractError("payload is not a JSON object")
+        raise ContractError("payload is not a JSON object", RejectReason.NOT_JSON)
     got = data.get("schema")
     if got != schema:
-        raise ContractError(f"schema is {got!r}, expected {schema!r}")
+        raise ContractError(f"schema is {clip(repr(got))}, expected {schema!r}",
+                            RejectReason.WRONG_SCHEMA)
     if data.get("version") != SCHEMA_VERSION:
         raise ContractError(
-            f"unsupported {schema} version {data.get('version')!r}; this build speaks {SCHEMA_VERSION}"
+            f"unsupported {schema} version {clip(repr(data.get('version')))}; "
+            f"this build speaks {SCHEMA_VERSION}", RejectReason.UNSUPPORTED_VERSION,
         )
     return data
+
+
+def event_id_of(payload: bytes) -> str | None:
+    """The `event_id` of a passage payload that may fail validation, when it is usable as one
+    (8-64 characters), so even a rejected passage can be answered; None otherwise."""
+    if len(payload) > MAX_PAYLOAD_BYTES:
+        return None
+    try:
+        data = json.loads(payload)
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+        return None
+    event_id = data.get("event_id") if isinstance(data, dict) else None
+    if isinstance(event_id, str) and 8 <= len(event_id) <= 64 and event_id.isprintable():
+        return event_id
+    return None
 
 
 def _validate(model: type[M], payload: bytes, schema: str) -> M:
@@ -376,7 +506,7 @@ def _validate(model: type[M], payload: bytes, schema: str) -> M:
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"]) or "payload"
-        raise ContractError(f"invalid {schema}: {where}: {first['msg']}") from exc
+        raise ContractError(f"invalid {schema}: {clip(where)}: {clip(first['msg'], 160)}") from exc
 
 
 def parse_passage(payload: bytes) -> PassageEvent:
@@ -409,9 +539,15 @@ def parse_receipt(payload: bytes) -> PassageReceipt:
     return _validate(PassageReceipt, payload, "smartgate.passage_receipt")
 
 
+def parse_decision(payload: bytes) -> PassageDecision:
+    """Validate a passage decision payload."""
+    return _validate(PassageDecision, payload, "smartgate.decision")
+
+
 def json_schemas() -> dict[str, dict]:
     """JSON Schemas of every message, for docs and for non-Python peers."""
     return {
         m.__name__: m.model_json_schema(by_alias=True)
-        for m in (PassageEvent, PassageReceipt, LaneCommand, CommandAck, LaneStatus, NodeStatus)
+        for m in (PassageEvent, PassageReceipt, PassageDecision, LaneCommand, CommandAck,
+                  LaneStatus, NodeStatus)
     }
