@@ -52,12 +52,17 @@ class MqttConfig(_Strict):
     )
 
 
+CameraRole = Literal["front_plate", "rear_plate", "trailer_plate", "container_side", "container_top"]
+
+
 class CameraConfig(_Strict):
     """One camera of a lane."""
 
     name: Segment = Field(description="camera name, unique within the lane")
-    role: Literal["front_plate", "rear_plate", "container_side", "container_top"] = Field(
-        default="front_plate", description="what the camera looks at"
+    role: CameraRole = Field(
+        default="front_plate",
+        description="what the camera looks at; a rear_plate read that is a trailer plate is sent "
+        "as the trailer's, a trailer_plate camera's always is",
     )
     source: str = Field(
         description="video file, image folder, rtsp:// / http:// URL, or `sim` (a simulated "

@@ -296,9 +296,19 @@ class PassageEvent(_Message):
     direction: Literal["entry", "exit", "unknown"] = "unknown"
     started_at: datetime
     ended_at: datetime
-    plate_front: PlateRead | None = None
-    plate_rear: PlateRead | None = None
-    trailer_plate: PlateRead | None = None
+    plate_front: PlateRead | None = Field(
+        default=None, description="front camera (`front_plate` role): the tractor's plate"
+    )
+    plate_rear: PlateRead | None = Field(
+        default=None,
+        description="rear camera (`rear_plate` role) when it sees the tractor's own plate "
+        "(rigid truck, or a tractor without trailer); a trailer plate goes in trailer_plate",
+    )
+    trailer_plate: PlateRead | None = Field(
+        default=None,
+        description="the trailer's plate: a `trailer_plate` camera, or the rear camera's read "
+        "when it is a trailer plate (is_trailer_plate: on a semi-trailer the rear camera sees it)",
+    )
     containers: list[ContainerRead] = Field(default_factory=list, max_length=4)
     weight: Weight | None = None
     images: list[ImageRef] = Field(default_factory=list, max_length=32)
@@ -344,6 +354,20 @@ class LaneCommand(_Message):
     command_id: str = Field(default_factory=new_id, min_length=8, max_length=64)
     site: Segment
     lane: Segment
+# Vietnamese trailers and semi-trailers carry the series letter R (29R-012.34); Chinese trailer
+# plates end in 挂 (桂F·1234挂).
+_TRAILER_PLATE = re.compile(r"^\d{2}R[A-Z]?\d{4,5}$|^.{2,8}挂$")
+
+
+def is_trailer_plate(text: str) -> bool:
+    """Whether a normalized plate text is a trailer's: Vietnamese `..R..` series or Chinese `挂`.
+
+    Edges put such a rear-camera read in `PassageEvent.trailer_plate` (contract v1, since the
+    trailer mapping was added; central applies the same test to `plate_rear` of older edges).
+    """
+    return bool(_TRAILER_PLATE.match(text))
+
+
     action: CommandAction
     passage_event_id: str | None = Field(default=None, max_length=64)
     message: str | None = Field(default=None, max_length=120)

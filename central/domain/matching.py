@@ -27,7 +27,14 @@ from central.domain.plate_similarity import (
 )
 from central.domain.rules import Reason, RuleSet, Severity
 from smartgate import iso6346
-from smartgate.contract import CommandAction, ContainerRead, LaneCommand, PassageEvent, PlateRead
+from smartgate.contract import (
+    CommandAction,
+    ContainerRead,
+    LaneCommand,
+    PassageEvent,
+    PlateRead,
+    is_trailer_plate,
+)
 
 log = logging.getLogger(__name__)
 
@@ -117,13 +124,76 @@ def plate_alternatives(read: PlateRead | None, min_confidence: float) -> list[tu
     return list(out.items())
 
 
-def tractor_alternatives(passage: PassageEvent, min_confidence: float) -> list[tuple[str, float]]:
-    """Alternatives of the front and rear plate reads together (both show the tractor plate)."""
-    merged: dict[str, float] = {}
-    for read in (passage.plate_front, passage.plate_rear):
-        for text, conf in plate_alternatives(read, min_confidence):
+@dataclass(frozen=True)
+class PlateEvidence:
+    """A passage's plate reads sorted by what they show (docs/mqtt.md, camera roles).
+
+    `front` and `rear` are the alternatives of the reads of the tractor (the rear camera shows
+    it on a rigid truck); `trailer` is `trailer_plate`, or a `plate_rear` whose text is a trailer
+    plate (`is_trailer_plate`: what the rear camera of a semi-trailer sees, sent by an edge that
+    predates the trailer field).
+    """
+
+    front_read: PlateRead | None
+    rear_read: PlateRead | None
+    trailer: PlateRead | None
+    front: list[tuple[str, float]]
+    rear: list[tuple[str, float]]
+
+    @property
+    def tractor(self) -> list[tuple[str, float]]:
+        """Alternatives of both tractor reads (candidate lookup and plate score)."""
+        merged = dict(self.front)
+        for text, conf in self.rear:
             merged[text] = max(conf, merged.get(text, 0.0))
-    return list(merged.items())
+        return list(merged.items())
+
+    @property
+    def best_read(self) -> PlateRead | None:
+        """The more confident of the tractor reads."""
+        reads = [p for p in (self.front_read, self.rear_read) if p is not None]
+        return max(reads, key=lambda p: p.confidence) if reads else None
+
+
+def plate_evidence(passage: PassageEvent, min_confidence: float) -> PlateEvidence:
+    """Sort the passage's plate reads into tractor (front, rear) and trailer evidence."""
+    rear, trailer = passage.plate_rear, passage.trailer_plate
+    if rear is not None and trailer is None and is_trailer_plate(rear.text):
+        rear, trailer = None, rear
+    return PlateEvidence(
+        front_read=passage.plate_front,
+        rear_read=rear,
+        trailer=trailer,
+        front=plate_alternatives(passage.plate_front, min_confidence),
+        rear=plate_alternatives(rear, min_confidence),
+    )
+
+
+def tractor_alternatives(passage: PassageEvent, min_confidence: float) -> list[tuple[str, float]]:
+    """Alternatives of the reads showing the tractor plate: front, and rear unless a trailer's."""
+    return plate_evidence(passage, min_confidence).tractor
+
+
+def plates_disagree(evidence: PlateEvidence, rules: RuleSet) -> str | None:
+    """Why the front and rear reads cannot be one plate (a cloned-plate pattern), or None.
+
+    Both reads must be confident (`min_plate_confidence`) and no alternative of one may come
+    within `plate_min_score` of an alternative of the other.
+    """
+    front, rear = evidence.front_read, evidence.rear_read
+    if front is None or rear is None:
+        return None
+    if min(front.confidence, rear.confidence) < rules.min_plate_confidence:
+        return None
+    best = max(
+        (plate_similarity(a, b) for a, _ in evidence.front for b, _ in evidence.rear), default=1.0
+    )
+    if best >= rules.plate_min_score:
+        return None
+    return (
+        f"front plate {front.text} ({front.confidence:.2f}) and rear plate {rear.text} "
+        f"({rear.confidence:.2f}) are different plates (score {best:.2f})"
+    )
 
 
 def best_plate_score(alternatives: Iterable[tuple[str, float]], declared: str) -> float:
@@ -245,7 +315,7 @@ def declaration_keys(decl: Declaration) -> list[str]:
 def passage_keys(passage: PassageEvent, min_confidence: float = 0.0) -> set[str]:
     """Keys to look up for a passage: probes of every plate alternative and container code."""
     keys: set[str] = set()
-    for text, _ in tractor_alternatives(passage, min_confidence):
+    for text, _ in plate_evidence(passage, min_confidence).tractor:
         keys.update(f"p:{k}" for k in probe_keys(text))
     for read in passage.containers:
         keys.update(f"c:{c}" for c in container_interpretations(read, min_confidence))
@@ -343,6 +413,7 @@ class _Scored:
     plate_score: float
     containers: ContainerCheck
     in_window: bool
+    front_score: float  # the front read alone: the tractor's plate by contract (tie-break)
 
 
 def _aware(at: datetime) -> datetime:
@@ -357,11 +428,15 @@ def _in_window(decl: Declaration, at: datetime, rules: RuleSet) -> bool:
 
 
 def _checks(
-    passage: PassageEvent, s: _Scored, rules: RuleSet, used: Collection[str]
+    passage: PassageEvent,
+    plates: PlateEvidence,
+    s: _Scored,
+    rules: RuleSet,
+    used: Collection[str],
 ) -> list[tuple[Reason, str]]:
     """Every check of one candidate except ambiguity, which needs the other candidates."""
-    found = _plate_findings(passage, s, rules)
-    found += _trailer_findings(passage, s.decl, rules)
+    found = _plate_findings(plates, s, rules)
+    found += _trailer_findings(plates.trailer, s.decl, rules)
     found += _container_findings(passage, s.containers, rules)
     found += _weight_findings(passage, s.decl, rules)
     found += _declaration_findings(passage, s, rules, used)
@@ -369,11 +444,18 @@ def _checks(
 
 
 def _rank(s: _Scored, found: list[tuple[Reason, str]], rules: RuleSet) -> tuple[object, ...]:
-    """Most matched containers, plate accepted, fewest flags and warnings, best plate, earliest."""
+    """Plate evidence first, then most matched containers, fewest flags and warnings, earliest.
+
+    A declaration whose plate matches worse than another candidate's is never preferred for
+    being cleaner: a truck on its own used declaration must not take a look-alike truck's open
+    one. Plates below `plate_min_score` are all equally "not this plate" (containers decide).
+    """
     severities = [rules.severity[reason] for reason, _ in found]
+    accepted = s.plate_score >= rules.plate_min_score
     return (
+        s.plate_score if accepted else 0.0,
+        s.front_score if accepted else 0.0,
         len(s.containers.matched),
-        s.plate_score >= rules.plate_min_score,
         -severities.count(Severity.FLAG),
         -severities.count(Severity.WARN),
         s.plate_score,
@@ -383,10 +465,10 @@ def _rank(s: _Scored, found: list[tuple[Reason, str]], rules: RuleSet) -> tuple[
 
 
 def _plate_findings(
-    passage: PassageEvent, best: _Scored, rules: RuleSet
+    plates: PlateEvidence, best: _Scored, rules: RuleSet
 ) -> list[tuple[Reason, str]]:
     out: list[tuple[Reason, str]] = []
-    read = passage.best_plate
+    read = plates.best_read
     declared = best.decl.tractor_plate
     if read is None:
         out.append((Reason.PLATE_NOT_DECLARED, f"no plate read; declared {declared}"))
@@ -433,9 +515,8 @@ def _ambiguity(best: _Scored, rivals: list[_Scored], rules: RuleSet) -> list[tup
 
 
 def _trailer_findings(
-    passage: PassageEvent, decl: Declaration, rules: RuleSet
+    read: PlateRead | None, decl: Declaration, rules: RuleSet
 ) -> list[tuple[Reason, str]]:
-    read = passage.trailer_plate
     if read is None:
         return []
     if decl.trailer_plate is None:
@@ -584,22 +665,29 @@ def decide(
     stamped on the decision. Pure: the same inputs always give the same decision.
     """
     evidence = container_evidence(passage.containers, rules.candidate_min_confidence)
-    alts = tractor_alternatives(passage, rules.candidate_min_confidence)
+    plates = plate_evidence(passage, rules.candidate_min_confidence)
+    alts = plates.tractor
+    disagree = plates_disagree(plates, rules)
     scored = []
-    plate_scores: dict[str, float] = {}  # a truck often has many declarations
+    plate_scores: dict[str, tuple[float, float]] = {}  # a truck often has many declarations
     for decl in candidates:
-        score = plate_scores.get(decl.tractor_plate)
-        if score is None:
-            score = plate_scores[decl.tractor_plate] = best_plate_score(alts, decl.tractor_plate)
+        scores = plate_scores.get(decl.tractor_plate)
+        if scores is None:
+            score = best_plate_score(alts, decl.tractor_plate)
+            front = best_plate_score(plates.front, decl.tractor_plate) if plates.rear else score
+            scores = plate_scores[decl.tractor_plate] = (score, front)
         check = check_containers(evidence, decl.containers)
-        if score >= rules.plate_min_score or check.matched:
-            scored.append(_Scored(decl, score, check, _in_window(decl, passage.started_at, rules)))
+        if scores[0] >= rules.plate_min_score or check.matched:
+            in_window = _in_window(decl, passage.started_at, rules)
+            scored.append(_Scored(decl, scores[0], check, in_window, scores[1]))
     if not scored:
-        read = passage.best_plate
+        read = plates.best_read
         found = [
             (Reason.PLATE_NOT_DECLARED,
              "no plate read" if read is None else f"no declaration for plate {read.text}")
         ]  # fmt: skip
+        if disagree is not None:
+            found.append((Reason.PLATES_DISAGREE, disagree))
         if read is not None and read.confidence < rules.min_plate_confidence:
             found.append(
                 (
@@ -608,10 +696,12 @@ def decide(
                 )
             )
         return _decision(Outcome.NO_DECLARATION, found, rules, now, None)
-    checked = [(s, _checks(passage, s, rules, used)) for s in scored]
+    checked = [(s, _checks(passage, plates, s, rules, used)) for s in scored]
     checked.sort(key=lambda sf: _rank(sf[0], sf[1], rules), reverse=True)
     best, found = checked[0]
     found = found + _ambiguity(best, [s for s, _ in checked[1:]], rules)
+    if disagree is not None:
+        found.append((Reason.PLATES_DISAGREE, disagree))
     decision = _decision(Outcome.CLEARED, found, rules, now, best)
     log.debug("passage %s -> %s %s", passage.event_id, decision.outcome, decision.flags)
     return decision

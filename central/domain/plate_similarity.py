@@ -34,6 +34,10 @@ FOLD = str.maketrans({"O": "0", "Q": "0", "D": "0", "I": "1", "B": "8", "S": "5"
                       "G": "6", "A": "4"})  # fmt: skip
 
 CJK_INDEL_COST = 0.3  # OCR models trained on Latin plates often drop the Chinese province char
+# A province glyph read where another is declared (粤A23456 for 桂A23456) is another registration,
+# not an OCR slip: it costs 2.5 edits, so a province swap alone scores below the default
+# plate_min_score. A CJK character missing from the other plate stays cheap (CJK_INDEL_COST).
+CJK_SUBSTITUTION_COST = 2.5
 _SEPARATORS = re.compile(r"[\s\-._·•/|:,]+")
 _CJK = re.compile(r"[\u3400-\u9fff]")
 
@@ -59,20 +63,34 @@ _PAIR_COST: dict[tuple[str, str], float] = {
 
 
 def plate_distance(a: str, b: str) -> float:
-    """Weighted edit distance between two normalized plates (confusions and CJK are cheap)."""
+    """Weighted edit distance between two normalized plates.
+
+    Look-alike confusions are cheap (`CONFUSABLE_COSTS`), and so is a CJK character missing from
+    one plate (a dropped province); when each plate has a CJK glyph the other lacks (another
+    province), that costs `CJK_SUBSTITUTION_COST` however it is aligned.
+    """
     if a == b:
         return 0.0
     pair_cost = _PAIR_COST
-    indel_b = [CJK_INDEL_COST if is_cjk(ch) else 1.0 for ch in b]
+    cjk_a, cjk_b = set(_CJK.findall(a)), set(_CJK.findall(b))
+    swapped = bool(cjk_a - cjk_b) and bool(cjk_b - cjk_a)  # each has a glyph the other lacks
+    cjk_indel = CJK_SUBSTITUTION_COST / 2 if swapped else CJK_INDEL_COST
+    indel_b = [cjk_indel if is_cjk(ch) else 1.0 for ch in b]
     prev = [0.0]
     for cost in indel_b:
         prev.append(prev[-1] + cost)
     for ca in a:
-        del_a = CJK_INDEL_COST if is_cjk(ca) else 1.0
+        ca_cjk = is_cjk(ca)
+        del_a = cjk_indel if ca_cjk else 1.0
         left = prev[0] + del_a
         cur = [left]
         for j, cb in enumerate(b):
-            sub = prev[j] if ca == cb else prev[j] + pair_cost.get((ca, cb), 1.0)
+            if ca == cb:
+                sub = prev[j]
+            elif ca_cjk and is_cjk(cb):
+                sub = prev[j] + CJK_SUBSTITUTION_COST
+            else:
+                sub = prev[j] + pair_cost.get((ca, cb), 1.0)
             left = min(prev[j + 1] + del_a, left + indel_b[j], sub)
             cur.append(left)
         prev = cur

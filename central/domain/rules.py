@@ -30,6 +30,7 @@ class Reason(StrEnum):
     LOW_READ_CONFIDENCE = "low_read_confidence"
     DIRECTION_MISMATCH = "direction_mismatch"
     WRONG_GATE = "wrong_gate"
+    PLATES_DISAGREE = "plates_disagree"
 
 
 class Severity(StrEnum):
@@ -53,6 +54,7 @@ DEFAULT_SEVERITY: dict[Reason, Severity] = {
     Reason.LOW_READ_CONFIDENCE: Severity.FLAG,
     Reason.DIRECTION_MISMATCH: Severity.FLAG,
     Reason.WRONG_GATE: Severity.WARN,
+    Reason.PLATES_DISAGREE: Severity.FLAG,
 }
 
 

@@ -33,6 +33,7 @@ QUEUE_SHOWN = 200
 REASON_FIELDS: dict[str, str] = {
     Reason.PLATE_NOT_DECLARED: "tractor_plate",
     Reason.LOW_READ_CONFIDENCE: "tractor_plate",
+    Reason.PLATES_DISAGREE: "tractor_plate",
     Reason.TRAILER_MISMATCH: "trailer_plate",
     Reason.CONTAINER_MISSING: "containers",
     Reason.CONTAINER_UNDECLARED: "containers",

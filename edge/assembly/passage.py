@@ -26,7 +26,10 @@ from edge.recognition.results import PlateResult
 from smartgate import contract
 from smartgate.contract import Candidate, ContainerRead, PassageEvent, PlateRead, Weight
 
-PLATE_ROLES = ("front_plate", "rear_plate")
+# Camera roles that see plates, and the PassageEvent field each fills (docs/mqtt.md): a rear
+# camera sees the tractor's plate on a rigid truck and the trailer's on a semi-trailer, so its
+# read goes to `trailer_plate` when it is a trailer plate (`contract.is_trailer_plate`).
+PLATE_ROLES = ("front_plate", "rear_plate", "trailer_plate")
 
 
 @dataclass(frozen=True)
@@ -317,9 +320,12 @@ class PassageAssembler:
         if sum(1 for o in plates) < self.min_reads:
             self.discarded += 1
             return None
-        front = vote_plates([o for o in plates if o.role != "rear_plate"])
+        front = vote_plates([o for o in plates if o.role not in ("rear_plate", "trailer_plate")])
         rear = vote_plates([o for o in plates if o.role == "rear_plate"])
-        key = front or rear
+        trailer = vote_plates([o for o in plates if o.role == "trailer_plate"])
+        if rear is not None and trailer is None and contract.is_trailer_plate(rear.text):
+            rear, trailer = None, rear
+        key = front or rear or trailer
         assert key is not None
         for earlier in self.recent:
             if same_plate(earlier.plate, key.text) and current.started - earlier.at <= (
@@ -342,6 +348,7 @@ class PassageAssembler:
             containers=[
                 container_read(v, self._container_image(current, v)) for v in containers[:4]
             ],
+            trailer_plate=plate_read(trailer) if trailer else None,
             weight=current.weight,
             images=self._images(plates),
             frames_processed=len(current.frames) or len({(o.camera, o.timestamp) for o in plates}),

@@ -13,10 +13,12 @@ from central.domain.declarations import Declaration
 from central.domain.matching import (
     DeclarationIndex,
     Outcome,
+    best_plate_score,
     check_containers,
     command_for,
     container_evidence,
     decide,
+    tractor_alternatives,
 )
 from central.domain.rules import DEFAULT_RULES, Reason, RuleSet, RuleSetError, Severity, parse_rules
 from smartgate.contract import (
@@ -249,8 +251,8 @@ def test_top_n_candidates_are_used() -> None:
     assert decision.plate_score < 1.0
 
 
-def test_rear_plate_counts_when_front_is_wrong() -> None:
-    p = passage(plate_front=plate("99X00000", confidence=0.9), plate_rear=plate("51C10845", 0.8))
+def test_rear_plate_counts_when_front_is_a_weak_misread() -> None:
+    p = passage(plate_front=plate("99X00000", confidence=0.3), plate_rear=plate("51C10845", 0.8))
     assert decide(p, [decl()], RULES, set(), NOW).outcome is Outcome.CLEARED
 
 
@@ -356,6 +358,97 @@ def test_unrelated_candidates_are_ignored() -> None:
     decision = decide(passage(), [other], RULES, set(), NOW)
     assert decision.outcome is Outcome.NO_DECLARATION
     assert decision.declaration_number is None
+
+
+# --------------------------------------------------------------------------------------------
+# Safety: the wrong truck never clears (province swap, cloned plates, look-alike's declaration),
+# and which plate each camera role shows (docs/matching.md)
+# --------------------------------------------------------------------------------------------
+
+CN_TRUCK = {"number": "200000000001", "tractor_plate": "桂A23456", "trailer_plate": None,
+            "containers": [], "gross_weight_kg": None}
+VN_RIGID = {"number": "300000000001", "tractor_plate": "29C45678", "trailer_plate": None,
+            "containers": [], "gross_weight_kg": None}
+OWN = {"number": "400000000001", "tractor_plate": "29C45638", "trailer_plate": None,
+       "containers": [], "gross_weight_kg": None}
+LOOKALIKE = {**OWN, "number": "400000000002", "tractor_plate": "29C45688"}  # 3 read as 8
+SEMI = {"number": "500000000001", "tractor_plate": "29C45678", "trailer_plate": "29R01234",
+        "containers": [], "gross_weight_kg": None}
+CN_SEMI = {**CN_TRUCK, "number": "500000000002", "trailer_plate": "桂A1234挂"}
+NO_EXTRAS = {"trailer_plate": None, "containers": [], "weight": None}
+
+SAFETY: list[tuple[str, dict[str, Any], list[dict[str, Any]], set[str], Outcome, set[Reason],
+                   str | None]] = [
+    # id, passage overrides, declarations, used, outcome, reasons, declaration attached
+    ("province_substituted", {"plate_front": plate("粤A23456", 0.93)}, [CN_TRUCK], set(),
+     Outcome.NO_DECLARATION, {Reason.PLATE_NOT_DECLARED}, None),
+    ("province_substituted_container_found", {"plate_front": plate("粤A23456", 0.93),
+     "containers": [container(C1)]}, [{**CN_TRUCK, "containers": [C1]}], set(),
+     Outcome.FLAGGED, {Reason.PLATE_NOT_DECLARED}, "200000000001"),
+    ("province_dropped", {"plate_front": plate("A23456", 0.93)}, [CN_TRUCK], set(),
+     Outcome.CLEARED, set(), "200000000001"),
+    ("province_read_right", {"plate_front": plate("桂A23456", 0.93)}, [CN_TRUCK], set(),
+     Outcome.CLEARED, set(), "200000000001"),
+    ("front_rear_disagree", {"plate_front": plate("29C45678", 0.93),
+     "plate_rear": plate("29C99812", 0.93)}, [VN_RIGID], set(),
+     Outcome.FLAGGED, {Reason.PLATES_DISAGREE}, "300000000001"),
+    ("front_rear_disagree_both_declared", {"plate_front": plate("29C45678", 0.93),
+     "plate_rear": plate("29C99812", 0.93)},
+     [VN_RIGID, {**VN_RIGID, "number": "300000000002", "tractor_plate": "29C99812"}], set(),
+     Outcome.FLAGGED, {Reason.PLATES_DISAGREE, Reason.LOW_READ_CONFIDENCE}, "300000000001"),
+    ("front_rear_disagree_undeclared", {"plate_front": plate("29C11111", 0.93),
+     "plate_rear": plate("29C99812", 0.93)}, [VN_RIGID], set(),
+     Outcome.NO_DECLARATION, {Reason.PLATE_NOT_DECLARED, Reason.PLATES_DISAGREE}, None),
+    ("front_rear_agree_lookalike", {"plate_front": plate("29C45678", 0.93),
+     "plate_rear": plate("29C4S67B", 0.93)}, [VN_RIGID], set(), Outcome.CLEARED, set(),
+     "300000000001"),
+    ("own_used_not_lookalike_open", {"plate_front": plate("29C45638", 0.95)}, [LOOKALIKE, OWN],
+     {"400000000001"}, Outcome.FLAGGED, {Reason.DECLARATION_ALREADY_USED}, "400000000001"),
+    ("lookalike_read_own_open", {"plate_front": plate("29C45688", 0.95)}, [LOOKALIKE, OWN],
+     {"400000000001"}, Outcome.CLEARED, set(), "400000000002"),
+    # camera roles: on a semi-trailer the rear camera sees the trailer's plate
+    ("trailer_field", {"plate_front": plate("29C45678"), "trailer_plate": plate("29R01234")},
+     [SEMI], set(), Outcome.CLEARED, set(), "500000000001"),
+    ("rear_camera_sees_trailer", {"plate_front": plate("29C45678"),
+     "plate_rear": plate("29R01234")}, [SEMI], set(), Outcome.CLEARED, set(), "500000000001"),
+    ("rear_camera_sees_other_trailer", {"plate_front": plate("29C45678"),
+     "plate_rear": plate("29R77777")}, [SEMI], set(), Outcome.FLAGGED, {Reason.TRAILER_MISMATCH},
+     "500000000001"),
+    ("rear_camera_sees_cn_trailer", {"plate_front": plate("桂A23456"),
+     "plate_rear": plate("桂A1234挂")}, [CN_SEMI], set(), Outcome.CLEARED, set(), "500000000002"),
+    ("trailer_province_substituted", {"plate_front": plate("桂A23456"),
+     "trailer_plate": plate("粤A1234挂")}, [CN_SEMI], set(), Outcome.FLAGGED,
+     {Reason.TRAILER_MISMATCH}, "500000000002"),
+    ("rear_camera_trailer_none_declared", {"plate_front": plate("29C45678"),
+     "plate_rear": plate("29R01234")}, [VN_RIGID], set(), Outcome.FLAGGED,
+     {Reason.TRAILER_MISMATCH}, "300000000001"),
+    ("rigid_truck_rear_plate", {"plate_front": plate("29C45678"),
+     "plate_rear": plate("29C45678", 0.8)}, [VN_RIGID], set(), Outcome.CLEARED, set(),
+     "300000000001"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("p_over", "decls", "used", "outcome", "reasons", "number"),
+    [c[1:] for c in SAFETY],
+    ids=[c[0] for c in SAFETY],
+)
+def test_matching_safety_table(
+    p_over: dict[str, Any],
+    decls: list[dict[str, Any]],
+    used: set[str],
+    outcome: Outcome,
+    reasons: set[Reason],
+    number: str | None,
+) -> None:
+    p = passage(**{**NO_EXTRAS, **p_over})
+    candidates = [decl(**d) for d in decls]
+    decision = decide(p, candidates, RULES, used, NOW)
+    assert (decision.outcome, reasons_of(decision)) == (outcome, reasons), decision.reasons
+    assert decision.declaration_number == number
+    # the same through the index: every declaration that matters is a candidate
+    index = DeclarationIndex(candidates)
+    assert decide(p, index.candidates(p, RULES), RULES, used, NOW) == decision
 
 
 # --------------------------------------------------------------------------------------------
@@ -497,3 +590,8 @@ def test_fuzzed_passages_never_crash(
     assert command.lane == p.lane
     if decision.outcome is Outcome.CLEARED:
         assert decision.declaration_number is not None and not decision.flags
+    if decision.plate_score >= DEFAULT_RULES.plate_min_score:  # never a worse-matching plate
+        alts = tractor_alternatives(p, DEFAULT_RULES.candidate_min_confidence)
+        assert all(
+            best_plate_score(alts, c.tractor_plate) <= decision.plate_score for c in candidates
+        )

@@ -55,6 +55,29 @@ def test_trigger_on_to_off_gives_one_event_with_weight_and_containers() -> None:
     assert {i.camera for i in event.images} == {"L1/front", "L1/rear"}
 
 
+def test_rear_camera_on_a_semi_trailer_reads_the_trailer_plate() -> None:
+    """Camera roles → fields: a trailer plate seen by the rear camera is the trailer's."""
+    cases = [  # rear read, trailer-camera read -> plate_rear, trailer_plate
+        ("29C12345", None, "29C12345", None),  # rigid truck: the tractor's own rear plate
+        ("29R01234", None, None, "29R01234"),  # semi-trailer (VN trailer series R)
+        ("桂A1234挂", None, None, "桂A1234挂"),  # semi-trailer (CN 挂)
+        ("29C12345", "29R01234", "29C12345", "29R01234"),  # trailer camera
+    ]
+    for rear, trailer, want_rear, want_trailer in cases:
+        a = lane()
+        a.open(0.0)
+        a.add_plates([obs("29C12345", 0.5)])
+        a.add_plates([obs(rear, 1.0, role="rear_plate", camera="L1/rear")])
+        if trailer is not None:
+            a.add_plates([obs(trailer, 1.5, role="trailer_plate", camera="L1/trailer")])
+        event = a.close(2.0)
+        assert event is not None and event.plate_front is not None
+        assert event.plate_front.text == "29C12345"
+        assert (event.plate_rear.text if event.plate_rear else None) == want_rear, rear
+        got = event.trailer_plate.text if event.trailer_plate else None
+        assert got == want_trailer, rear
+
+
 def test_plate_change_mid_passage_splits_into_two_vehicles() -> None:
     a = lane(split_reads=2)
     a.open(0.0)
