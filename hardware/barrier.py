@@ -1,7 +1,8 @@
-"""Barrier and traffic light over Modbus TCP coils: a client and a pymodbus simulator.
+"""Barrier and traffic light over Modbus coils (TCP or RTU): a client and a pymodbus simulator.
 
 Three coils (addresses from `BarrierConfig`): barrier open (held set while open), red light,
-green light. The simulator is a real pymodbus TCP server that mirrors the coils it is written.
+green light. The simulator is a real pymodbus server that mirrors the coils it is written, on
+TCP or, for RTU, on a serial port (`PtyLink` gives it a null-modem pair of ptys in tests).
 """
 
 from __future__ import annotations
@@ -9,12 +10,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import pty
+import select
 import threading
+import tty
 from dataclasses import dataclass
 
-from pymodbus.client import ModbusTcpClient
+from pymodbus import FramerType
+from pymodbus.client import ModbusSerialClient, ModbusTcpClient
 from pymodbus.exceptions import ModbusException
-from pymodbus.server import ModbusTcpServer
+from pymodbus.server import ModbusSerialServer, ModbusTcpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
 
 from hardware.config import BarrierConfig
@@ -48,10 +54,25 @@ class BarrierClient:
 
     def __init__(self, config: BarrierConfig) -> None:
         self.config = config
-        self.endpoint = f"{config.host}:{config.port}"
-        self._client = ModbusTcpClient(
-            config.host, port=config.port, timeout=config.timeout_s, retries=0
-        )
+        self.endpoint = config.endpoint
+        self._client: ModbusTcpClient | ModbusSerialClient
+        if config.transport == "rtu":
+            assert config.serial_port is not None  # guaranteed by BarrierConfig validation
+            self._client = ModbusSerialClient(
+                config.serial_port,
+                framer=FramerType.RTU,
+                baudrate=config.baudrate,
+                bytesize=config.bytesize,
+                parity=config.parity,
+                stopbits=config.stopbits,
+                timeout=config.timeout_s,
+                retries=0,
+            )
+        else:
+            assert config.host is not None  # guaranteed by BarrierConfig validation
+            self._client = ModbusTcpClient(
+                config.host, port=config.port, timeout=config.timeout_s, retries=0
+            )
         self._lock = threading.Lock()
 
     def set_outputs(self, outputs: BarrierOutputs) -> None:
@@ -100,8 +121,9 @@ class BarrierClient:
 
 
 class BarrierSimulator:
-    """A pymodbus TCP server with `coil_count` coils, reporting the barrier coils it is written.
+    """A pymodbus server with `coil_count` coils, reporting the barrier coils it is written.
 
+    Modbus TCP on (`host`, `port`), or with `serial_port` Modbus RTU on that serial device.
     `outputs` is the barrier state as the coils of `config` describe it; `writes` counts writes.
     """
 
@@ -112,14 +134,18 @@ class BarrierSimulator:
         *,
         config: BarrierConfig | None = None,
         coil_count: int = 64,
+        serial_port: str | None = None,
+        baudrate: int = 9600,
     ) -> None:
         self._address = (host, port)
+        self._serial_port = serial_port
+        self._baudrate = baudrate
         self.config = config or BarrierConfig(host=host, port=port or 502)
         self.coils = [False] * coil_count
         self.writes = 0
         self.port: int | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._server: ModbusTcpServer | None = None
+        self._server: ModbusTcpServer | ModbusSerialServer | None = None
         self._thread: threading.Thread | None = None
         self._device = SimDevice(
             0,  # answer every device id
@@ -172,10 +198,22 @@ class BarrierSimulator:
         self._loop = loop
 
         async def serve() -> None:
-            server = ModbusTcpServer(self._device, address=self._address)
-            self._server = server
-            await server.serve_forever(background=True)
-            self.port = server.transport.sockets[0].getsockname()[1]  # type: ignore[union-attr,attr-defined]
+            server: ModbusTcpServer | ModbusSerialServer
+            if self._serial_port is not None:
+                server = ModbusSerialServer(
+                    self._device,
+                    framer=FramerType.RTU,
+                    port=self._serial_port,
+                    baudrate=self._baudrate,
+                )
+                self._server = server
+                await server.serve_forever(background=True)
+                self.port = 0  # no TCP port: serving on the serial device
+            else:
+                server = ModbusTcpServer(self._device, address=self._address)
+                self._server = server
+                await server.serve_forever(background=True)
+                self.port = server.transport.sockets[0].getsockname()[1]  # type: ignore[union-attr,attr-defined]
             ready.set()
             with contextlib.suppress(asyncio.CancelledError):
                 await server.serving
@@ -185,7 +223,7 @@ class BarrierSimulator:
             try:
                 loop.run_until_complete(serve())
             except (OSError, RuntimeError):
-                log.exception("barrier simulator failed on %s", self._address)
+                log.exception("barrier simulator failed on %s", self._serial_port or self._address)
             finally:
                 ready.set()
                 loop.close()
@@ -194,7 +232,8 @@ class BarrierSimulator:
         self._thread.start()
         ready.wait(5)
         if self.port is None:
-            raise OSError(f"barrier simulator could not listen on {self._address}")
+            where = self._serial_port or self._address
+            raise OSError(f"barrier simulator could not listen on {where}")
         return self
 
     def stop(self) -> None:
@@ -208,6 +247,60 @@ class BarrierSimulator:
         self._loop = None
 
     def __enter__(self) -> BarrierSimulator:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+class PtyLink:
+    """A null-modem cable made of two ptys: what one end's device writes, the other reads.
+
+    `ends` are the two device paths (open each as a serial port); a thread copies bytes between
+    the two pty masters. For running Modbus RTU client and server on one machine.
+    """
+
+    def __init__(self) -> None:
+        self._fds: list[tuple[int, int]] = []
+        self.ends: tuple[str, str] = ("", "")
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> PtyLink:
+        """Open both pty pairs and start copying; returns self."""
+        for _ in range(2):
+            master, slave = pty.openpty()
+            tty.setraw(slave)
+            self._fds.append((master, slave))
+        self.ends = (os.ttyname(self._fds[0][1]), os.ttyname(self._fds[1][1]))
+        self._thread = threading.Thread(target=self._copy, name="pty-link", daemon=True)
+        self._thread.start()
+        return self
+
+    def _copy(self) -> None:
+        a, b = self._fds[0][0], self._fds[1][0]
+        peer = {a: b, b: a}
+        while not self._stop.is_set():
+            ready, _, _ = select.select([a, b], [], [], 0.05)
+            for fd in ready:
+                try:
+                    data = os.read(fd, 4096)
+                    os.write(peer[fd], data)
+                except OSError:  # an end not open right now (EIO): its bytes go nowhere
+                    continue
+
+    def stop(self) -> None:
+        """Stop copying and close every pty descriptor."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None
+        for master, slave in self._fds:
+            os.close(master)
+            os.close(slave)
+        self._fds.clear()
+
+    def __enter__(self) -> PtyLink:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

@@ -13,7 +13,13 @@ from hardware.display import DisplaySimulator
 from hardware.lane_sim import LaneSimulators
 from hardware.weighbridge.protocols import indicator_format
 from hardware.weighbridge.scale import Weighbridge
-from hardware.weighbridge.simulator import WeighbridgeSimulator, render_stream, truck_profile
+from hardware.weighbridge.simulator import (
+    PROTOCOLS,
+    WeighbridgeSimulator,
+    reader_settings,
+    render_stream,
+    truck_profile,
+)
 from smartgate.cli import CommandGroups, subcommands
 
 
@@ -114,7 +120,12 @@ def _read_weighbridge(args: argparse.Namespace) -> int:
     else:
         where = {"transport": "serial", "serial_port": args.serial, "baudrate": args.baud}
     config = WeighbridgeConfig(
-        protocol=args.protocol, toledo_checksum=args.checksum, axle_mode=args.axle_mode, **where
+        protocol=args.protocol,
+        toledo_checksum=args.checksum,
+        axle_mode=args.axle_mode,
+        unit=args.unit,
+        capacity_kg=args.capacity_kg,
+        **where,
     )
     scale = Weighbridge(
         config,
@@ -132,9 +143,11 @@ def _read_weighbridge(args: argparse.Namespace) -> int:
 
 def _bench_parse(args: argparse.Namespace) -> int:
     profile = truck_profile(32_000)
-    for protocol in ("toledo", "ascii"):
+    for protocol in PROTOCOLS:
         stream = render_stream(profile, protocol, rate_hz=100.0) * args.repeat
-        config = WeighbridgeConfig(protocol=protocol, transport="tcp", host="127.0.0.1", tcp_port=1)
+        config = WeighbridgeConfig(
+            **reader_settings(protocol), transport="tcp", host="127.0.0.1", tcp_port=1
+        )
         fmt = indicator_format(config)
         framer = fmt.new_framer()
         start = time.perf_counter()
@@ -144,7 +157,8 @@ def _bench_parse(args: argparse.Namespace) -> int:
                 fmt.parse(frame, 0.0)
                 count += 1
         elapsed = time.perf_counter() - start
-        print(f"{protocol}: {count} frames in {elapsed:.3f}s = {count / elapsed:,.0f} frames/s")
+        print(f"{protocol}: {count} frames in {elapsed:.3f}s = {count / elapsed:,.0f} frames/s",
+              flush=True)  # fmt: skip
     return 0
 
 
@@ -158,11 +172,13 @@ def _add_truck_args(p: argparse.ArgumentParser) -> None:
 
 def register(commands: CommandGroups) -> None:
     """Add `sim`, `weighbridge` and `bench weighbridge-parse`."""
-    sims = subcommands(commands.top.add_parser("sim", help="lane hardware simulators"), "sim",
-                       "DEVICE")
+    sims = subcommands(
+        commands.top.add_parser("sim", help="lane hardware simulators"), "sim", "DEVICE"
+    )
 
     wb = sims.add_parser("weighbridge", help="weighbridge indicator playing truck profiles")
-    wb.add_argument("--protocol", choices=["toledo", "ascii"], default="toledo")
+    wb.add_argument("--protocol", choices=PROTOCOLS, default="toledo",
+                    help="regex: the generic framed example of docs/hardware.md")  # fmt: skip
     wb.add_argument("--tcp", type=_host_port, default=None, metavar="HOST:PORT")
     wb.add_argument("--pty", action="store_true", help="create a pty pair, print its path")
     wb.add_argument("--rate", type=float, default=10.0, help="frames per second")
@@ -181,7 +197,7 @@ def register(commands: CommandGroups) -> None:
     display.set_defaults(func=_sim_display)
 
     lane = sims.add_parser("lane", help="weighbridge, barrier and display of one lane")
-    lane.add_argument("--protocol", choices=["toledo", "ascii"], default="toledo")
+    lane.add_argument("--protocol", choices=PROTOCOLS, default="toledo")
     lane.add_argument("--host", default="127.0.0.1")
     lane.add_argument("--weighbridge-port", type=int, default=4001)
     lane.add_argument("--barrier-port", type=int, default=5020)
@@ -193,7 +209,12 @@ def register(commands: CommandGroups) -> None:
         commands.top.add_parser("weighbridge", help="read a weighbridge indicator"), "weighbridge"
     )
     reader = read_cmds.add_parser("read", help="print connection changes and capture events")
-    reader.add_argument("--protocol", choices=["toledo", "ascii"], default="toledo")
+    reader.add_argument("--protocol", choices=[p for p in PROTOCOLS if p != "regex"],
+                        default="toledo")  # fmt: skip
+    reader.add_argument("--unit", choices=["kg", "t", "lb"], default="kg",
+                        help="display unit, for formats that send none")  # fmt: skip
+    reader.add_argument("--capacity-kg", type=float, default=None,
+                        help="indicator range; above it a reading is an overload")  # fmt: skip
     source = reader.add_mutually_exclusive_group(required=True)
     source.add_argument("--tcp", type=_host_port, metavar="HOST:PORT")
     source.add_argument("--serial", metavar="DEVICE")

@@ -12,18 +12,96 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 Unit = Literal["kg", "t", "lb", "g"]
+ProtocolName = Literal[
+    "toledo",
+    "ascii",
+    "regex",
+    "yaohua_tf0",
+    "keli_tf0",
+    "yaohua_eq_reversed",
+    "yaohua_eq",
+    "yaohua_a12",
+]
 
 
 class _Config(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+def _hex_bytes(value: str | None, key: str) -> bytes:
+    if not value:
+        return b""
+    try:
+        raw = bytes.fromhex(value)
+    except ValueError as exc:
+        raise ValueError(f"{key} {value!r} is not hexadecimal bytes, e.g. '02' or '0d0a'") from exc
+    if not 1 <= len(raw) <= 4:
+        raise ValueError(f"{key} {value!r} must be 1 to 4 bytes")
+    return raw
+
+
+class FrameConfig(_Config):
+    """How a framed (not CR/LF) indicator output is cut into frames and checked.
+
+    A frame is `start`, the payload the regex reads, the check (when `checksum` is not none),
+    then `end`. Give `end`, `length` or both. The check covers the bytes after `start` up to the
+    check itself (with `checksum_covers_start`, `start` too): `xor` of those bytes or their `sum`
+    modulo 256, sent as two ASCII hex characters high nibble first (`hex`) or as one byte
+    (`binary`). Example, a Yaohua tF=0 frame: start `02`, end `03`, length 12, xor, hex.
+    """
+
+    start: str | None = Field(default=None, description="start bytes in hex, e.g. '02'")
+    end: str | None = Field(default=None, description="end bytes in hex, e.g. '03' or '0d0a'")
+    length: int | None = Field(
+        default=None, ge=2, le=256, description="whole frame length, delimiters included"
+    )
+    checksum: Literal["none", "xor", "sum"] = Field(
+        default="none", description="check before the end bytes: none, xor or sum (mod 256)"
+    )
+    checksum_encoding: Literal["hex", "binary"] = Field(
+        default="hex", description="hex: two ASCII hex characters; binary: one byte"
+    )
+    checksum_covers_start: bool = Field(
+        default=False, description="the check also covers the start bytes"
+    )
+
+    @model_validator(mode="after")
+    def _complete(self) -> FrameConfig:
+        start, end = _hex_bytes(self.start, "start"), _hex_bytes(self.end, "end")
+        if not end and self.length is None:
+            raise ValueError("a frame needs end bytes, a length or both")
+        if self.checksum != "none" and self.checksum_encoding == "binary" and self.length is None:
+            raise ValueError("a binary checksum needs a fixed length (it may equal the end byte)")
+        check = 0 if self.checksum == "none" else 2 if self.checksum_encoding == "hex" else 1
+        if self.length is not None and self.length < len(start) + len(end) + check + 1:
+            raise ValueError(f"length {self.length} leaves no payload")
+        return self
+
+    @property
+    def start_bytes(self) -> bytes:
+        """`start` as bytes (empty when none)."""
+        return _hex_bytes(self.start, "start")
+
+    @property
+    def end_bytes(self) -> bytes:
+        """`end` as bytes (empty when none)."""
+        return _hex_bytes(self.end, "end")
+
+    @property
+    def check_length(self) -> int:
+        """Bytes of check before the end bytes."""
+        if self.checksum == "none":
+            return 0
+        return 2 if self.checksum_encoding == "hex" else 1
+
+
 class RegexFormatConfig(_Config):
-    """A line-based indicator output described by a regular expression with named groups.
+    """An indicator output described by a regular expression with named groups.
 
     Group `weight` is required (digits, optional sign and decimal point, spaces allowed). Optional
     groups: `status` (compared with `stable_tokens` / `overload_tokens`), `mode` (compared with
-    `net_tokens`), `unit` (kg, t, lb or g; otherwise `unit` below applies).
+    `net_tokens`), `unit` (kg, t, lb or g; otherwise `unit` below applies). Without `frame` the
+    output is CR/LF lines; with it, frames as `FrameConfig` describes.
     """
 
     pattern: str = Field(description="Python regex matched against one line without terminator")
@@ -39,6 +117,13 @@ class RegexFormatConfig(_Config):
         default_factory=lambda: ["NT", "N"], description="values of the `mode` group meaning net"
     )
     unit: Unit = Field(default="kg", description="unit when the pattern has no `unit` group")
+    underload_tokens: list[str] = Field(
+        default_factory=list, description="values of the `status` group meaning below range"
+    )
+    frame: FrameConfig | None = Field(
+        default=None,
+        description="framed output (start/end bytes, length, checksum); None: CR/LF lines",
+    )
 
     @field_validator("pattern")
     @classmethod
@@ -95,12 +180,25 @@ class CaptureConfig(_Config):
 class WeighbridgeConfig(CaptureConfig):
     """A weighbridge indicator: its output protocol, how it is connected, and capture settings."""
 
-    protocol: Literal["toledo", "ascii", "regex"] = Field(
-        description="toledo: Mettler Toledo continuous; ascii: `ST,GS,+0012345kg` lines; regex: "
-        "another brand described by `regex`"
+    protocol: ProtocolName = Field(
+        description="toledo: Mettler Toledo continuous; ascii: `ST,GS,+0012345kg` lines; "
+        "yaohua_tf0 / keli_tf0: STX sign 6 digits decimals XOR ETX; yaohua_eq_reversed / "
+        "yaohua_eq: `=` output lowest digit first / forward; yaohua_a12: A12(E) `WG`/`WN` "
+        "frames; regex: another indicator described by `regex` (docs/hardware.md has the table)"
     )
     toledo_checksum: bool = Field(
         default=False, description="Toledo frames carry a checksum character after CR"
+    )
+    unit: Unit = Field(
+        default="kg",
+        description="the indicator's display unit, for formats whose frames carry none "
+        "(yaohua_tf0, keli_tf0, yaohua_eq, yaohua_eq_reversed)",
+    )
+    capacity_kg: float | None = Field(
+        default=None,
+        gt=0,
+        description="the indicator's range (Max + 9e): a reading above it counts as overload; "
+        "for formats with no overload frame",
     )
     regex: RegexFormatConfig | None = Field(
         default=None, description="line format, required when protocol is regex"
@@ -146,10 +244,24 @@ class WeighbridgeConfig(CaptureConfig):
 
 
 class BarrierConfig(_Config):
-    """A barrier and traffic light driven through Modbus TCP coils (e.g. a PLC or I/O module)."""
+    """A barrier and traffic light driven through Modbus coils (e.g. a PLC or I/O module).
 
-    host: str = Field(description="Modbus TCP server (PLC / remote I/O) host")
+    `transport: tcp` (Modbus TCP, `host`, `port`) or `rtu` (Modbus RTU over RS-485/RS-232:
+    `serial_port` and its line settings).
+    """
+
+    transport: Literal["tcp", "rtu"] = Field(
+        default="tcp", description="tcp: Modbus TCP; rtu: Modbus RTU over a serial line"
+    )
+    host: str | None = Field(default=None, description="Modbus TCP server (PLC / remote I/O)")
     port: int = Field(default=502, ge=1, le=65535, description="Modbus TCP port")
+    serial_port: str | None = Field(
+        default=None, description="serial device for rtu, e.g. /dev/ttyUSB1"
+    )
+    baudrate: int = Field(default=9600, gt=0, description="rtu baud rate")
+    bytesize: Literal[7, 8] = Field(default=8, description="rtu data bits")
+    parity: Literal["N", "E", "O"] = Field(default="N", description="rtu parity")
+    stopbits: Literal[1, 2] = Field(default=1, description="rtu stop bits")
     device_id: int = Field(default=1, ge=0, le=255, description="Modbus unit / device id")
     coil_barrier_open: int = Field(
         default=0, ge=0, le=65535, description="coil that holds the barrier open while set"
@@ -163,7 +275,18 @@ class BarrierConfig(_Config):
         coils = (self.coil_barrier_open, self.coil_red, self.coil_green)
         if len(set(coils)) != 3:
             raise ValueError(f"coil addresses must differ, got {coils}")
+        if self.transport == "tcp" and not self.host:
+            raise ValueError("host is required when transport is tcp")
+        if self.transport == "rtu" and not self.serial_port:
+            raise ValueError("serial_port is required when transport is rtu")
         return self
+
+    @property
+    def endpoint(self) -> str:
+        """Where the controller is, for logs: host:port or the serial device."""
+        if self.transport == "rtu":
+            return f"{self.serial_port} (RTU)"
+        return f"{self.host}:{self.port}"
 
 
 class DisplayConfig(_Config):

@@ -17,7 +17,7 @@ from typing import Any
 from hardware.barrier import BarrierOutputs, BarrierSimulator
 from hardware.config import BarrierConfig, DisplayConfig, WeighbridgeConfig
 from hardware.display import DisplayMessage, DisplaySimulator
-from hardware.weighbridge.simulator import SimProtocol, WeighbridgeSimulator
+from hardware.weighbridge.simulator import SimProtocol, WeighbridgeSimulator, reader_settings
 
 
 @dataclass
@@ -99,7 +99,7 @@ class LaneSimulators:
     def weighbridge_config(self, **capture: Any) -> WeighbridgeConfig:
         """A WeighbridgeConfig reading this simulator over TCP; `capture` overrides settings."""
         return WeighbridgeConfig(
-            protocol=self.weighbridge.protocol,
+            **reader_settings(self.weighbridge.protocol, checksum=self.weighbridge.checksum),
             transport="tcp",
             host=self.host,
             tcp_port=self.weighbridge_port,

@@ -13,7 +13,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 from hardware.config import CaptureConfig
-from hardware.weighbridge.protocols import WeighbridgeReading
+from hardware.weighbridge.reading import WeighbridgeReading
 from smartgate.contract import Weight
 
 

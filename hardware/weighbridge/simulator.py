@@ -19,13 +19,40 @@ import tty
 from collections import deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, get_args
 
-from hardware.weighbridge.protocols import encode_ascii, encode_toledo
+from hardware.config import FrameConfig, ProtocolName, RegexFormatConfig
+from hardware.weighbridge.protocols import (
+    encode_a12,
+    encode_ascii,
+    encode_eq,
+    encode_framed,
+    encode_tf0,
+    encode_toledo,
+)
 
 log = logging.getLogger(__name__)
 
-SimProtocol = Literal["toledo", "ascii"]
+SimProtocol = ProtocolName
+PROTOCOLS: tuple[SimProtocol, ...] = get_args(ProtocolName)
+
+# What the simulator speaks for `protocol: regex`: a generic framed indicator sending
+# STX, `S` (stable) or `M` (motion), a signed 7-digit weight, `kg`, a hex XOR check, ETX.
+SIM_REGEX_FORMAT = RegexFormatConfig(
+    pattern=r"(?P<status>[SM])(?P<weight>[+-]\d{7})(?P<unit>kg)",
+    stable_tokens=["S"],
+    frame=FrameConfig(start="02", end="03", length=15, checksum="xor", checksum_encoding="hex"),
+)
+
+
+def reader_settings(protocol: SimProtocol, *, checksum: bool = False) -> dict[str, Any]:
+    """The WeighbridgeConfig keys that read what the simulator sends for `protocol`."""
+    settings: dict[str, Any] = {"protocol": protocol}
+    if protocol == "toledo":
+        settings["toledo_checksum"] = checksum
+    if protocol == "regex":
+        settings["regex"] = SIM_REGEX_FORMAT
+    return settings
 
 
 @dataclass(frozen=True)
@@ -132,11 +159,26 @@ def encode_frame(
     increment_kg: float = 10.0,
     checksum: bool = False,
 ) -> bytes:
-    """One indicator frame for a load, rounded to the indicator's increment."""
+    """One indicator frame for a load, rounded to the indicator's increment.
+
+    Formats without a motion flag (the Yaohua and Keli ones) cannot say `motion`; the settling
+    oscillation of the profile is what keeps the capture from taking a moving load.
+    """
     shown = round(weight_kg / increment_kg) * increment_kg
     if protocol == "toledo":
         return encode_toledo(shown, motion=motion, checksum=checksum)
-    return encode_ascii(shown, motion=motion)
+    if protocol == "ascii":
+        return encode_ascii(shown, motion=motion)
+    if protocol in ("yaohua_tf0", "keli_tf0"):
+        return encode_tf0(shown)
+    if protocol in ("yaohua_eq_reversed", "yaohua_eq"):
+        return encode_eq(shown, reverse=protocol == "yaohua_eq_reversed")
+    if protocol == "yaohua_a12":
+        return encode_a12(shown)
+    assert SIM_REGEX_FORMAT.frame is not None
+    digits = min(abs(round(shown)), 9_999_999)
+    payload = f"{'M' if motion else 'S'}{'-' if shown < 0 else '+'}{digits:07d}kg"
+    return encode_framed(SIM_REGEX_FORMAT.frame, payload.encode())
 
 
 def frames(

@@ -117,7 +117,8 @@ def test_ascii_corrupt(frame: bytes) -> None:
 def test_ascii_encoder_round_trip() -> None:
     assert encode_ascii(12345) == b"ST,GS,+0012345kg\r\n"
     assert parse_ascii(encode_ascii(-40, motion=True).strip(), 0).gross_kg == -40.0
-    assert encode_ascii(0, overload=True) == b"OL\r\n"
+    assert encode_ascii(0, overload=True) == b"OL,GS,+            \r\n"
+    assert parse_ascii(encode_ascii(0, underload=True).strip(), 0).underload
 
 
 def test_regex_format() -> None:
