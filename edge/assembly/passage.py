@@ -345,10 +345,10 @@ class PassageAssembler:
             ended_at=datetime.fromtimestamp(max(at, current.started), UTC),
             plate_front=plate_read(front) if front else None,
             plate_rear=plate_read(rear) if rear else None,
+            trailer_plate=plate_read(trailer) if trailer else None,
             containers=[
                 container_read(v, self._container_image(current, v)) for v in containers[:4]
             ],
-            trailer_plate=plate_read(trailer) if trailer else None,
             weight=current.weight,
             images=self._images(plates),
             frames_processed=len(current.frames) or len({(o.camera, o.timestamp) for o in plates}),
