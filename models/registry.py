@@ -88,6 +88,14 @@ REGISTRY: dict[str, ModelSpec] = {
             sha256="5825fc7ebf84ae7a412be049820b4d86d77620f204a041697b0494669b1742c5",
         ),
         ModelSpec(
+            name="plate_rec",
+            filename="plate_rec.onnx",  # with plate_rec.json (charset, input size) beside it
+            source="project",
+            task="plate_rec",
+            input_shape=("N", 1, 64, 192),
+            license="Apache-2.0 (SmartGate, trained on rendered plates: models/plate_recognizer)",
+        ),
+        ModelSpec(
             name="ppocr_cls",
             filename="ch_ppocr_mobile_v2.0_cls_mobile.onnx",
             source="rapidocr",

@@ -16,7 +16,7 @@ Classes: D digit, L letter (region letter set), A digit or letter, X an emblem b
 groups (any glyph or none of the plate's text: it weighs nothing and is not part of the reading),
 P Chinese province character,
 S Chinese special suffix (挂 trailer, 学 learner, 警 police, 港 澳 cross-border, 领 consulate),
-E the 使 prefix of Chinese embassy plates.
+E the 使 prefix of Chinese embassy plates, M H the 民 航 of civil-aviation (airport) plates.
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ CN_LETTERS = "ABCDEFGHJKLMNPQRSTUVWXYZ"  # I and O are not used on Chinese plate
 CN_PROVINCES = "京津沪渝冀豫云辽黑湘皖鲁新苏浙赣鄂桂甘晋蒙陕吉闽贵粤青藏川宁琼"
 CN_SPECIAL = "挂学警港澳领"
 CN_EMBASSY = "使"
+CN_CIVIL_AVIATION = "民航"  # airport vehicles: 民航 + 5 characters
 
 # glyph -> what it is often confused with, in the other class
 CONFUSABLE = {
@@ -106,7 +107,8 @@ class Grammar:
                 head, num = text[:-n], text[-n:]
                 if re.match(r"^\d\d[A-Z]{1,2}\d?$", head) and num.isdigit():
                     return f"{head}-{num[:3]}.{num[3:]}" if n == 5 else f"{head}-{num}"
-        if self.region == "cn" and len(text) >= 3 and text[0] in CN_PROVINCES:
+        if self.region == "cn" and len(text) >= 3 and (text[0] in CN_PROVINCES
+                                                       or text.startswith(CN_CIVIL_AVIATION)):
             return f"{text[:2]}·{text[2:]}"
         return text
 
@@ -124,9 +126,9 @@ VN = Grammar(
 )
 CN = Grammar(
     region="cn",
-    templates=("PLAAAAA", "PLAAAAAA", "PLAAAAS", "EDDDDDD"),
+    templates=("PLAAAAA", "PLAAAAAA", "PLAAAAS", "EDDDDDD", "MHAAAAA"),
     classes=(("P", CN_PROVINCES), ("L", CN_LETTERS), ("A", DIGITS + CN_LETTERS),
-             ("S", CN_SPECIAL), ("E", CN_EMBASSY), ("D", DIGITS)),
+             ("S", CN_SPECIAL), ("E", CN_EMBASSY), ("D", DIGITS), ("M", "民"), ("H", "航")),
     weights=(("P", 0.5),),  # the province glyph is the least legible at plate resolution
     max_serial_letters=2,  # GA 36: the serial after province + letter holds at most 2 letters
 )

@@ -15,11 +15,19 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 
 import cv2
 import numpy as np
 
-from edge.recognition.grammar import CN_PROVINCES, GRAMMARS, Grammar, decode, normalize_plate
+from edge.recognition.grammar import (
+    CN_PROVINCES,
+    GRAMMARS,
+    Candidate,
+    Grammar,
+    decode,
+    normalize_plate,
+)
 from edge.recognition.ocr import (
     TextBox,
     TextDetector,
@@ -29,6 +37,7 @@ from edge.recognition.ocr import (
     warp_quad,
 )
 from edge.recognition.plate_locate import plate_prior, read_prior, search_window
+from edge.recognition.plate_rec import PlateRecognizer, widen_quad
 from edge.recognition.province_prior import ProvincePrior
 from edge.recognition.results import Box, PlateResult
 
@@ -54,6 +63,8 @@ CONFIDENT = 0.85  # a crop read this well skips the detector pass
 NEW_ENERGY_COLOURS = ("green", "white")  # CN 8-character plates are green (white at the top)
 WRONG_COLOUR_FACTOR = 0.5  # score factor for an 8-character CN read on another colour
 TOP_CANDIDATES = 5  # readings kept per plate
+RECOGNIZERS = ("ppocr", "own", "fused")  # who reads the text: PP-OCR, our plate model, or both
+OWN_WEIGHT = 0.5  # share of our plate model in a fused score (the rest is PP-OCR's)
 PROVINCE_ALIGN = 3  # frames over which the second opinion's province glyph may peak (±1)
 # Shape test of the ink under each read glyph of a Latin plate line (emblems, crests, cacti):
 GLYPH_SHORT = 0.7  # ink lower than this share of the line's character height is no character
@@ -368,6 +379,9 @@ class PlateReader:
         min_confidence: float = 0.3,
         province_recognizer: TextRecognizer | None | bool = None,
         province_prior: ProvincePrior | None = None,
+        recognizer_mode: str = "ppocr",
+        plate_model: Path | None = None,
+        threads: int = 0,
     ) -> None:
         self.detector = detector or TextDetector()
         self.crop_detector = TextDetector(self.detector.session, limit_side=32)
@@ -400,6 +414,16 @@ class PlateReader:
             self.second_columns = np.array(
                 [theirs.get(self.recognizer.charset[col], 0) if i else 0
                  for i, col in enumerate(self.columns)])
+        if recognizer_mode not in RECOGNIZERS:
+            raise ValueError(f"recognizer_mode must be one of {RECOGNIZERS}, got {recognizer_mode!r}")
+        self.mode = recognizer_mode
+        self.own: PlateRecognizer | None = None
+        if recognizer_mode != "ppocr":
+            if plate_model is None:
+                from models.registry import get_spec
+
+                plate_model = get_spec("plate_rec").path
+            self.own = PlateRecognizer.from_files(plate_model, self.chars, threads)
 
     def read_frames(self, frames: Sequence[np.ndarray]) -> list[list[PlateResult]]:
         """Plates found in each frame, most confident first.
@@ -413,7 +437,10 @@ class PlateReader:
         found = self._candidates(frames)
         colours = [plate_colour(warp_quad(frames[o], q))
                    for o, q in zip(found.owners, found.quads, strict=True)]
-        reads = self._read(found.layouts, colours)
+        plates = ([warp_quad(frames[o], widen_quad(q))
+                   for o, q in zip(found.owners, found.quads, strict=True)]
+                  if self.own is not None else None)
+        reads = self._read(found.layouts, colours, plates)
         results = _place(len(frames), found, colours, reads, self.min_confidence)
         results = [_suppress(plates, frame.shape)
                    for plates, frame in zip(results, frames, strict=True)]
@@ -458,10 +485,12 @@ class PlateReader:
         """Read each crop as one plate (1 or 2 rows, whichever its grammar fits best)."""
         crops = [check_image(c, f"crop {i}") for i, c in enumerate(crops)]
         colours = [plate_colour(c) for c in crops]
-        results = self._read([crop_layouts(c) for c in crops], colours)
+        whole = crops if self.own is not None else None
+        results = self._read([crop_layouts(c) for c in crops], colours, whole)
         unsure = [i for i, r in enumerate(results) if r.confidence < CONFIDENT]
         detected = self._detected_layouts([crops[i] for i in unsure])
-        for i, retry in zip(unsure, self._read(detected, [colours[i] for i in unsure]),
+        again = [crops[i] for i in unsure] if self.own is not None else None
+        for i, retry in zip(unsure, self._read(detected, [colours[i] for i in unsure], again),
                             strict=True):
             if retry.confidence > results[i].confidence:
                 results[i] = retry
@@ -502,9 +531,13 @@ class PlateReader:
         return out
 
     def _read(
-        self, layouts: Sequence[Sequence[_Layout]], colours: Sequence[str]
+        self, layouts: Sequence[Sequence[_Layout]], colours: Sequence[str],
+        plates: Sequence[np.ndarray] | None = None,
     ) -> list[PlateResult]:
         """Recognize every line of every layout in one batch; keep each plate's best layout.
+
+        With our plate model (`recognizer_mode` own or fused), the whole-plate images `plates`
+        (one per candidate) are read in one more batch and fused with PP-OCR's reading (`fuse`).
 
         Plates whose best reading is Chinese and confident enough to be reported
         (`min_confidence`) have all their lines read again by the province recognizer (one more
@@ -530,6 +563,11 @@ class PlateReader:
                 read[key] = (image, second_opinion(first, second, self.province_columns))
             for k in chinese:
                 out[k] = self._best_layout(layouts[k], colours[k], read, grammars)
+        if self.own is not None and plates is not None and len(plates):
+            both = grammars + self.latin_grammars
+            for k, probs in enumerate(self.own.probabilities(plates)):
+                own = decode(probs, self.chars, both, top_n=TOP_CANDIDATES)
+                out[k] = fuse(out[k], own, self.mode)
         return out
 
     def _best_layout(
@@ -588,6 +626,35 @@ class PlateReader:
             top.text, grammar.display(top.text), top.score, top.region, rows,
             candidates=tuple((c.text, round(c.score, 4)) for c in candidates),
         )
+
+
+def fuse(ppocr: PlateResult, own: Sequence[Candidate], mode: str) -> PlateResult:
+    """PP-OCR's reading of a plate combined with our plate model's ranked candidates.
+
+    `own`: our model's candidates replace PP-OCR's; `fused`: each reading scores
+    OWN_WEIGHT × ours + (1 − OWN_WEIGHT) × PP-OCR's (a reading one model did not produce scores
+    0 there), so a reading both models agree on rises and a one-model misread is ranked down.
+    """
+    theirs = dict(ppocr.candidates) if mode == "fused" else {}
+    ours = {c.text: c.score for c in own}
+    regions = {c.text: c.region for c in own}
+    for text in theirs:
+        regions.setdefault(text, next((g.region for gs in GRAMMARS.values() for g in gs
+                                       if g.matches(text)), ppocr.region))
+    scores = {t: OWN_WEIGHT * ours.get(t, 0.0) + (1 - OWN_WEIGHT) * theirs.get(t, 0.0)
+              for t in (theirs.keys() | ours.keys()) if t in regions}
+    if mode == "own":
+        scores = ours
+    if not scores:
+        return ppocr if mode == "fused" else replace(ppocr, text="", display_text="",
+                                                     confidence=0.0, region="unknown",
+                                                     candidates=())
+    ranked = sorted(scores.items(), key=lambda kv: -kv[1])[:TOP_CANDIDATES]
+    text, score = ranked[0]
+    region = regions[text]
+    return replace(ppocr, text=text, display_text=GRAMMARS[region][0].display(text),
+                   confidence=score, region=region,
+                   candidates=tuple((t, round(v, 4)) for t, v in ranked))
 
 
 def _place(

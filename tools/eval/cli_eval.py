@@ -27,6 +27,10 @@ def register(commands: CommandGroups) -> None:
     p.add_argument("--province-prior", choices=("adaptive", "off"), default="adaptive",
                    help="learn the set's Chinese provinces from confident reads in file order, "
                    "as an edge node does (default), or read every image on its own")
+    p.add_argument("--recognizer", choices=("ppocr", "own", "fused"), default="ppocr",
+                   help="who reads the plate text: PP-OCR, our plate model, or both fused")
+    p.add_argument("--model-dir", type=Path,
+                   help="folder of replacement models (e.g. a site-adapted plate_rec.onnx)")
     p.set_defaults(func=run_eval)
 
     b = commands.bench.add_parser("plates", help="plate reading speed vs rapidocr's pipeline")
@@ -41,6 +45,10 @@ def run_eval(args: argparse.Namespace) -> int:
     from tools.eval.evaluation import LabelFileError, error_sheet, evaluate
 
     regions = tuple(args.regions.split(",")) if args.regions else None
+    if args.model_dir is not None:
+        from models.quantize import use_model_dir
+
+        use_model_dir(args.model_dir)
     with tempfile.TemporaryDirectory(prefix="smartgate-synth-") as tmp:
         if args.synthetic:
             from tools.synth.plates import write_dataset
@@ -54,12 +62,14 @@ def run_eval(args: argparse.Namespace) -> int:
             folder = args.dataset
         try:
             report = evaluate(folder, limit=args.limit, regions=regions,
-                              province_prior=args.province_prior == "adaptive")
+                              province_prior=args.province_prior == "adaptive",
+                              recognizer=args.recognizer)
         except LabelFileError as exc:
             print(f"smartgate eval: {exc}", file=sys.stderr)
             return 2
         summary = {"dataset": str(args.dataset or f"synthetic-{args.synthetic}"),
-                   **report.summary(), "province_prior": args.province_prior}
+                   **report.summary(), "province_prior": args.province_prior,
+                   "recognizer": args.recognizer}
         if args.errors:
             for path in error_sheet(report, folder, args.errors):
                 print(f"errors: {path}", file=sys.stderr)

@@ -158,14 +158,17 @@ def evaluate(
     batch: int = 16,
     reader: PlateReader | None = None,
     province_prior: bool = True,
+    recognizer: str = "ppocr",
 ) -> Report:
     """Read every labeled image of `folder` in file order and collect outcomes (crops batched by
     `batch`); with `province_prior` the reader learns the set's provinces as it goes, as an edge
-    node learns its site's (`edge.recognition.province_prior`)."""
+    node learns its site's (`edge.recognition.province_prior`); `recognizer` is the reader's
+    `recognizer_mode` (ppocr, own or fused)."""
     rows = load_labels(folder)[:limit]
     plates = [r for r in rows if r.region != "container"]
     reader = reader or PlateReader(regions=regions or reader_regions(plates),
-                                   province_prior=ProvincePrior() if province_prior else None)
+                                   province_prior=ProvincePrior() if province_prior else None,
+                                   recognizer_mode=recognizer)
     report = Report()
     pending: list[tuple[LabelRow, np.ndarray]] = []
     bar = tqdm(total=len(rows), desc=folder.name, unit="img")
