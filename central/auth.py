@@ -5,13 +5,17 @@
 - Every state-changing request made with a session must carry the session's CSRF token, in the
   `csrf_token` form field or the `X-CSRF-Token` header. The token is derived from the session id
   with the secret key, so it needs no storage and dies with the session.
-- Machines send `Authorization: Bearer <token>`; tokens are created with `smartgate users token`
-  and stored as digests. Bearer requests need no CSRF token (a browser never sends one itself).
+- Machines send `Authorization: Bearer <token>`; tokens are created with `smartgate users token
+  add` (or `POST /api/tokens`), stored as digests, have a scope (`full`, `read`, `edge-ingest`:
+  `auth_store.TokenScope`) and may expire. Bearer requests need no CSRF token (a browser never
+  sends one itself).
 - `require_role(*roles)` is the FastAPI dependency every protected route uses; admin passes
   every role check. Anonymous page requests are redirected to /login, API requests get 401.
-- `LoginThrottle`: after `MAX_FAILED_LOGINS` failed sign-ins for a user name or from a client
-  address within `FAILED_LOGIN_WINDOW_S`, further attempts are refused (429) until the oldest of
-  them ages out. Kept in memory, per process.
+- `LoginThrottle`: after `MAX_FAILED_LOGINS` failed sign-ins for one user name from one client
+  address, or `MAX_FAILED_LOGINS_PER_ADDRESS` from one address for any names, within
+  `FAILED_LOGIN_WINDOW_S`, further attempts are refused (429) until the oldest of them ages
+  out. A try is counted before its password is checked (under a lock), so parallel guesses
+  cannot overtake the count. Kept in memory, per process.
 """
 
 from __future__ import annotations
@@ -34,7 +38,7 @@ from sqlalchemy.orm import sessionmaker
 from starlette.concurrency import run_in_threadpool
 
 from central import auth_store
-from central.auth_store import Role
+from central.auth_store import Role, TokenScope
 from central.config import CentralSettings
 from central.db import utcnow
 
@@ -46,8 +50,17 @@ CSRF_HEADER = "X-CSRF-Token"
 CSRF_FIELD = "csrf_token"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 MIN_SECRET_LENGTH = 32
-KNOWN_DEFAULT_SECRETS = frozenset({"changeme", "secret", "smartgate", "admin"})
+MIN_SECRET_DISTINCT_CHARS = 10
+# Published example keys of 32+ characters that get copied into real deployments: the one in
+# FastAPI's OAuth2/JWT tutorial and Apache Superset's shipped default.
+KNOWN_DEFAULT_SECRETS = frozenset({
+    "09d25e094faa6ca2556c818166b7a9563b93f7099f6f0f4caa6cf63b88e8d3e7",
+    "change_me_to_a_complex_random_secret",
+})  # fmt: skip
+# Placeholder words of example configurations (compared without case and punctuation).
+PLACEHOLDER_SECRET_WORDS = ("changeme", "changethis", "replaceme", "yoursecret", "insecure")
 MAX_FAILED_LOGINS = 5
+MAX_FAILED_LOGINS_PER_ADDRESS = 20
 FAILED_LOGIN_WINDOW_S = 15 * 60
 THROTTLE_KEYS_KEPT = 10_000  # past this many names/addresses, forget those with no recent failure
 
@@ -75,12 +88,14 @@ class AuthConfig:
 
 @dataclass(frozen=True)
 class CurrentUser:
-    """The authenticated caller; `csrf_token` is None for bearer-token (machine) requests."""
+    """The authenticated caller; `csrf_token` is None for bearer-token (machine) requests,
+    whose token `scope` may be narrower than the role (sessions are always `full`)."""
 
     id: int
     username: str
     role: str
     csrf_token: str | None
+    scope: str = TokenScope.FULL
 
     def has_role(self, *roles: str) -> bool:
         """Whether this user may act in one of `roles` (admin may act in all)."""
@@ -88,11 +103,14 @@ class CurrentUser:
 
 
 class LoginThrottle:
-    """Failed sign-ins per user name and per client address over a sliding window.
+    """Failed sign-ins per (user name, client address) and per client address, over a
+    sliding window.
 
-    `retry_after` says how long a sign-in for that name from that address must wait (0: go
-    ahead); refused attempts are not counted. A success forgets the name's failures, not the
-    address's (an attacker's own account must not reset the count for the address).
+    `begin` is called before the password is checked: it refuses (returns the seconds to wait,
+    counting nothing) or counts the try as a failure at once and returns 0, all under one lock,
+    so forty parallel guesses get at most `limit` password checks. `succeeded` takes the try
+    back and forgets the name's failures from that address. A name's failures from one address
+    never lock it out from another, so a stranger cannot lock the real user out.
     """
 
     def __init__(
@@ -100,40 +118,72 @@ class LoginThrottle:
         limit: int = MAX_FAILED_LOGINS,
         window_s: float = FAILED_LOGIN_WINDOW_S,
         clock: Callable[[], float] = time.monotonic,
+        address_limit: int = MAX_FAILED_LOGINS_PER_ADDRESS,
     ) -> None:
         self.limit = limit
+        self.address_limit = address_limit
         self.window_s = window_s
         self._clock = clock
         self._failures: dict[str, deque[float]] = {}
         self._lock = threading.Lock()
 
-    @staticmethod
-    def _keys(username: str, address: str) -> tuple[str, str]:
-        return f"user:{username.strip().lower()}", f"addr:{address}"
+    def _keys(self, username: str, address: str) -> tuple[tuple[str, int], tuple[str, int]]:
+        return (
+            (f"user:{username.strip().lower()}@{address}", self.limit),
+            (f"addr:{address}", self.address_limit),
+        )
 
-    def retry_after(self, username: str, address: str) -> float:
-        """Seconds until this name may try again from this address; 0 when it may now."""
+    def _recent(self, key: str, now: float) -> deque[float] | None:
+        times = self._failures.get(key)
+        while times and times[0] <= now - self.window_s:
+            times.popleft()
+        return times
+
+    def begin(self, username: str, address: str) -> float:
+        """Seconds until this name may try again from this address (nothing counted); or 0,
+        and this try is counted as a failure until `succeeded` takes it back."""
         now = self._clock()
         with self._lock:
-            recent = [self._failures.get(key) for key in self._keys(username, address)]
-        waits = [t[0] + self.window_s - now for t in recent if t and len(t) >= self.limit]
-        return max([0.0, *waits])
-
-    def failed(self, username: str, address: str) -> None:
-        """Count a failed sign-in against the name and the address."""
-        now = self._clock()
-        with self._lock:
+            keys = self._keys(username, address)
+            waits = [
+                times[0] + self.window_s - now
+                for key, limit in keys
+                if (times := self._recent(key, now)) and len(times) >= limit
+            ]
+            if waits:
+                return max(waits)
             if len(self._failures) > THROTTLE_KEYS_KEPT:
                 self._failures = {
-                    k: t for k, t in self._failures.items() if t[-1] > now - self.window_s
+                    k: t for k, t in self._failures.items() if t and t[-1] > now - self.window_s
                 }
-            for key in self._keys(username, address):
-                self._failures.setdefault(key, deque(maxlen=self.limit)).append(now)
+            for key, _limit in keys:
+                self._failures.setdefault(key, deque()).append(now)
+            return 0.0
 
-    def succeeded(self, username: str) -> None:
-        """Forget the name's failures after a successful sign-in."""
+    def succeeded(self, username: str, address: str) -> None:
+        """The try was right: forget the name's failures from this address and uncount the
+        try from the address's (the address's other failures stay: an attacker's own account
+        must not reset them)."""
+        pair, by_address = self._keys(username, address)
         with self._lock:
-            self._failures.pop(self._keys(username, "")[0], None)
+            self._failures.pop(pair[0], None)
+            times = self._failures.get(by_address[0])
+            if times:
+                times.pop()
+
+
+def weak_secret(key: str) -> str | None:
+    """Why `key` is not good enough as the secret key, or None when it is."""
+    plain = "".join(ch for ch in key.lower() if ch.isalnum())
+    if len(key) < MIN_SECRET_LENGTH:
+        return f"shorter than {MIN_SECRET_LENGTH} characters"
+    if key.lower() in KNOWN_DEFAULT_SECRETS:
+        return "a published example key"
+    if any(word in plain for word in PLACEHOLDER_SECRET_WORDS):
+        return "a placeholder of an example configuration"
+    if len(set(key)) < MIN_SECRET_DISTINCT_CHARS:
+        return f"fewer than {MIN_SECRET_DISTINCT_CHARS} distinct characters"
+    return None
 
 
 def auth_config(settings: CentralSettings) -> AuthConfig:
@@ -151,10 +201,11 @@ def check_startup(settings: CentralSettings, sessions: sessionmaker) -> None:
     problems = []
     if not settings.demo_mode:
         key = settings.secret_key.get_secret_value() if settings.secret_key else ""
-        if len(key) < MIN_SECRET_LENGTH or key.lower() in KNOWN_DEFAULT_SECRETS:
+        why = weak_secret(key)
+        if why is not None:
             problems.append(
-                f"secret_key must be at least {MIN_SECRET_LENGTH} random characters "
-                "(set SMARTGATE_CENTRAL_SECRET_KEY)"
+                f"secret_key is {why}: it must be at least {MIN_SECRET_LENGTH} random "
+                "characters (set SMARTGATE_CENTRAL_SECRET_KEY)"
             )
     with sessions() as session, session.begin():
         if not settings.demo_mode and auth_store.demo_users_exist(session):
@@ -188,8 +239,11 @@ def lookup_user(request: Request) -> CurrentUser | None:
     with request.app.state.sessions() as session:
         if header.lower().startswith("bearer "):
             token = header[7:].strip()
-            user = auth_store.token_user(session, config.digest("token", token))
-            return None if user is None else CurrentUser(user.id, user.username, user.role, None)
+            owner = auth_store.token_owner(session, config.digest("token", token), utcnow())
+            if owner is None:
+                return None
+            user, api_token = owner
+            return CurrentUser(user.id, user.username, user.role, None, api_token.scope)
         session_id = request.cookies.get(SESSION_COOKIE)
         if not session_id:
             return None
@@ -220,10 +274,24 @@ async def _check_csrf(request: Request, user: CurrentUser) -> None:
         raise HTTPException(403, "missing or wrong CSRF token")
 
 
-def require_role(*roles: str) -> Callable[[Request], Awaitable[CurrentUser]]:
+def scope_allows(scope: str, method: str, edge_ingest: bool) -> bool:
+    """Whether a token of `scope` may make a `method` request to a route (`edge_ingest`: one
+    an edge node calls to hand data to central)."""
+    if scope == TokenScope.FULL:
+        return True
+    if scope == TokenScope.READ:
+        return method in SAFE_METHODS
+    return scope == TokenScope.EDGE_INGEST and edge_ingest
+
+
+def require_role(
+    *roles: str, edge_ingest: bool = False
+) -> Callable[[Request], Awaitable[CurrentUser]]:
     """Dependency: the signed-in user if they hold one of `roles` (or admin); 401 / 403 else.
 
-    State-changing requests authenticated by cookie must also carry the CSRF token.
+    A bearer token must also have a scope allowing the request (`scope_allows`; pass
+    `edge_ingest=True` on the routes an edge node calls). State-changing requests
+    authenticated by cookie must also carry the CSRF token.
     """
     unknown = set(roles) - set(Role)
     if unknown:
@@ -235,11 +303,25 @@ def require_role(*roles: str) -> Callable[[Request], Awaitable[CurrentUser]]:
             raise NotAuthenticated()
         if not user.has_role(*roles):
             raise HTTPException(403, f"needs role {' or '.join(roles)}")
+        if not scope_allows(user.scope, request.method, edge_ingest):
+            raise HTTPException(403, f"an API token of scope {user.scope!r} may not do this")
         if request.method not in SAFE_METHODS and user.csrf_token is not None:
             await _check_csrf(request, user)
         return user
 
     return dependency
+
+
+async def may_read_metrics(request: Request) -> bool:
+    """Whether the caller may read /metrics and the full /api/health: the `metrics_token` as
+    bearer, or any signed-in user or valid API token."""
+    token = request.app.state.settings.metrics_token
+    header = request.headers.get("authorization", "")
+    if token is not None and header.lower().startswith("bearer "):
+        sent = header[7:].strip().encode()
+        if hmac.compare_digest(sent, token.get_secret_value().encode()):
+            return True
+    return await current_user(request) is not None
 
 
 def set_session_cookie(response: Response, config: AuthConfig, session_id: str) -> None:
@@ -282,11 +364,16 @@ def install(app: FastAPI, settings: CentralSettings) -> None:
 
     @app.exception_handler(NotAuthenticated)
     async def _not_authenticated(request: Request, _exc: NotAuthenticated) -> Response:
-        if wants_html(request):
-            target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
-            return RedirectResponse(f"/login?next={quote(target, safe='')}", status_code=303)
-        return JSONResponse(
-            {"detail": "not authenticated"},
-            status_code=401,
-            headers={"WWW-Authenticate": "Bearer"},
-        )
+        return not_authenticated_response(request)
+
+
+def not_authenticated_response(request: Request) -> Response:
+    """What an anonymous caller gets: page navigations a redirect to /login, the rest a 401."""
+    if wants_html(request):
+        target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+        return RedirectResponse(f"/login?next={quote(target, safe='')}", status_code=303)
+    return JSONResponse(
+        {"detail": "not authenticated"},
+        status_code=401,
+        headers={"WWW-Authenticate": "Bearer"},
+    )

@@ -60,8 +60,22 @@ class WebSession(Base):
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
 
 
+class TokenScope(StrEnum):
+    """What an API token may do, at most what its user's role allows.
+
+    `full`: everything the role allows; `read`: only reading (GET/HEAD); `edge-ingest`: only
+    the routes an edge node calls to hand data to central (declared with
+    `require_role(..., edge_ingest=True)`), nothing else.
+    """
+
+    FULL = "full"
+    READ = "read"
+    EDGE_INGEST = "edge-ingest"
+
+
 class ApiToken(Base):
-    """A bearer token for a machine client, acting as its user."""
+    """A bearer token for a machine client, acting as its user within its scope until it
+    expires or is revoked."""
 
     __tablename__ = "api_tokens"
 
@@ -71,6 +85,11 @@ class ApiToken(Base):
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     revoked: Mapped[bool] = mapped_column(Boolean, default=False)
+    scope: Mapped[str] = mapped_column(
+        String(16), default=TokenScope.FULL.value, server_default=TokenScope.FULL.value
+    )
+    expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 @cache
@@ -162,21 +181,57 @@ def purge_expired_sessions(session: Session, now: datetime) -> int:
     return result.rowcount or 0  # type: ignore[attr-defined]
 
 
-def add_api_token(session: Session, user: User, name: str, token_digest: str) -> ApiToken:
-    """Record a machine token for `user`."""
-    token = ApiToken(name=name, token_digest=token_digest, user_id=user.id, revoked=False)
+def add_api_token(
+    session: Session,
+    user: User,
+    name: str,
+    token_digest: str,
+    scope: str = TokenScope.FULL,
+    expires_at: datetime | None = None,
+) -> ApiToken:
+    """Record a machine token for `user` (UserError for an unknown scope or a past expiry)."""
+    if scope not in set(TokenScope):
+        raise UserError(f"unknown token scope {scope!r}; use one of {', '.join(TokenScope)}")
+    if expires_at is not None and expires_at <= utcnow():
+        raise UserError(f"expiry {expires_at.isoformat()} is in the past")
+    token = ApiToken(
+        name=name, token_digest=token_digest, user_id=user.id, revoked=False,
+        scope=TokenScope(scope).value, expires_at=expires_at, created_at=utcnow(),
+    )  # fmt: skip
     session.add(token)
     session.flush()
     return token
 
 
-def token_user(session: Session, token_digest: str) -> User | None:
-    """The active user of an unrevoked API token, or None."""
-    return session.scalar(
-        select(User)
+def token_owner(session: Session, token_digest: str, now: datetime) -> tuple[User, ApiToken] | None:
+    """The active user and the token of an unrevoked, unexpired API token, or None."""
+    row = session.execute(
+        select(User, ApiToken)
         .join(ApiToken, ApiToken.user_id == User.id)
-        .where(ApiToken.token_digest == token_digest, ~ApiToken.revoked, User.active)
-    )
+        .where(
+            ApiToken.token_digest == token_digest, ~ApiToken.revoked, User.active,
+            (ApiToken.expires_at.is_(None)) | (ApiToken.expires_at > now),
+        )  # fmt: skip
+    ).first()
+    return None if row is None else (row[0], row[1])
+
+
+def list_tokens(session: Session, username: str | None = None) -> Sequence[tuple[ApiToken, str]]:
+    """Every API token (of one user, if named) with its user's name, oldest first; digests
+    only, the tokens themselves are never stored."""
+    q = select(ApiToken, User.username).join(User, ApiToken.user_id == User.id)
+    if username is not None:
+        q = q.where(User.username == username)
+    return [(t, name) for t, name in session.execute(q.order_by(ApiToken.id))]
+
+
+def revoke_token(session: Session, token_id: int) -> ApiToken | None:
+    """Revoke a token by id (idempotent); None when there is no such token."""
+    token = session.get(ApiToken, token_id)
+    if token is not None and not token.revoked:
+        token.revoked = True
+        token.revoked_at = utcnow()
+    return token
 
 
 def demo_users_exist(session: Session) -> bool:

@@ -117,7 +117,7 @@ def run_demo(args: argparse.Namespace) -> int:
     """Start everything, print the URL, run until Ctrl-C, stop everything."""
     import uvicorn
 
-    from central.api import create_app
+    from central.api import create_app, uvicorn_config
     from central.auth_store import ensure_demo_user
     from central.config import CentralSettings
     from edge.app import EdgeNode
@@ -137,10 +137,7 @@ def run_demo(args: argparse.Namespace) -> int:
         demo_mode=True, cookie_secure=False,
     )
     app = create_app(settings)
-    server = uvicorn.Server(
-        uvicorn.Config(app, host=settings.http_host, port=settings.http_port,
-                       log_level="warning")
-    )
+    server = uvicorn.Server(uvicorn_config(app, settings, log_level="warning"))
     web = threading.Thread(target=server.run, name="central-http", daemon=True)
     web.start()
     while not server.started and web.is_alive():

@@ -2,21 +2,24 @@
 
 A `Declaration` is what a passage is matched against: which vehicle (tractor and trailer plates),
 which containers and seals, how heavy, when, through which gate. Parsing never stops at the first
-bad row: `parse_csv` and `parse_json` return the good declarations and one `RowError` per bad row.
-See docs/matching.md for the CSV columns.
+bad row: `parse_csv` and `parse_json` return the good declarations and one `RowError` per bad row;
+`iter_csv` yields them one by one as it reads, for imports too large to hold. Text fields refuse
+control characters (NUL included); a cell over the csv module's field limit (128 KiB) is a bad
+row, not a crash. See docs/matching.md for the CSV columns.
 """
 
 from __future__ import annotations
 
+import codecs
 import csv
 import io
 import json
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, tzinfo
 from enum import StrEnum
-from typing import Annotated, Any, TextIO
+from typing import Annotated, Any, BinaryIO, TextIO
 
 from pydantic import (
     AfterValidator,
@@ -33,6 +36,7 @@ from smartgate import iso6346
 
 _PLATE_RE = re.compile(r"^[A-Z0-9\u3400-\u9fff]{4,12}$")
 MULTI_VALUE_SEPARATORS = re.compile(r"[;|]")
+_CONTROL_RE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")  # not tab, CR, LF
 
 
 class DeclarationFileError(ValueError):
@@ -71,8 +75,16 @@ def _container(value: str) -> str:
     return code.text
 
 
+def _printable(value: str) -> str:
+    bad = _CONTROL_RE.search(value)
+    if bad:
+        raise ValueError(f"control character {bad.group()!r} at position {bad.start()}")
+    return value
+
+
 Plate = Annotated[str, AfterValidator(_plate)]
 ContainerNumber = Annotated[str, AfterValidator(_container)]
+Text = Annotated[str, AfterValidator(_printable)]
 
 
 class Declaration(BaseModel):
@@ -87,16 +99,16 @@ class Declaration(BaseModel):
     containers: tuple[ContainerNumber, ...] = Field(
         default=(), max_length=4, description="ISO 6346 container numbers with valid check digits"
     )
-    seals: tuple[str, ...] = Field(default=(), max_length=8, description="seal numbers")
+    seals: tuple[Text, ...] = Field(default=(), max_length=8, description="seal numbers")
     gross_weight_kg: float | None = Field(
         default=None, gt=0, le=200_000, description="declared weight the weighbridge should show"
     )
     window_start: datetime = Field(description="earliest expected crossing, with UTC offset")
     window_end: datetime = Field(description="latest expected crossing, with UTC offset")
     gate: str = Field(pattern=r"^[A-Za-z0-9_-]{1,64}$", description="site id of the border gate")
-    lane_group: str | None = Field(default=None, max_length=32, description="e.g. `cargo`")
+    lane_group: Text | None = Field(default=None, max_length=32, description="e.g. `cargo`")
     status: DeclarationStatus = DeclarationStatus.VALID
-    company: str = Field(default="", max_length=200, description="declarant company")
+    company: Text = Field(default="", max_length=200, description="declarant company")
     goods_category: str = Field(
         default="general", pattern=r"^[a-z0-9_]{1,32}$", description="fee category, e.g. `ore`"
     )
@@ -212,18 +224,24 @@ def _csv_fields(row: dict[str, str], assume_tz: tzinfo | None) -> dict[str, Any]
     return fields
 
 
-def parse_csv(
+def iter_csv(
     text: str | Iterable[str], assume_tz: tzinfo | None = None
-) -> tuple[list[Declaration], list[RowError]]:
-    """Parse declarations from CSV text (or lines) with a header row naming `CSV_COLUMNS`.
+) -> Iterator[Declaration | RowError]:
+    """Declarations (and a RowError per bad row) from CSV text or lines with a header row
+    naming `CSV_COLUMNS`, one at a time as the lines are read.
 
     Multi-valued cells (containers, seals) are separated by `;` or `|`. Naive date-times get
     `assume_tz` if given, else the row is rejected. A duplicated declaration number rejects the
-    later row. Raises DeclarationFileError only when the header is unusable.
+    later row. A cell over the csv module's field limit is a bad row. Raises
+    DeclarationFileError (when iterated) only when the header is unusable.
     """
     lines = io.StringIO(text) if isinstance(text, str) else text
     reader = csv.DictReader(lines, restkey="__extra__")
-    header = [h.strip() for h in (reader.fieldnames or [])]
+    try:
+        fieldnames = reader.fieldnames
+    except csv.Error as exc:
+        raise DeclarationFileError(f"bad CSV header: {exc}") from exc
+    header = [h.strip() for h in (fieldnames or [])]
     if not header:
         raise DeclarationFileError("CSV is empty: expected a header row")
     unknown = sorted(set(header) - set(CSV_COLUMNS))
@@ -233,35 +251,90 @@ def parse_csv(
             f"bad CSV header: unknown columns {unknown}, missing required columns {missing}"
         )
     reader.fieldnames = header
-    good: list[Declaration] = []
-    errors: list[RowError] = []
     first_line: dict[str, int] = {}
-    for row in reader:
-        line = reader.line_num
+    rows = iter(reader)
+    while True:
+        try:
+            row = next(rows)
+        except StopIteration:
+            return
+        except csv.Error as exc:  # e.g. a cell over the field size limit: this row only
+            yield RowError(reader.reader.line_num, f"unreadable row: {exc}")
+            continue
+        line = reader.reader.line_num
         if "__extra__" in row:
-            errors.append(RowError(line, f"{len(row['__extra__'])} more cells than header columns"))
+            yield RowError(line, f"{len(row['__extra__'])} more cells than header columns")
             continue
         if all(not (v or "").strip() for v in row.values()):
             continue
         try:
             decl = Declaration.model_validate(_csv_fields(row, assume_tz))
         except ValidationError as exc:
-            errors.append(RowError(line, describe_validation_error(exc)))
+            yield RowError(line, describe_validation_error(exc))
             continue
         except ValueError as exc:
-            errors.append(RowError(line, str(exc)))
+            yield RowError(line, str(exc))
             continue
         if decl.number in first_line:
-            errors.append(
-                RowError(
-                    line,
-                    f"duplicate number {decl.number} (first on line {first_line[decl.number]})",
-                )
+            yield RowError(
+                line, f"duplicate number {decl.number} (first on line {first_line[decl.number]})"
             )
             continue
         first_line[decl.number] = line
-        good.append(decl)
+        yield decl
+
+
+MAX_LINE_BYTES = 4 * 1024 * 1024  # 14 cells at the csv module's 128 KiB limit fit easily
+
+
+def utf8_lines(raw: BinaryIO, max_line: int = MAX_LINE_BYTES) -> Iterator[str]:
+    """The text lines of a binary file, decoded as UTF-8 (a BOM dropped) one at a time;
+    DeclarationFileError naming the line for bytes that are not UTF-8 or a line over
+    `max_line` bytes (so no single line can fill memory)."""
+    decoder = codecs.getincrementaldecoder("utf-8-sig")()
+    number = 0
+    while line := raw.readline(max_line + 1):
+        number += 1
+        if len(line) > max_line:
+            raise DeclarationFileError(f"line {number} is longer than {max_line} bytes")
+        try:
+            yield decoder.decode(line)
+        except UnicodeDecodeError as exc:
+            raise DeclarationFileError(f"line {number} is not UTF-8: {exc.reason}") from None
+
+
+def parse_csv(
+    text: str | Iterable[str], assume_tz: tzinfo | None = None
+) -> tuple[list[Declaration], list[RowError]]:
+    """All of `iter_csv` at once: the good declarations and the bad rows."""
+    good: list[Declaration] = []
+    errors: list[RowError] = []
+    for item in iter_csv(text, assume_tz):
+        (errors if isinstance(item, RowError) else good).append(item)  # type: ignore[arg-type]
     return good, errors
+
+
+class BadRows:
+    """The bad rows of a streamed import: every one counted, the first `keep` kept, each
+    handed to `on_error` (if given) as it comes."""
+
+    def __init__(self, keep: int = 1000, on_error: Callable[[RowError], None] | None = None):
+        self.keep = keep
+        self.count = 0
+        self.first: list[RowError] = []
+        self._on_error = on_error
+
+    def good(self, items: Iterable[Declaration | RowError]) -> Iterator[Declaration]:
+        """The declarations of `items`; the row errors are taken aside."""
+        for item in items:
+            if isinstance(item, Declaration):
+                yield item
+                continue
+            self.count += 1
+            if len(self.first) < self.keep:
+                self.first.append(item)
+            if self._on_error is not None:
+                self._on_error(item)
 
 
 def to_csv_row(decl: Declaration) -> dict[str, str]:

@@ -86,14 +86,15 @@ def login(
 ) -> Response:
     """Check the password; on success start a session and go to `next` or the role's page.
 
-    Too many recent failures for the name or the address: 429 without checking the password.
+    Too many recent failures for the name from this address, or from the address for any
+    name: 429 without checking the password (the try is counted before the check).
     """
     expected = request.cookies.get(LOGIN_CSRF_COOKIE, "")
     if not expected or not hmac.compare_digest(expected, csrf_token):
         return _login_page(request, next, "login_expired", status=403)
     throttle = request.app.state.login_throttle
     address = request.client.host if request.client else "unknown"
-    wait = math.ceil(throttle.retry_after(username, address))
+    wait = math.ceil(throttle.begin(username, address))
     if wait > 0:
         log.warning("sign-in for %r from %s refused for %d s: too many failures",
                     username, address, wait)  # fmt: skip
@@ -103,10 +104,9 @@ def login(
         user = auth_store.authenticate(session, username, password)
         found = None if user is None else CurrentUser(user.id, user.username, user.role, None)
     if found is None:
-        throttle.failed(username, address)
         log.warning("failed sign-in for %r from %s", username, address)
         return _login_page(request, next, "login_failed", status=401)
-    throttle.succeeded(username)
+    throttle.succeeded(username, address)
     config = request.app.state.auth
     session_id = start_session(sessions, config, found.id)
     log.info("%s signed in", found.username)

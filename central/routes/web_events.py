@@ -19,24 +19,37 @@ log = logging.getLogger(__name__)
 router = APIRouter(tags=["events"], include_in_schema=False)
 
 HEARTBEAT_S = 10.0
+SESSION_CHECK_S = 2.0  # how stale the stream's view of its session may get
 
 
 async def event_stream(request: Request) -> AsyncIterator[str]:
     """SSE frames: every bus event as JSON, a comment as heartbeat; ends when the client goes
-    or its session ends (the browser then reconnects and is refused)."""
+    or, within `SESSION_CHECK_S`, when its session ends (sign-out, expiry, the user removed or
+    disabled, the API token revoked or expired): the session is looked up again before an
+    event is sent whenever the last look is that old, and at least that often while idle. The
+    browser then reconnects and is refused."""
+    loop = asyncio.get_running_loop()
     async with request.app.state.events.subscribe() as queue:
         yield "retry: 2000\n\n"
+        checked = last_sent = loop.time()
         while True:
             try:
-                event = await asyncio.wait_for(queue.get(), timeout=HEARTBEAT_S)
+                event = await asyncio.wait_for(queue.get(), timeout=SESSION_CHECK_S)
             except TimeoutError:
-                if await request.is_disconnected():
-                    return
+                event = None
+            if await request.is_disconnected():
+                return
+            if loop.time() - checked >= SESSION_CHECK_S or event is None:
                 if await run_in_threadpool(lookup_user, request) is None:
+                    log.info("live stream ended: its session is no longer valid")
                     return
+                checked = loop.time()
+            if event is not None:
+                yield f"data: {json.dumps(event, default=str)}\n\n"
+                last_sent = loop.time()
+            elif loop.time() - last_sent >= HEARTBEAT_S:
                 yield ": keep-alive\n\n"
-                continue
-            yield f"data: {json.dumps(event, default=str)}\n\n"
+                last_sent = loop.time()
 
 
 @router.get("/events")

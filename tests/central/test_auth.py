@@ -133,29 +133,31 @@ def test_repeated_failures_are_throttled(
     assert refused.status_code == 429 and auth.SESSION_COOKIE not in client.cookies
     assert int(refused.headers["retry-after"]) == auth.FAILED_LOGIN_WINDOW_S
     assert "15 phút" in refused.text
-    assert _try_login(client, "oscar", PASSWORD).status_code == 429  # same address
     assert "too many failures" in caplog.text
+    assert _try_login(client, "oscar", PASSWORD).status_code == 303  # another name: not locked
+    client.cookies.clear()
     now[0] += auth.FAILED_LOGIN_WINDOW_S - 60
     assert int(_try_login(client, "olga", PASSWORD).headers["retry-after"]) == 60
     now[0] += 61
     assert _try_login(client, "olga", PASSWORD).status_code == 303
 
 
-def test_throttle_counts_names_across_addresses_and_forgets_on_success() -> None:
+def test_throttle_is_per_name_and_address_and_forgets_on_success() -> None:
     now = [0.0]
-    throttle = auth.LoginThrottle(limit=3, window_s=100, clock=lambda: now[0])
-    for address in ("10.0.0.1", "10.0.0.2", "10.0.0.3"):
-        assert throttle.retry_after("olga", address) == 0
-        throttle.failed("olga", address)
+    throttle = auth.LoginThrottle(limit=3, window_s=100, clock=lambda: now[0], address_limit=5)
+    for _ in range(3):
+        assert throttle.begin("olga", "10.0.0.1") == 0  # three wrong guesses
         now[0] += 10
-    assert throttle.retry_after("OLGA", "10.0.0.9") == 70  # the name, from anywhere
-    assert throttle.retry_after("oscar", "10.0.0.9") == 0
-    throttle.succeeded("olga")
-    assert throttle.retry_after("olga", "10.0.0.9") == 0
-    throttle.failed("x", "10.0.0.4")
-    throttle.failed("y", "10.0.0.4")
-    throttle.failed("z", "10.0.0.4")
-    assert throttle.retry_after("new", "10.0.0.4") == 100  # the address, for any name
+    assert throttle.begin("OLGA", "10.0.0.1") == 70  # that name from that address waits
+    assert throttle.begin("olga", "10.0.0.2") == 0  # the real user elsewhere is not locked out
+    throttle.succeeded("olga", "10.0.0.2")
+    assert throttle.begin("oscar", "10.0.0.1") == 0
+    throttle.succeeded("oscar", "10.0.0.1")  # a success does not clear the address's count
+    assert throttle.begin("x", "10.0.0.1") == 0  # the address's 4th and 5th failures
+    assert throttle.begin("y", "10.0.0.1") == 0
+    assert throttle.begin("new", "10.0.0.1") == 70  # the address, for any name
+    now[0] += 71
+    assert throttle.begin("olga", "10.0.0.1") == 0  # the oldest failures aged out
 
 
 def test_login_form_needs_its_csrf_token(client: TestClient) -> None:

@@ -67,8 +67,11 @@ def test_central_metrics_count_passages_decisions_rejects(tmp_path: Path, mosqui
 
 
 def test_central_serves_metrics_over_http(tmp_path: Path) -> None:
-    settings = CentralSettings(database_url=f"sqlite:///{tmp_path / 'c.db'}", demo_mode=True)
-    response = TestClient(create_app(settings, start_ingest=False)).get("/metrics")
+    settings = CentralSettings(database_url=f"sqlite:///{tmp_path / 'c.db'}", demo_mode=True,
+                               metrics_token="scrape-token-0123456789")
+    client = TestClient(create_app(settings, start_ingest=False))
+    assert client.get("/metrics").status_code == 401
+    response = client.get("/metrics", headers={"Authorization": "Bearer scrape-token-0123456789"})
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/plain")
     assert _samples(response.text)[("smartgate_central_mqtt_connected", ())] == 0
