@@ -1,4 +1,4 @@
-"""Barrier over Modbus TCP and the lane display line protocol, against their simulators."""
+"""Barrier over Modbus TCP and RTU and the lane display line protocol, against their simulators."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from hardware.barrier import (
     BarrierError,
     BarrierOutputs,
     BarrierSimulator,
+    PtyLink,
 )
 from hardware.config import BarrierConfig, DisplayConfig
 from hardware.display import (
@@ -77,6 +78,40 @@ def test_barrier_address_out_of_range_is_an_error() -> None:
 def test_barrier_config_needs_distinct_coils() -> None:
     with pytest.raises(ValidationError, match="coil addresses must differ"):
         BarrierConfig(host="h", coil_red=0)
+
+
+@pytest.mark.parametrize(
+    ("fields", "error"),
+    [
+        ({}, "host is required when transport is tcp"),
+        ({"transport": "rtu", "host": "h"}, "serial_port is required when transport is rtu"),
+        ({"transport": "rtu", "serial_port": "/dev/ttyUSB1", "parity": "X"}, "parity"),
+    ],
+)
+def test_barrier_config_transport_settings(fields: dict, error: str) -> None:
+    with pytest.raises(ValidationError, match=error):
+        BarrierConfig(**fields)
+
+
+def test_barrier_over_modbus_rtu_on_a_serial_line() -> None:
+    """Modbus RTU client and the pymodbus RTU server joined by a null-modem pair of ptys."""
+    coils = {"coil_barrier_open": 4, "coil_red": 5, "coil_green": 6}
+    with PtyLink() as link:
+        config = BarrierConfig(transport="rtu", serial_port=link.ends[1], timeout_s=0.5, **coils)
+        client = BarrierClient(config)
+        try:
+            with pytest.raises(BarrierError) as err:  # nobody on the line yet: a timeout
+                client.set_outputs(OPEN_GREEN)
+            assert err.value.endpoint == f"{link.ends[1]} (RTU)"
+            server_config = BarrierConfig(transport="rtu", serial_port=link.ends[0], **coils)
+            with BarrierSimulator(serial_port=link.ends[0], config=server_config) as sim:
+                client.set_outputs(OPEN_GREEN)
+                assert sim.outputs == OPEN_GREEN == client.read_outputs()
+                assert [i for i, on in enumerate(sim.coils) if on] == [4, 6]
+                client.set_outputs(CLOSED_RED)
+                assert sim.outputs == CLOSED_RED
+        finally:
+            client.close()
 
 
 @pytest.mark.parametrize(

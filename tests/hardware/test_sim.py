@@ -12,14 +12,22 @@ import time
 import pytest
 
 from hardware.barrier import OPEN_GREEN, BarrierClient
-from hardware.config import BarrierConfig, DisplayConfig, LaneControllerConfig
+from hardware.config import BarrierConfig, DisplayConfig, LaneControllerConfig, WeighbridgeConfig
 from hardware.display import DisplayClient, DisplayMessage
 from hardware.lane import LaneController
 from hardware.lane_sim import LaneSimulators
 from hardware.weighbridge.capture import CaptureEvent, VehicleOff, WeightCaptured
 from hardware.weighbridge.scale import Weighbridge
-from hardware.weighbridge.simulator import axle_profile, profile_duration, sample, truck_profile
+from hardware.weighbridge.simulator import (
+    PROTOCOLS,
+    axle_profile,
+    profile_duration,
+    reader_settings,
+    sample,
+    truck_profile,
+)
 from smartgate.contract import CommandAction, LaneCommand
+from tests.conftest import wait_until
 
 
 def test_profiles_ramp_oscillate_hold_and_leave() -> None:
@@ -119,3 +127,47 @@ def test_cli_sim_lane_serves_all_three() -> None:
     finally:
         proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=10) == 130
+
+
+@pytest.mark.slow
+def test_cli_sim_weighbridge_speaks_every_protocol_over_pty_and_tcp() -> None:
+    """`smartgate sim weighbridge --protocol NAME`, read back by the real reader, every protocol."""
+    procs: dict[str, subprocess.Popen[str]] = {}
+    scales: list[Weighbridge] = []
+    loads: dict[str, list[float]] = {p: [] for p in PROTOCOLS}
+    try:
+        for i, protocol in enumerate(PROTOCOLS):
+            where = ["--pty"] if i % 2 else ["--tcp", "127.0.0.1:0"]
+            procs[protocol] = subprocess.Popen(
+                [sys.executable, "-m", "smartgate.cli", "sim", "weighbridge", "--protocol",
+                 protocol, *where, "--rate", "20", "--trucks", "18000", "--every", "1000"],
+                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+            )  # fmt: skip
+        for protocol, proc in procs.items():
+            assert proc.stdout is not None
+            line = proc.stdout.readline()
+            match = re.search(r"on (tcp 127.0.0.1:(\d+)|serial (\S+))", line)
+            assert match, line
+            if match[2]:
+                where_cfg: dict = {
+                    "transport": "tcp",
+                    "host": "127.0.0.1",
+                    "tcp_port": int(match[2]),
+                }
+            else:
+                where_cfg = {"transport": "serial", "serial_port": match[3]}
+            config = WeighbridgeConfig(**reader_settings(protocol), **where_cfg)
+            sink = loads[protocol]
+            scales.append(
+                Weighbridge(config, on_reading=lambda r, s=sink: s.append(r.load_kg)).start()
+            )
+        assert wait_until(lambda: all(any(w > 1000 for w in v) for v in loads.values()), 20), {
+            p: v[-3:] for p, v in loads.items()
+        }
+        assert all(s.stats["parse_errors"] == 0 for s in scales), [s.stats for s in scales]
+    finally:
+        for scale in scales:
+            scale.stop()
+        for proc in procs.values():
+            proc.send_signal(signal.SIGINT)
+            proc.wait(timeout=10)
