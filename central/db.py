@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -130,6 +131,7 @@ class DecisionRow(Base):
     reasons: Mapped[list] = mapped_column(JSON, default=list)
     declaration_number: Mapped[str | None] = mapped_column(String(32), index=True)
     plate_score: Mapped[float | None] = mapped_column(Float)
+    matched_containers: Mapped[list | None] = mapped_column(JSON, default=list)
     rules_version: Mapped[str] = mapped_column(String(48))
     decided_by: Mapped[str] = mapped_column(String(64))
     decided_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
@@ -199,12 +201,115 @@ class AuditEntry(Base):
     detail: Mapped[dict] = mapped_column(JSON, default=dict)
 
 
+class EvidenceImage(Base):
+    """One evidence JPEG of a passage kept in the evidence store (`central.evidence`), by its
+    SHA-256; `purged_at` is set when retention deleted the file (the hash stays, as proof of
+    what was kept)."""
+
+    __tablename__ = "evidence_images"
+    __table_args__ = (Index("ix_evidence_images_sha256", "sha256"),)
+
+    passage_event_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    image_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    sha256: Mapped[str] = mapped_column(String(64))
+    size: Mapped[int] = mapped_column(Integer)
+    uploaded_by: Mapped[str] = mapped_column(String(64))
+    stored_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow,
+                                                index=True)
+    purged_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class LegalHold(Base):
+    """A passage an admin put on legal hold: retention never purges it while the row exists."""
+
+    __tablename__ = "legal_holds"
+
+    passage_event_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    set_by: Mapped[str] = mapped_column(String(64))
+    set_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    reason: Mapped[str] = mapped_column(Text, default="")
+
+
+class PurgedPassage(Base):
+    """A passage whose retention ran out: images deleted, personal data masked, the decision
+    record kept."""
+
+    __tablename__ = "purged_passages"
+
+    passage_event_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    retention_class: Mapped[str] = mapped_column(String(16))
+    purged_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    images_deleted: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class JourneyRow(Base):
+    """One truck's journey through a site (central/journeys.py): where it is, its stages."""
+
+    __tablename__ = "journeys"
+    __table_args__ = (Index("ix_journeys_site_status", "site", "status"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    site: Mapped[str] = mapped_column(String(64))
+    plate: Mapped[str] = mapped_column(String(16), default="")
+    plates: Mapped[list] = mapped_column(JSON, default=list)
+    alternatives: Mapped[list] = mapped_column(JSON, default=list)
+    status: Mapped[str] = mapped_column(String(16), default="open")
+    zone: Mapped[str | None] = mapped_column(String(64))
+    zone_since: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+    last_role: Mapped[str] = mapped_column(String(32))
+    last_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    ended_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), index=True)
+    ambiguous: Mapped[bool] = mapped_column(Boolean, default=False)
+    rivals: Mapped[list] = mapped_column(JSON, default=list)
+    priority: Mapped[bool] = mapped_column(Boolean, default=False)
+    company: Mapped[str | None] = mapped_column(String(200))
+    goods_category: Mapped[str | None] = mapped_column(String(32))
+    yard_wait_s: Mapped[float | None] = mapped_column(Float)
+    inspection_s: Mapped[float | None] = mapped_column(Float)
+    total_s: Mapped[float | None] = mapped_column(Float)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class JourneyPassage(Base):
+    """A passage linked into a journey, with the checkpoint role it had."""
+
+    __tablename__ = "journey_passages"
+
+    passage_event_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    journey_id: Mapped[int] = mapped_column(Integer, index=True)
+    site: Mapped[str] = mapped_column(String(64))
+    lane: Mapped[str] = mapped_column(String(64))
+    role: Mapped[str] = mapped_column(String(32))
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    ended_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    score: Mapped[float | None] = mapped_column(Float)
+
+
+class DispatchCall(Base):
+    """A truck called from the queue to a lane; re-queued when it does not arrive in time."""
+
+    __tablename__ = "dispatch_calls"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    site: Mapped[str] = mapped_column(String(64))
+    journey_id: Mapped[int] = mapped_column(Integer, index=True)
+    lane: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(16), default="called")
+    called_by: Mapped[str] = mapped_column(String(64))
+    called_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    deadline: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
 def make_engine(url: str) -> Engine:
-    """Engine for `url`; SQLite gets WAL, a busy timeout and its parent folder created."""
+    """Engine for `url`; SQLite gets WAL, a busy timeout and its parent folder created, and a
+    new database file is created readable by its owner only (0600; SQLite gives its -wal and
+    -shm files the same mode)."""
     if url.startswith("sqlite"):
-        db_path = url.split("///", 1)[-1]
+        db_path = url.split("///", 1)[-1].split("?", 1)[0] if "///" in url else ""
         if db_path and db_path != ":memory:":
             Path(db_path).parent.mkdir(parents=True, exist_ok=True)
+            os.close(os.open(db_path, os.O_CREAT | os.O_WRONLY, 0o600))
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
 
         @event.listens_for(engine, "connect")

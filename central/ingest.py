@@ -9,6 +9,14 @@ the edge) redeliver instead of losing the passage, and a lane never acts on a de
 not stored. While the database
 is unavailable the transaction is retried in place with backoff (nothing is acknowledged); a
 message the database refuses for itself is kept as a rejection so it never blocks the others.
+
+A rejection is answered too: a passage central can attribute (its topic names a lane, its
+payload an event id) gets a `rejected` receipt with a `RejectReason`, so the edge stops
+re-sending it. Reasons are a fixed set (counters and metric labels never carry sender text);
+what is stored of a rejection is clipped to the column sizes, and a rejection that cannot be
+stored is logged, never allowed to stop the storing thread. Lane status, command acks and node
+status must name the topic's site/lane/node; with `lane_owners` (from the broker's ACL) a
+passage, lane status or ack must come from the node that serves the lane.
 """
 
 from __future__ import annotations
@@ -16,12 +24,13 @@ from __future__ import annotations
 import json
 import logging
 import queue
+import ssl
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
@@ -31,10 +40,19 @@ from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError, SQL
 from sqlalchemy.orm import Session, sessionmaker
 
 from central import events, store
+from central.config import CentralSettings
 from central.decisions import PassageDecided
 from central.metrics import IngestMetrics
 from smartgate import contract
-from smartgate.contract import ContractError, LaneCommand, PassageEvent
+from smartgate.contract import (
+    ContractError,
+    LaneCommand,
+    PassageDecision,
+    PassageEvent,
+    PassageReceipt,
+    RejectReason,
+)
+from smartgate.mqtt_tls import tls_context
 
 log = logging.getLogger(__name__)
 
@@ -45,28 +63,54 @@ R = TypeVar("R")
 class IngestOutcome:
     """What happened to one message.
 
-    `kind` is stored, duplicate, rejected, node, lane_status, command_ack or ignored; `command`
-    is to be published once the transaction commits; `notice` is the live event for the pages.
+    `kind` is stored, duplicate, rejected, node, lane_status, command_ack or ignored (one of
+    `OUTCOME_KINDS`); `reason` (rejected only) is one of the fixed `RejectReason`s and `detail`
+    says more; `command`, `decision` and `receipt` are to be published once the transaction
+    commits; `notice` is the live event for the pages.
     """
 
     kind: str
-    reason: str = ""
+    reason: RejectReason | None = None
+    detail: str = ""
     event: PassageEvent | None = None
     command: LaneCommand | None = None
+    decision: PassageDecision | None = None
+    receipt: PassageReceipt | None = None
     notice: dict | None = None
 
 
-PassageHook = Callable[[Session, PassageEvent], PassageDecided]
+OUTCOME_KINDS = ("stored", "duplicate", "rejected", "node", "lane_status", "command_ack",
+                 "ignored")
+# None: the passage is stored but not decided (a yard checkpoint: central/journeys.py)
+PassageHook = Callable[[Session, PassageEvent], PassageDecided | None]
+LaneOwners = Mapping[tuple[str, str], str]  # (site, lane) -> the node id that serves it
+
+
+def _same_place(what: str, got: tuple[str, ...], topic: tuple[str, ...]) -> None:
+    if got != topic:
+        raise ContractError(
+            f"{what} for {'/'.join(got)} published on the topic of {'/'.join(topic)}",
+            RejectReason.TOPIC_MISMATCH,
+        )
+
+
+def _owned(owners: LaneOwners | None, site: str, lane: str, node_id: str) -> None:
+    """The node must be the one that serves the lane, when central knows who does."""
+    owner = owners.get((site, lane)) if owners is not None else None
+    if owners is not None and owner != node_id:
+        raise ContractError(
+            f"node {node_id} does not serve lane {site}/{lane} (served by {owner or 'nobody'})",
+            RejectReason.NODE_MISMATCH,
+        )
 
 
 def _store_passage(
-    session: Session, site: str, lane: str, payload: bytes, on_passage: PassageHook | None
+    session: Session, site: str, lane: str, payload: bytes, on_passage: PassageHook | None,
+    owners: LaneOwners | None,
 ) -> IngestOutcome:
     event = contract.parse_passage(payload)
-    if (event.site, event.lane) != (site, lane):
-        raise ContractError(
-            f"event for {event.site}/{event.lane} published on topic of {site}/{lane}"
-        )
+    _same_place("event", (event.site, event.lane), (site, lane))
+    _owned(owners, site, lane, event.node_id)
     if store.add_passage(session, event) is None:
         return IngestOutcome("duplicate", event=event,
                              command=store.pending_command(session, event.event_id))
@@ -76,43 +120,125 @@ def _store_passage(
                                    plate.text if plate else None,
                                    decided.outcome if decided else None)
     return IngestOutcome(
-        "stored", event=event, command=decided.command if decided else None, notice=notice
+        "stored", event=event, command=decided.command if decided else None,
+        decision=decided.decision if decided else None, notice=notice,
     )
 
 
+def _handle(
+    session: Session, site: str, name: str, kind: str, payload: bytes,
+    on_passage: PassageHook | None, owners: LaneOwners | None,
+) -> IngestOutcome:
+    if kind == "passage":
+        return _store_passage(session, site, name, payload, on_passage, owners)
+    if kind == "node_available":
+        if payload not in (contract.AVAILABLE_ONLINE, contract.AVAILABLE_OFFLINE):
+            raise ContractError(f"availability must be online/offline, got {payload[:20]!r}")
+        online = payload == contract.AVAILABLE_ONLINE
+        store.set_node_state(session, site, name, online=online)
+        return IngestOutcome("node", notice=events.node_notice(site, name, online))
+    if kind == "node_status":
+        status = contract.parse_node_status(payload)
+        _same_place("node status", (status.site, status.node_id), (site, name))
+        for lane in status.lanes:
+            _owned(owners, site, lane, name)
+        store.set_node_state(session, site, name, status=json.loads(status.to_json()))
+        return IngestOutcome("node", notice=events.node_notice(site, name, None))
+    if kind == "status":
+        lane_status = contract.parse_lane_status(payload)
+        _same_place("lane status", (lane_status.site, lane_status.lane), (site, name))
+        _owned(owners, site, name, lane_status.node_id)
+        store.set_lane_status(session, lane_status)
+        return IngestOutcome(
+            "lane_status", notice=events.lane_status_notice(site, name, lane_status)
+        )
+    if kind == "command_ack":
+        ack = contract.parse_command_ack(payload)
+        _same_place("command ack", (ack.site, ack.lane), (site, name))
+        _owned(owners, site, name, ack.node_id)
+        command = store.get_command(session, ack.command_id)
+        if command is None:
+            return IngestOutcome("ignored", detail=f"ack for unknown command {ack.command_id}")
+        _same_place("ack of a command", (command.site, command.lane), (site, name))
+        store.record_ack(session, ack)
+        return IngestOutcome("command_ack", notice=events.command_ack_notice(site, name, ack))
+    raise ContractError(f"central does not consume {kind!r} messages",
+                        RejectReason.UNEXPECTED_TOPIC)
+
+
+def rejected_receipt(
+    topic: str, payload: bytes, reason: RejectReason, detail: str
+) -> PassageReceipt | None:
+    """The `rejected` receipt for a passage message, when it can be attributed: a passage topic
+    with a valid site and lane, and a usable event id in the payload."""
+    try:
+        site, lane, kind = contract.parse_topic(topic)
+    except ContractError:
+        return None
+    event_id = contract.event_id_of(payload) if kind == "passage" else None
+    if event_id is None:
+        return None
+    return PassageReceipt(event_id=event_id, site=site, lane=lane, status="rejected",
+                          reason=reason, detail=contract.clip(detail, 200))
+
+
 def handle_message(
-    session: Session, topic: str, payload: bytes, on_passage: PassageHook | None = None
+    session: Session, topic: str, payload: bytes, on_passage: PassageHook | None = None,
+    lane_owners: LaneOwners | None = None,
 ) -> IngestOutcome:
     """Validate and store one message in `session` (the caller commits)."""
     try:
         site, name, kind = contract.parse_topic(topic)
-        if kind == "passage":
-            return _store_passage(session, site, name, payload, on_passage)
-        if kind == "node_available":
-            if payload not in (contract.AVAILABLE_ONLINE, contract.AVAILABLE_OFFLINE):
-                raise ContractError(f"availability must be online/offline, got {payload[:20]!r}")
-            online = payload == contract.AVAILABLE_ONLINE
-            store.set_node_state(session, site, name, online=online)
-            return IngestOutcome("node", notice=events.node_notice(site, name, online))
-        if kind == "node_status":
-            status = contract.parse_node_status(payload)
-            store.set_node_state(session, site, name, status=json.loads(status.to_json()))
-            return IngestOutcome("node", notice=events.node_notice(site, name, None))
-        if kind == "status":
-            lane_status = contract.parse_lane_status(payload)
-            store.set_lane_status(session, lane_status)
-            return IngestOutcome(
-                "lane_status", notice=events.lane_status_notice(site, name, lane_status)
-            )
-        if kind == "command_ack":
-            ack = contract.parse_command_ack(payload)
-            if store.record_ack(session, ack) is None:
-                return IngestOutcome("ignored", reason=f"ack for unknown command {ack.command_id}")
-            return IngestOutcome("command_ack", notice=events.command_ack_notice(site, name, ack))
-        raise ContractError(f"central does not consume {kind!r} messages")
+        return _handle(session, site, name, kind, payload, on_passage, lane_owners)
     except ContractError as exc:
-        store.add_rejection(session, topic, str(exc), payload)
-        return IngestOutcome("rejected", reason=str(exc))
+        store.add_rejection(session, topic, exc.reason.value, str(exc), payload)
+        return IngestOutcome("rejected", reason=exc.reason, detail=str(exc),
+                             receipt=rejected_receipt(topic, payload, exc.reason, str(exc)))
+
+
+def connection_options(settings: CentralSettings, suffix: str = "") -> dict[str, Any]:
+    """Client id, user, password and TLS of one of central's broker connections.
+
+    Each connection has its own `suffix` (`""` the in-process ingest, `-<worker id>` a worker,
+    `-http` and `-live` the HTTP process beside workers) added to both `mqtt_client_id` and
+    `mqtt_username`: the broker config that `smartgate broker config` writes binds client ids
+    to user names (`use_username_as_clientid`), so every connection is its own user and no
+    credential can take over another's session (docs/deploy.md).
+    """
+    tls = None
+    if settings.mqtt_tls:
+        tls = tls_context(settings.mqtt_tls_ca_file, settings.mqtt_tls_cert_file,
+                          settings.mqtt_tls_key_file)
+    return {
+        "client_id": settings.mqtt_client_id + suffix,
+        "username": settings.mqtt_username + suffix if settings.mqtt_username else None,
+        "password": settings.mqtt_password, "tls": tls,
+    }
+
+
+def lane_owners(settings: CentralSettings) -> LaneOwners | None:
+    """Which node serves each lane, from the broker ACL in `mqtt_acl_file` (None: unknown)."""
+    if settings.mqtt_acl_file is None:
+        return None
+    from central.broker_config import lane_owners_from_acl
+
+    return lane_owners_from_acl(settings.mqtt_acl_file.read_text())
+
+
+def warn_if_insecure(settings: CentralSettings) -> None:
+    """Say loudly at start when central talks to its broker without credentials or in clear
+    text to another host."""
+    if not settings.mqtt_username:
+        log.warning("MQTT WITHOUT CREDENTIALS: central connects to %s:%d anonymously; any "
+                    "client of that broker can publish passages and read commands. Use "
+                    "`smartgate broker config` and set SMARTGATE_CENTRAL_MQTT_USERNAME/PASSWORD "
+                    "(docs/deploy.md)", settings.mqtt_host, settings.mqtt_port)
+    if not settings.mqtt_tls and settings.mqtt_host not in ("127.0.0.1", "localhost", "::1"):
+        log.warning("MQTT IN CLEAR TEXT to %s: passwords and passages cross the network "
+                    "unencrypted; set mqtt_tls_ca_file (docs/deploy.md)", settings.mqtt_host)
+    if settings.mqtt_username and settings.mqtt_acl_file is None:
+        log.warning("mqtt_acl_file not set: central cannot check that a passage's node serves "
+                    "its lane (the broker ACL still confines each node to its lanes)")
 
 
 def _transient(exc: BaseException) -> bool:
@@ -132,7 +258,9 @@ class MqttIngest:
     MQTT 3.1.1 with `clean_session=False` by default (works with amqtt); `shared=True` connects
     with MQTT 5 (`clean_start=False`, session expiry) and subscribes to `$share/central/...` so
     several workers split the messages. `subscribe=False` only publishes (the HTTP process of a
-    multi-worker central sends officer commands on it).
+    multi-worker central sends officer commands on it). `connected` is set once the broker
+    acknowledged the subscriptions (SUBACK without a failure code), or the connection when
+    it only publishes; `alive` tells whether the storing thread runs.
     """
 
     def __init__(
@@ -151,6 +279,8 @@ class MqttIngest:
         session_expiry_s: int = 7 * 86400,
         subscribe: bool = True,
         metrics: IngestMetrics | None = None,
+        tls: ssl.SSLContext | None = None,
+        lane_owners: LaneOwners | None = None,
     ) -> None:
         self.sessions = sessions
         self.client_id = client_id
@@ -160,10 +290,12 @@ class MqttIngest:
         self.batch_size = batch_size
         self.shared = shared
         self.subscribe = subscribe
+        self.lane_owners = lane_owners
         self.metrics = metrics or IngestMetrics()
         self.stats: Counter[str] = Counter()
-        self.reject_reasons: Counter[str] = Counter()
+        self.reject_reasons: Counter[str] = Counter()  # keys: RejectReason values only
         self.connected = threading.Event()
+        self._subscribe_mid: int | None = None
         self._queue: queue.Queue[tuple[int, mqtt.MQTTMessage] | None] = queue.Queue()
         self._worker: threading.Thread | None = None
         self._stopping = threading.Event()
@@ -186,12 +318,20 @@ class MqttIngest:
             )
         if username:
             self.client.username_pw_set(username, password)
+        if tls is not None:
+            self.client.tls_set_context(tls)
         self.client.manual_ack_set(True)
         self.client.on_connect = self._on_connect
+        self.client.on_subscribe = self._on_subscribe
         self.client.on_disconnect = self._on_disconnect
         self.client.on_message = self._on_message
         self.client.reconnect_delay_set(0.2, 5)
         self.host, self.port = host, port
+
+    @property
+    def alive(self) -> bool:
+        """Whether the storing thread runs (False before `start` and after `stop`)."""
+        return self._worker is not None and self._worker.is_alive()
 
     def start(self) -> None:
         """Start the storing thread, connect (retrying in the background) and the network loop."""
@@ -234,23 +374,40 @@ class MqttIngest:
         """Publish a lane command (QoS 1) on its lane's command topic."""
         self.publish(contract.command_topic(command.site, command.lane), command.to_json())
 
-    def send_receipt(self, event: PassageEvent, status: str) -> None:
-        """Confirm to the edge (QoS 1, lane receipt topic) that `event` is stored."""
-        receipt = contract.PassageReceipt(event_id=event.event_id, site=event.site,
-                                          lane=event.lane, status=status)
-        self.publish(contract.receipt_topic(event.site, event.lane), receipt.to_json())
+    def send_receipt(self, receipt: PassageReceipt) -> None:
+        """Answer the edge (QoS 1, lane receipt topic): stored, duplicate or rejected."""
+        self.publish(contract.receipt_topic(receipt.site, receipt.lane), receipt.to_json())
+
+    def send_decision(self, decision: PassageDecision) -> None:
+        """Push a decision (QoS 1) on its lane's decision topic."""
+        self.publish(contract.decision_topic(decision.site, decision.lane), decision.to_json())
 
     def _on_connect(self, client, _userdata, _flags, reason_code, _props=None) -> None:  # type: ignore[no-untyped-def]
         if reason_code.is_failure:
             log.error("MQTT connection refused: %s", reason_code)
             return
         self._generation += 1
+        log.info("central %s connected to %s:%s", self.client_id, self.host, self.port)
         if self.subscribe:
             topics = contract.central_subscriptions(self.site, shared=self.shared)
-            client.subscribe([(t, 1) for t in topics])
+            _rc, self._subscribe_mid = client.subscribe([(t, 1) for t in topics])
+            return  # connected once the SUBACK grants them
+        self._ready()
+
+    def _ready(self) -> None:
         self.connected.set()
         self.metrics.connected.set(1)
-        log.info("central %s connected to %s:%s", self.client_id, self.host, self.port)
+
+    def _on_subscribe(self, _client, _userdata, mid, reason_codes, _props=None) -> None:  # type: ignore[no-untyped-def]
+        if mid != self._subscribe_mid:
+            return
+        refused = [str(c) for c in reason_codes if c.is_failure]
+        if refused:
+            log.error("MQTT broker refused central's subscriptions (%s): check the ACL for "
+                      "user %s and site %s", ", ".join(refused), self.client_id, self.site)
+            return
+        self._ready()
+        log.info("central %s subscribed to site %s", self.client_id, self.site)
 
     def _on_disconnect(self, _client, _userdata, _flags, reason_code, _props=None) -> None:  # type: ignore[no-untyped-def]
         self.connected.clear()
@@ -280,11 +437,15 @@ class MqttIngest:
                 log.warning("stopping with %d messages unstored; the broker redelivers them",
                             len(batch) + self._queue.qsize())
                 return
+            except Exception:  # noqa: BLE001 - a bug must not end ingest; logged, counted
+                self.stats["errors"] += 1
+                log.exception("ingest failed on a batch of %d; continuing", len(batch))
 
     def _transaction(self, messages: list[mqtt.MQTTMessage]) -> list[IngestOutcome]:
         with self.sessions() as session, session.begin():
             return [
-                handle_message(session, m.topic, bytes(m.payload), self.on_passage)
+                handle_message(session, m.topic, bytes(m.payload), self.on_passage,
+                               self.lane_owners)
                 for m in messages
             ]
 
@@ -331,30 +492,40 @@ class MqttIngest:
             except IntegrityError:
                 if attempt == 1:
                     continue  # a concurrent insert of the same event id: now a duplicate
-                reason = "storage: integrity error"
+                detail = "integrity error"
             except Exception as exc:  # a bug or bad data must not stop the messages behind
-                reason = f"storage: {type(exc).__name__}"
+                detail = type(exc).__name__
             self.stats["errors"] += 1
-            log.exception("error storing message on %s; kept as rejected", msg.topic)
+            log.exception("error storing message on %s; kept as rejected",
+                          contract.clip(msg.topic))
             break
+        payload = bytes(msg.payload)
+        reason = RejectReason.STORAGE
 
         def reject() -> None:
             with self.sessions() as session, session.begin():
-                store.add_rejection(session, msg.topic, reason, bytes(msg.payload))
+                store.add_rejection(session, msg.topic, reason.value, detail, payload)
 
-        self._retrying(reject)
-        return IngestOutcome("rejected", reason=reason)
+        try:
+            self._retrying(reject)
+        except _Stopping:
+            raise
+        except Exception:  # noqa: BLE001 - even the rejection failed: log it, go on
+            self.stats["rejection_failed"] += 1
+            log.exception("could not keep the rejected message on %s (%d bytes, starts %r)",
+                          contract.clip(msg.topic), len(payload), payload[:512])
+        return IngestOutcome("rejected", reason=reason, detail=detail,
+                             receipt=rejected_receipt(msg.topic, payload, reason, detail))
 
     def _finish(self, generation: int, msg: mqtt.MQTTMessage, outcome: IngestOutcome) -> None:
         """After the commit: count, acknowledge, send the command, tell the pages."""
         self.stats[outcome.kind] += 1
         self.metrics.messages.labels(outcome.kind).inc()
         self.metrics.latency.observe(max(0.0, time.monotonic() - msg.timestamp))
-        if outcome.kind == "rejected":
-            reason = outcome.reason.split(":")[0]
-            self.reject_reasons[reason] += 1
-            self.metrics.rejects.labels(reason).inc()
-            log.warning("rejected message on %s: %s", msg.topic, outcome.reason)
+        if outcome.kind == "rejected" and outcome.reason is not None:
+            self.reject_reasons[outcome.reason.value] += 1
+            self.metrics.rejects.labels(outcome.reason.value).inc()
+            log.warning("rejected message on %s: %s", contract.clip(msg.topic), outcome.detail)
         elif outcome.kind == "stored":
             self.metrics.passages.inc()
             if outcome.notice is not None and outcome.notice.get("outcome"):
@@ -364,8 +535,14 @@ class MqttIngest:
             # session); acking the old packet id could acknowledge another message
             self.client.ack(msg.mid, msg.qos)
         if outcome.kind in ("stored", "duplicate") and outcome.event is not None:
-            self.send_receipt(outcome.event, outcome.kind)
+            event = outcome.event
+            self.send_receipt(PassageReceipt(event_id=event.event_id, site=event.site,
+                                             lane=event.lane, status=outcome.kind))
+        elif outcome.receipt is not None:
+            self.send_receipt(outcome.receipt)
         if outcome.command is not None:
             self.send_command(outcome.command)
+        if outcome.decision is not None:
+            self.send_decision(outcome.decision)
         if self.after_commit is not None:
             self.after_commit(outcome)

@@ -10,6 +10,7 @@ from pydantic import BaseModel, Field
 from central import store
 from central.db import CommandRow, DecisionRow, DeclarationRow, FeeRow, Passage
 from central.domain.declarations import RowError
+from central.evidence.records import EvidenceStatus
 
 
 class DecisionOut(BaseModel):
@@ -37,6 +38,24 @@ class DecisionOut(BaseModel):
         )
 
 
+class EvidenceOut(BaseModel):
+    """What central holds of a passage's evidence images: a passage is complete only when
+    every image it names is stored (or retention purged them)."""
+
+    expected: int = Field(description="images the passage names")
+    stored: int = Field(description="of those, stored at central")
+    missing: list[str] = Field(description="image ids not (yet) uploaded by the edge")
+    complete: bool
+    purged: bool = Field(description="retention deleted the images and masked the plates")
+    legal_hold: bool
+
+    @classmethod
+    def of(cls, s: EvidenceStatus) -> EvidenceOut:
+        """From the evidence records' status."""
+        return cls(expected=s.expected, stored=s.stored, missing=s.missing,
+                   complete=s.complete, purged=s.purged, legal_hold=s.legal_hold)
+
+
 class PassageOut(BaseModel):
     """A passage as the API lists it, with its current decision."""
 
@@ -55,10 +74,12 @@ class PassageOut(BaseModel):
     gross_kg: float | None
     decision: DecisionOut | None
     payload: dict
+    evidence: EvidenceOut | None = None
 
     @classmethod
-    def of(cls, row: Passage, decision: DecisionRow | None) -> PassageOut:
-        """From a stored passage and its current decision."""
+    def of(cls, row: Passage, decision: DecisionRow | None,
+           evidence: EvidenceStatus | None = None) -> PassageOut:
+        """From a stored passage, its current decision and its evidence status."""
         return cls(
             event_id=row.event_id, site=row.site, lane=row.lane, node_id=row.node_id,
             direction=row.direction, started_at=store.utc(row.started_at),
@@ -66,7 +87,7 @@ class PassageOut(BaseModel):
             plate_text=row.plate_text, plate_confidence=row.plate_confidence,
             trailer_text=row.trailer_text, container_codes=row.container_codes.split(),
             gross_kg=row.gross_kg, decision=DecisionOut.of(decision) if decision else None,
-            payload=row.payload,
+            payload=row.payload, evidence=EvidenceOut.of(evidence) if evidence else None,
         )
 
 
@@ -190,10 +211,11 @@ class PassageDetailOut(BaseModel):
     audit: list[AuditOut]
 
     @classmethod
-    def of(cls, d: store.PassageDetail) -> PassageDetailOut:
-        """From the store's passage detail."""
+    def of(cls, d: store.PassageDetail, evidence: EvidenceStatus | None = None
+           ) -> PassageDetailOut:
+        """From the store's passage detail (and the passage's evidence status)."""
         return cls(
-            passage=PassageOut.of(d.passage, d.decision),
+            passage=PassageOut.of(d.passage, d.decision, evidence),
             declaration=DeclarationOut.of(d.declaration) if d.declaration else None,
             history=[DecisionOut.of(h) for h in d.history],
             commands=[CommandOut.of(c) for c in d.commands],

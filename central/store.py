@@ -24,8 +24,11 @@ from central.db import (
     DecisionRow,
     DeclarationKey,
     DeclarationRow,
+    DispatchCall,
     EdgeNode,
     FeeRow,
+    JourneyPassage,
+    JourneyRow,
     LaneStatusRow,
     Passage,
     RejectedMessage,
@@ -115,9 +118,40 @@ def passages_of_nodes(session: Session, node_ids: Sequence[str]) -> tuple[list[s
     return ids, {str(r[0]): int(r[1]) for r in rows}
 
 
-def add_rejection(session: Session, topic: str, reason: str, payload: bytes) -> None:
-    """Keep a rejected message with its reason."""
-    session.add(RejectedMessage(topic=topic, reason=reason, payload=payload))
+REJECTION_TOPIC_CHARS = 256  # the column size of rejected_messages.topic
+REJECTION_DETAIL_CHARS = 1000
+REJECTION_PAYLOAD_BYTES = 256 * 1024  # contract.MAX_PAYLOAD_BYTES: a longer one is cut
+
+
+def _storable(text: str, limit: int) -> str:
+    """Sender-chosen text made storable in any database: no NUL (PostgreSQL refuses it),
+    at most `limit` characters."""
+    text = text.replace("\x00", "\\x00")
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def add_rejection(session: Session, topic: str, reason: str, detail: str, payload: bytes) -> None:
+    """Keep a rejected message: `reason` is a `RejectReason` value, `detail` the rest; topic
+    and detail are clipped to their columns and the payload to the contract's maximum, so the
+    record of a rejection never fails on its own size."""
+    cut = len(payload) > REJECTION_PAYLOAD_BYTES
+    if cut:
+        detail = f"{detail} (payload of {len(payload)} bytes, first {REJECTION_PAYLOAD_BYTES} kept)"
+    session.add(RejectedMessage(
+        topic=_storable(topic, REJECTION_TOPIC_CHARS),
+        reason=_storable(f"{reason}: {detail}" if detail else reason, REJECTION_DETAIL_CHARS),
+        payload=payload[:REJECTION_PAYLOAD_BYTES],
+    ))  # fmt: skip
+
+
+def list_rejections(
+    session: Session, limit: int = 100, before_id: int | None = None
+) -> Sequence[RejectedMessage]:
+    """Rejected messages, newest first; `before_id` pages on (ids below it)."""
+    query = select(RejectedMessage).order_by(RejectedMessage.id.desc()).limit(limit)
+    if before_id is not None:
+        query = query.where(RejectedMessage.id < before_id)
+    return session.scalars(query).all()
 
 
 def set_node_state(
@@ -300,22 +334,33 @@ def _import_batch(session: Session, chunk: list[Declaration], now: datetime) -> 
     return counts
 
 
+IMPORT_BATCH = 2000  # declarations per batch (and per transaction when batches commit)
+
+
 def import_declarations(
     session: Session,
     decls: Iterable[Declaration],
-    batch_size: int = 5000,
+    batch_size: int = IMPORT_BATCH,
     progress: Callable[[int], None] | None = None,
+    commit_batches: bool = False,
 ) -> ImportCounts:
     """Insert or amend declarations by number, with their lookup keys, in batches.
 
     Idempotent: re-importing the same declaration counts as `unchanged` and writes nothing.
     New rows go in with one executemany per batch, so a million load in about a minute.
-    `progress(n)` is called after each batch with its size. The caller commits.
+    `decls` is consumed one batch at a time (a generator keeps memory flat). `progress(n)` is
+    called after each batch with its size. Without `commit_batches` the caller commits; with
+    it each batch is committed on its own, so a long import holds the write lock (SQLite has
+    one for the whole file) only a batch at a time and ingest writes get in between; an import
+    cut short keeps the batches before (re-running it is harmless).
     """
     total = ImportCounts()
     now = utcnow()
     for chunk in _batches(decls, batch_size):
         total.add(_import_batch(session, chunk, now))
+        if commit_batches:
+            session.commit()
+            session.expunge_all()
         if progress is not None:
             progress(len(chunk))
     return total
@@ -473,6 +518,7 @@ def add_rules_decision(
         reasons=data["reasons"],
         declaration_number=decision.declaration_number,
         plate_score=data["plate_score"],
+        matched_containers=list(decision.matched_containers),
         rules_version=decision.rules_version,
         decided_by=(decided_by or f"rules:{decision.rules_version}")[:64],
         decided_at=utc(decision.decided_at),
@@ -551,6 +597,7 @@ def record_officer_decision(
         reasons=previous.reasons if previous else [],
         declaration_number=previous.declaration_number if previous else None,
         plate_score=previous.plate_score if previous else None,
+        matched_containers=list(previous.matched_containers or []) if previous else [],
         rules_version=previous.rules_version if previous else "",
         decided_by=actor,
         decided_at=utcnow(),
@@ -608,6 +655,11 @@ def add_command(session: Session, command: LaneCommand) -> CommandRow:
     )
     session.add(row)
     return row
+
+
+def get_command(session: Session, command_id: str) -> CommandRow | None:
+    """The command with this id."""
+    return session.get(CommandRow, command_id)
 
 
 def record_ack(session: Session, ack: CommandAck) -> CommandRow | None:
@@ -853,3 +905,170 @@ def lane_statistics(
             )
         )
     return out
+
+
+# --------------------------------------------------------------------------------------------
+# Journeys (central/journeys.py): linked passages, zones, dispatch calls
+# --------------------------------------------------------------------------------------------
+
+
+def open_journeys(session: Session, site: str) -> Sequence[JourneyRow]:
+    """The site's journeys still open (the truck has not left), oldest first."""
+    return session.scalars(
+        select(JourneyRow).where(JourneyRow.site == site, JourneyRow.status == "open")
+        .order_by(JourneyRow.started_at, JourneyRow.id)
+    ).all()  # fmt: skip
+
+
+def add_journey(session: Session, row: JourneyRow) -> JourneyRow:
+    """Add a new journey (flushed, so it has its id)."""
+    session.add(row)
+    session.flush()
+    return row
+
+
+def journey_passage_exists(session: Session, event_id: str) -> bool:
+    """Whether this passage is already linked into a journey."""
+    return session.get(JourneyPassage, event_id) is not None
+
+
+def add_journey_passage(session: Session, row: JourneyPassage) -> None:
+    """Link a passage into its journey."""
+    session.add(row)
+
+
+def journey_checkpoints(session: Session, journey_id: int) -> Sequence[JourneyPassage]:
+    """A journey's linked passages in time order."""
+    return session.scalars(
+        select(JourneyPassage).where(JourneyPassage.journey_id == journey_id)
+        .order_by(JourneyPassage.at, JourneyPassage.passage_event_id)
+    ).all()  # fmt: skip
+
+
+def get_journey(session: Session, journey_id: int) -> JourneyRow | None:
+    """The journey with this id."""
+    return session.get(JourneyRow, journey_id)
+
+
+def journey_of_passage(session: Session, event_id: str) -> JourneyRow | None:
+    """The journey a passage is linked into."""
+    return session.scalar(
+        select(JourneyRow).join(JourneyPassage, JourneyPassage.journey_id == JourneyRow.id)
+        .where(JourneyPassage.passage_event_id == event_id)
+    )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class JourneyFilter:
+    """Filters for journey listings."""
+
+    site: str | None = None
+    status: str | None = None
+    plate: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    ambiguous: bool | None = None
+    limit: int = 100
+    offset: int = 0
+
+
+def list_journeys(session: Session, f: JourneyFilter) -> Sequence[JourneyRow]:
+    """Journeys matching the filter, newest first (`since`/`until` on the start)."""
+    q = select(JourneyRow).order_by(JourneyRow.started_at.desc(), JourneyRow.id.desc())
+    if f.site:
+        q = q.where(JourneyRow.site == f.site)
+    if f.status:
+        q = q.where(JourneyRow.status == f.status)
+    if f.plate:
+        q = q.where(JourneyRow.plate.contains(normalize_plate(f.plate)))
+    if f.since:
+        q = q.where(JourneyRow.started_at >= utc(f.since))
+    if f.until:
+        q = q.where(JourneyRow.started_at < utc(f.until))
+    if f.ambiguous is not None:
+        q = q.where(JourneyRow.ambiguous == f.ambiguous)
+    return session.scalars(q.limit(f.limit).offset(f.offset)).all()
+
+
+def journeys_between(session: Session, site: str, since: datetime, until: datetime
+                     ) -> Sequence[JourneyRow]:
+    """Journeys of a site that started or ended in [since, until)."""
+    since, until = utc(since), utc(until)
+    return session.scalars(
+        select(JourneyRow).where(
+            JourneyRow.site == site,
+            or_((JourneyRow.started_at >= since) & (JourneyRow.started_at < until),
+                (JourneyRow.ended_at >= since) & (JourneyRow.ended_at < until)),
+        ).order_by(JourneyRow.started_at)
+    ).all()  # fmt: skip
+
+
+def journey_event_ids(session: Session, journey_ids: Collection[int]) -> dict[int, list[str]]:
+    """The passages (event ids) of each journey."""
+    out: dict[int, list[str]] = defaultdict(list)
+    ids = list(journey_ids)
+    for k in range(0, len(ids), 5000):
+        rows = session.execute(
+            select(JourneyPassage.journey_id, JourneyPassage.passage_event_id)
+            .where(JourneyPassage.journey_id.in_(ids[k:k + 5000]))
+            .order_by(JourneyPassage.at)
+        ).all()  # fmt: skip
+        for jid, eid in rows:
+            out[int(jid)].append(str(eid))
+    return dict(out)
+
+
+def lane_times_by_role(
+    session: Session, site: str, roles: Collection[str], since: datetime
+) -> dict[str, list[datetime]]:
+    """When each lane of these roles cleared its passages since `since` (passage end times)."""
+    rows = session.execute(
+        select(JourneyPassage.lane, JourneyPassage.ended_at).where(
+            JourneyPassage.site == site, JourneyPassage.role.in_(list(roles)),
+            JourneyPassage.ended_at >= utc(since),
+        )
+    ).all()  # fmt: skip
+    out: dict[str, list[datetime]] = defaultdict(list)
+    for lane, at in rows:
+        out[str(lane)].append(utc(at))
+    return dict(out)
+
+
+def latest_journey_time(session: Session, site: str) -> datetime | None:
+    """The newest checkpoint time of the site (the journeys' clock)."""
+    return aware(session.scalar(
+        select(func.max(JourneyPassage.ended_at)).where(JourneyPassage.site == site)))
+
+
+def declaration_of_passage(session: Session, event_id: str) -> DeclarationRow | None:
+    """The declaration the passage's current decision matched."""
+    decision = current_decision(session, event_id)
+    if decision is None or decision.declaration_number is None:
+        return None
+    return session.get(DeclarationRow, decision.declaration_number)
+
+
+def active_calls(session: Session, site: str) -> Sequence[DispatchCall]:
+    """Calls of the site whose truck has not arrived yet, oldest first."""
+    return session.scalars(
+        select(DispatchCall).where(DispatchCall.site == site, DispatchCall.status == "called")
+        .order_by(DispatchCall.called_at)
+    ).all()  # fmt: skip
+
+
+def add_call(session: Session, call: DispatchCall) -> DispatchCall:
+    """Record a call (flushed, so it has its id)."""
+    session.add(call)
+    session.flush()
+    return call
+
+
+def close_calls(session: Session, journey_id: int, status: str) -> int:
+    """Set the journey's open calls to `status` (arrived or requeued); how many."""
+    result = session.execute(
+        update(DispatchCall)
+        .where(DispatchCall.journey_id == journey_id, DispatchCall.status == "called")
+        .values(status=status)
+    )
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+

@@ -1,7 +1,8 @@
 """Scale-out ingest: worker processes sharing MQTT 5 shared subscriptions and one database.
 
 `run_worker` is one worker (`smartgate central ingest --worker-id ID`, on this machine or
-another): its client id `<mqtt_client_id>-<worker id>` is stable, so its persistent session and
+another): its client id `<mqtt_client_id>-<worker id>` (and MQTT user `<mqtt_username>-<worker
+id>`, which the generated broker config binds to it) is stable, so its persistent session and
 the messages queued in it survive a restart. `WorkerPool` is what `central run --workers N`
 starts beside the HTTP process: N such subprocesses, restarted when one exits.
 """
@@ -22,11 +23,6 @@ from sqlalchemy.engine import Engine
 from central.config import CentralSettings
 
 log = logging.getLogger(__name__)
-
-
-def worker_client_id(settings: CentralSettings, worker_id: str) -> str:
-    """The MQTT client id of a worker: stable across restarts, distinct per worker."""
-    return f"{settings.mqtt_client_id}-{worker_id}"
 
 
 def ingest_engine(settings: CentralSettings) -> Engine:
@@ -71,19 +67,25 @@ def run_worker(settings: CentralSettings, worker_id: str, stop: threading.Event,
     """
     from central.api import decision_service
     from central.db import session_factory
-    from central.ingest import MqttIngest
+    from central.ingest import MqttIngest, connection_options, lane_owners, warn_if_insecure
+    from central.journeys import JourneyHook, YardEvents, journey_service
 
     engine = ingest_engine(settings)
     if not migrate_when_ready(engine, stop):
         return 0
     decisions = decision_service(settings)
+    on_passage = JourneyHook(decisions.decide_passage, journey_service(settings))
+    warn_if_insecure(settings)
     ingest = MqttIngest(
         session_factory(engine), settings.mqtt_host, settings.mqtt_port,
-        client_id=worker_client_id(settings, worker_id), site=settings.site,
-        username=settings.mqtt_username, password=settings.mqtt_password,
-        on_passage=decisions.decide_passage, batch_size=settings.ingest_batch, shared=shared,
-        session_expiry_s=settings.mqtt_session_expiry_s,
+        **connection_options(settings, f"-{worker_id}"), site=settings.site,
+        on_passage=on_passage, batch_size=settings.ingest_batch, shared=shared,
+        after_commit=lambda o: yard.send(on_passage.take(o.event.event_id) if o.event else []),
+        session_expiry_s=settings.mqtt_session_expiry_s, lane_owners=lane_owners(settings),
     )
+    secret = settings.yard_webhook_secret
+    yard = YardEvents(ingest.publish, settings.yard_webhook_url,
+                      secret.get_secret_value() if secret else None)
     if settings.metrics_port is not None:
         ingest.metrics.serve(settings.metrics_port, settings.http_host)
         log.info("worker %s metrics on http://%s:%d/metrics", worker_id, settings.http_host,
@@ -92,6 +94,7 @@ def run_worker(settings: CentralSettings, worker_id: str, stop: threading.Event,
     log.info("ingest worker %s started", worker_id)
     stop.wait()
     ingest.stop()
+    yard.stop()
     engine.dispose()
     log.info("ingest worker %s stopped: %s", worker_id, dict(ingest.stats))
     return 0

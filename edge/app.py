@@ -29,6 +29,7 @@ from edge.config import (
 from edge.recognition.containers import ContainerReader
 from edge.recognition.plates import PlateReader
 from edge.runtime.commands import LaneCommands
+from edge.runtime.evidence import EvidenceQueue, EvidenceUploader, enqueue_passage
 from edge.runtime.images import ImageServer, ImageStore
 from edge.runtime.lane import LaneRuntime
 from edge.runtime.metrics import EdgeMetrics, NodeCounts
@@ -108,6 +109,13 @@ class EdgeNode:
                                  config.images.quality)
         self.image_server: ImageServer | None = None
         self.counters: Counter[str] = Counter()
+        self.evidence: EvidenceUploader | None = None
+        ev = config.evidence
+        if ev.central_url is not None:
+            self.evidence = EvidenceUploader(
+                EvidenceQueue(config.data_dir / "evidence.db"), ev.central_url, ev.bearer() or "",
+                timeout_s=ev.timeout_s, retry_initial_s=ev.retry_initial_s,
+                retry_max_s=ev.retry_max_s, warn_pending=ev.warn_pending, counters=self.counters)
         self.last_weight: dict[str, contract.Weight] = {}
         self.site, self.node_id = config.site, config.node_id
         self.lanes = {lane.lane: LaneRuntime(self, lane) for lane in config.lanes}
@@ -148,6 +156,8 @@ class EdgeNode:
         self.commands.start()
         self._spawn(self._status_loop, "node-status")
         self.publisher.start()
+        if self.evidence is not None:
+            self.evidence.start()
         for lane in self.config.lanes:
             rt = self.lanes[lane.lane]
             for cam in lane.cameras:
@@ -193,6 +203,9 @@ class EdgeNode:
                 rt.controller.stop()
         self.commands.stop()
         self.publisher.stop()
+        if self.evidence is not None:
+            self.evidence.stop(drain_timeout_s=2.0)
+            self.evidence.queue.close()
         self._publish_node_status()
         if self.image_server is not None:
             self.image_server.stop()
@@ -255,6 +268,9 @@ class EdgeNode:
         topic = contract.passage_topic(event.site, event.lane)
         self.spool.put(event.event_id, topic, event.to_json())
         self.publisher.notify()
+        if self.evidence is not None:
+            enqueue_passage(self.evidence.queue, event, self.images.read, self.counters)
+            self.evidence.notify()
         self.passages_emitted += 1
         self.metrics.passage(event)
         plate = event.best_plate

@@ -11,10 +11,10 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 
 from hardware.config import BarrierConfig, DisplayConfig, WeighbridgeConfig
-from smartgate.contract import Segment
+from smartgate.contract import CheckpointRole, Segment
 
 
 class ConfigError(ValueError):
@@ -36,6 +36,18 @@ class MqttConfig(_Strict):
     username: str | None = Field(default=None, description="MQTT user name of this node")
     password: str | None = Field(default=None, description="MQTT password of this node")
     keepalive_s: int = Field(default=15, ge=5, le=600, description="MQTT keepalive seconds")
+    tls: bool = Field(
+        default=False, description="connect over TLS (port usually 8883); implied by tls_ca_file "
+        "or tls_cert_file",
+    )
+    tls_ca_file: Path | None = Field(
+        default=None, description="CA certificate (PEM) that signed the broker's; none: system CAs"
+    )
+    tls_cert_file: Path | None = Field(
+        default=None, description="this node's client certificate (PEM), for a broker that "
+        "requires one; goes with tls_key_file",
+    )
+    tls_key_file: Path | None = Field(default=None, description="private key of tls_cert_file")
     inflight: int = Field(
         default=16, ge=1, le=1000, description="spooled messages published ahead of their PUBACK"
     )
@@ -50,6 +62,18 @@ class MqttConfig(_Strict):
         description="a passage sent this long before one central has already receipted is "
         "published again (it was lost on the way, e.g. in a broker restart)",
     )
+
+    @model_validator(mode="after")
+    def _tls_files(self) -> MqttConfig:
+        if (self.tls_cert_file is None) != (self.tls_key_file is None):
+            raise ValueError("tls_cert_file and tls_key_file go together")
+        for name in ("tls_ca_file", "tls_cert_file", "tls_key_file"):
+            path = getattr(self, name)
+            if path is not None and not path.is_file():
+                raise ValueError(f"{name}: {path} is not a readable file")
+        if self.tls_ca_file is not None or self.tls_cert_file is not None:
+            self.tls = True
+        return self
 
 
 CameraRole = Literal["front_plate", "rear_plate", "trailer_plate", "container_side", "container_top"]
@@ -166,6 +190,11 @@ class LaneConfig(_Strict):
 
     lane: Segment = Field(description="lane id, e.g. L1")
     direction: Literal["entry", "exit", "unknown"] = Field(default="unknown")
+    role: CheckpointRole | None = Field(
+        default=None,
+        description="checkpoint role sent in each passage (yard_entry, yard_exit, inspection, "
+        "border_exit, ...): central links a truck's passages into its journey through the site",
+    )
     cameras: list[CameraConfig] = Field(min_length=1, description="cameras of this lane")
     trigger: TriggerConfig = Field(default_factory=PlateTrigger, description="presence source")
     passage: PassageConfig = Field(default_factory=PassageConfig)
@@ -215,6 +244,11 @@ class InferenceConfig(_Strict):
         description="learn the site's Chinese provinces from confident reads and weigh the "
         "province glyph with them (edge.recognition.province_prior)",
     )
+    plate_recognizer: Literal["ppocr", "own", "fused"] = Field(
+        default="ppocr",
+        description="who reads plate text: PP-OCR, the project's plate model (models/"
+        "plate_recognizer; `model_dir` may hold a site-adapted plate_rec.onnx), or both fused",
+    )
 
 
 class ImagesConfig(_Strict):
@@ -227,6 +261,50 @@ class ImagesConfig(_Strict):
     public_url: str | None = Field(
         default=None, description="base URL central uses, default http://http_host:port"
     )
+
+
+class EvidenceConfig(_Strict):
+    """Upload of each passage's evidence images to central (docs/evidence.md): spooled in
+    `data_dir/evidence.db` until central confirms each one."""
+
+    central_url: str | None = Field(
+        default=None,
+        description="central's base URL, e.g. https://central.site:8000; none: no upload "
+        "(images then live only in the ring buffer)",
+    )
+    token: SecretStr | None = Field(
+        default=None, description="bearer token of this edge's central account (edge-ingest)"
+    )
+    token_file: Path | None = Field(default=None, description="file holding that token")
+    timeout_s: float = Field(default=30.0, gt=0, le=600, description="one upload's time limit")
+    retry_initial_s: float = Field(
+        default=1.0, gt=0, le=600, description="first wait after a failed upload (doubles)"
+    )
+    retry_max_s: float = Field(default=120.0, gt=0, le=3600, description="longest wait")
+    warn_pending: int = Field(
+        default=20_000, ge=10, description="images waiting above which the node warns loudly"
+    )
+
+    @model_validator(mode="after")
+    def _credential(self) -> EvidenceConfig:
+        if self.central_url is not None:
+            if not self.central_url.startswith(("http://", "https://")):
+                raise ValueError("central_url must start with http:// or https://")
+            if self.token is None and self.token_file is None:
+                raise ValueError("central_url needs token or token_file")
+        return self
+
+    def bearer(self) -> str | None:
+        """The token (read from `token_file` when given there)."""
+        if self.token is not None:
+            return self.token.get_secret_value()
+        if self.token_file is not None:
+            try:
+                return self.token_file.read_text().strip()
+            except OSError as exc:
+                raise ConfigError(f"evidence.token_file: cannot read {self.token_file}: {exc}"
+                                  ) from exc
+        return None
 
 
 class EdgeConfig(_Strict):
@@ -242,6 +320,7 @@ class EdgeConfig(_Strict):
     status_interval_s: float = Field(default=10.0, gt=0, description="NodeStatus period")
     inference: InferenceConfig = Field(default_factory=InferenceConfig)
     images: ImagesConfig = Field(default_factory=ImagesConfig)
+    evidence: EvidenceConfig = Field(default_factory=EvidenceConfig)
     metrics_port: int | None = Field(
         default=None, ge=1, le=65535,
         description="serve Prometheus /metrics on this port (host: images.http_host); none: off",

@@ -102,6 +102,12 @@ def decision_topic(site: str, lane: str) -> str:
     return f"{TOPIC_ROOT}/{_check_segment('site', site)}/{_check_segment('lane', lane)}/decision"
 
 
+def yard_event_topic(site: str) -> str:
+    """Topic on which central pushes yard events of a site: capacity alerts, overstays, calls,
+    journeys completed (QoS 1, `YardEvent`)."""
+    return f"{TOPIC_ROOT}/{_check_segment('site', site)}/yard/event"
+
+
 def trigger_topic(site: str, lane: str) -> str:
     """Topic for an external vehicle-presence trigger (e.g. an induction loop controller)."""
     return f"{TOPIC_ROOT}/{_check_segment('site', site)}/{_check_segment('lane', lane)}/trigger"
@@ -284,6 +290,12 @@ class ImageRef(_Message):
     boxes: list[Box] = Field(default_factory=list, max_length=32)
 
 
+CheckpointRole = Literal[
+    "yard_entry", "yard_exit", "queue", "inspection", "weighbridge", "border_entry",
+    "border_exit", "checkpoint",
+]
+
+
 class PassageEvent(_Message):
     """One vehicle's passage through one lane: everything the edge read, in one event."""
 
@@ -294,6 +306,11 @@ class PassageEvent(_Message):
     node_id: Segment
     lane: Segment
     direction: Literal["entry", "exit", "unknown"] = "unknown"
+    role: CheckpointRole | None = Field(
+        default=None,
+        description="the lane's checkpoint role (yard_entry, inspection, border_exit, ...); "
+        "absent from older edges: central then takes it from its site config",
+    )
     started_at: datetime
     ended_at: datetime
     plate_front: PlateRead | None = Field(
@@ -311,6 +328,12 @@ class PassageEvent(_Message):
     )
     containers: list[ContainerRead] = Field(default_factory=list, max_length=4)
     weight: Weight | None = None
+    weight_error: str | None = Field(
+        default=None,
+        max_length=200,
+        description="why the lane's weighbridge weight is missing from this passage (e.g. a "
+        "capture over the indicator's range, refused); absent when weighed or not weighed at all",
+    )
     images: list[ImageRef] = Field(default_factory=list, max_length=32)
     frames_processed: int = Field(default=0, ge=0)
 
@@ -337,6 +360,20 @@ class PassageEvent(_Message):
         return list(dict.fromkeys(ids))
 
 
+# Vietnamese trailers and semi-trailers carry the series letter R (29R-012.34); Chinese trailer
+# plates end in 挂 (桂F·1234挂).
+_TRAILER_PLATE = re.compile(r"^\d{2}R[A-Z]?\d{4,5}$|^.{2,8}挂$")
+
+
+def is_trailer_plate(text: str) -> bool:
+    """Whether a normalized plate text is a trailer's: Vietnamese `..R..` series or Chinese `挂`.
+
+    Edges put such a rear-camera read in `PassageEvent.trailer_plate` (contract v1, since the
+    trailer mapping was added; central applies the same test to `plate_rear` of older edges).
+    """
+    return bool(_TRAILER_PLATE.match(text))
+
+
 class CommandAction(StrEnum):
     """What central asks a lane to do."""
 
@@ -354,20 +391,6 @@ class LaneCommand(_Message):
     command_id: str = Field(default_factory=new_id, min_length=8, max_length=64)
     site: Segment
     lane: Segment
-# Vietnamese trailers and semi-trailers carry the series letter R (29R-012.34); Chinese trailer
-# plates end in 挂 (桂F·1234挂).
-_TRAILER_PLATE = re.compile(r"^\d{2}R[A-Z]?\d{4,5}$|^.{2,8}挂$")
-
-
-def is_trailer_plate(text: str) -> bool:
-    """Whether a normalized plate text is a trailer's: Vietnamese `..R..` series or Chinese `挂`.
-
-    Edges put such a rear-camera read in `PassageEvent.trailer_plate` (contract v1, since the
-    trailer mapping was added; central applies the same test to `plate_rear` of older edges).
-    """
-    return bool(_TRAILER_PLATE.match(text))
-
-
     action: CommandAction
     passage_event_id: str | None = Field(default=None, max_length=64)
     message: str | None = Field(default=None, max_length=120)
@@ -480,6 +503,27 @@ class PassageDecision(_Message):
     decided_at: datetime = Field(default_factory=_now)
 
 
+class YardEvent(_Message):
+    """A yard event of one site, pushed on `yard_event_topic` (and to the site's webhook)."""
+
+    schema_name: Literal["smartgate.yard_event"] = Field(
+        default="smartgate.yard_event", alias="schema"
+    )
+    version: Literal[1] = SCHEMA_VERSION
+    event_id: str = Field(default_factory=new_id, min_length=8, max_length=64)
+    site: Segment
+    kind: Literal["capacity", "overstay", "called", "requeued", "journey_completed"]
+    zone: str | None = Field(default=None, max_length=64)
+    level: float | None = Field(default=None, description="capacity: the level crossed (0..1+)")
+    occupancy: int | None = Field(default=None, ge=0)
+    capacity: int | None = Field(default=None, ge=0)
+    journey_id: int | None = None
+    plate: str | None = Field(default=None, max_length=16)
+    lane: str | None = Field(default=None, max_length=64)
+    detail: str = Field(default="", max_length=200)
+    at: datetime = Field(default_factory=_now)
+
+
 AVAILABLE_ONLINE = b"online"
 AVAILABLE_OFFLINE = b"offline"
 
@@ -568,10 +612,15 @@ def parse_decision(payload: bytes) -> PassageDecision:
     return _validate(PassageDecision, payload, "smartgate.decision")
 
 
+def parse_yard_event(payload: bytes) -> YardEvent:
+    """Validate a yard event payload."""
+    return _validate(YardEvent, payload, "smartgate.yard_event")
+
+
 def json_schemas() -> dict[str, dict]:
     """JSON Schemas of every message, for docs and for non-Python peers."""
     return {
         m.__name__: m.model_json_schema(by_alias=True)
         for m in (PassageEvent, PassageReceipt, PassageDecision, LaneCommand, CommandAck,
-                  LaneStatus, NodeStatus)
+                  LaneStatus, NodeStatus, YardEvent)
     }

@@ -10,6 +10,7 @@ from fastapi import APIRouter, Query
 from central import store
 from central.deps import Db, Decisions, Officer, Out, Reader
 from central.domain.rules import Reason
+from central.evidence import records
 from central.routes.common import announce_decision, found, passage_or_404
 from central.schemas import DecisionOut, OfficerDecisionIn, PassageDetailOut, PassageOut
 
@@ -22,7 +23,8 @@ OutcomeName = Literal[
 
 def _with_decisions(db: Db, rows) -> list[PassageOut]:  # type: ignore[no-untyped-def]
     decisions = store.current_decisions(db, [r.event_id for r in rows])
-    return [PassageOut.of(r, decisions.get(r.event_id)) for r in rows]
+    evidence = records.evidence_status(db, rows)
+    return [PassageOut.of(r, decisions.get(r.event_id), evidence[r.event_id]) for r in rows]
 
 
 @router.get("/passages", response_model=list[PassageOut])
@@ -55,13 +57,15 @@ def review_queue(
 ) -> list[PassageOut]:
     """Passages waiting for an officer (flagged, no declaration, held), oldest first."""
     entries = store.list_review_queue(db, limit, offset, lane, reason, newest_first)
-    return [PassageOut.of(p, d) for p, d in entries]
+    evidence = records.evidence_status(db, [p for p, _ in entries])
+    return [PassageOut.of(p, d, evidence[p.event_id]) for p, d in entries]
 
 
 @router.get("/passages/{event_id}", response_model=PassageDetailOut)
 def passage_detail(event_id: str, db: Db, _user: Reader) -> PassageDetailOut:
     """A passage with its decision history, matched declaration, commands, fee and audit."""
-    return PassageDetailOut.of(found(store.passage_detail(db, event_id), f"no passage {event_id}"))
+    detail = found(store.passage_detail(db, event_id), f"no passage {event_id}")
+    return PassageDetailOut.of(detail, records.evidence_status(db, [detail.passage])[event_id])
 
 
 @router.post("/passages/{event_id}/decision", response_model=DecisionOut)

@@ -19,6 +19,7 @@ from central.db import DecisionRow, DeclarationRow, Passage
 from central.decisions import InvalidCorrection
 from central.deps import Db, Decisions, Officer, Out, Reader
 from central.domain.rules import Reason
+from central.evidence import records
 from central.routes.common import announce_decision, found, passage_or_404
 from central.routes.web_render import render
 from smartgate.contract import Box, ContainerRead, PassageEvent, PlateRead
@@ -202,6 +203,7 @@ def passage_page(request: Request, db: Db, user: Officer, event_id: str) -> Resp
             "event": event,
             "frames": frames(event),
             "crops": crops(event),
+            "evidence": records.evidence_status(db, [detail.passage])[event_id],
             "comparison": compare(event, reasons, detail.declaration),
             "reasons": reasons,
             "next_id": next_id,

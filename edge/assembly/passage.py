@@ -173,6 +173,7 @@ class _Open:
     containers: list[ContainerObservation] = field(default_factory=list)
     container_images: dict[int, str] = field(default_factory=dict)
     weight: Weight | None = None
+    weight_error: str | None = None
     frames: set[tuple[str, int]] = field(default_factory=set)
     pending_split: list[Observation] = field(default_factory=list)
     gaps: dict[str, int] = field(default_factory=dict)
@@ -197,6 +198,7 @@ class PassageAssembler:
         lane: str,
         direction: str = "unknown",
         *,
+        role: str | None = None,
         min_reads: int = 1,
         split_reads: int = 2,
         merge_window_s: float = 30.0,
@@ -205,6 +207,7 @@ class PassageAssembler:
         image_url: Callable[[str], str | None] = lambda _id: None,
     ) -> None:
         self.site, self.node_id, self.lane, self.direction = site, node_id, lane, direction
+        self.role = role
         self.min_reads, self.split_reads = min_reads, split_reads
         self.merge_window_s, self.max_images, self.gap_frames = (
             merge_window_s,
@@ -239,6 +242,11 @@ class PassageAssembler:
         """Attach the weighbridge capture to the open passage."""
         if self._open is not None:
             self._open.weight = weight
+
+    def set_weight_error(self, reason: str) -> None:
+        """Say why the open passage has no weight (a capture the contract refused)."""
+        if self._open is not None:
+            self._open.weight, self._open.weight_error = None, reason
 
     def add_frame(self, camera: str, index: int) -> None:
         """Count an inferred frame of the open passage."""
@@ -341,6 +349,7 @@ class PassageAssembler:
             node_id=self.node_id,
             lane=self.lane,
             direction=self.direction,  # type: ignore[arg-type]
+            role=self.role,  # type: ignore[arg-type]
             started_at=datetime.fromtimestamp(current.started, UTC),
             ended_at=datetime.fromtimestamp(max(at, current.started), UTC),
             plate_front=plate_read(front) if front else None,
@@ -350,6 +359,7 @@ class PassageAssembler:
                 container_read(v, self._container_image(current, v)) for v in containers[:4]
             ],
             weight=current.weight,
+            weight_error=current.weight_error,
             images=self._images(plates),
             frames_processed=len(current.frames) or len({(o.camera, o.timestamp) for o in plates}),
         )

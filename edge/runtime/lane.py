@@ -28,7 +28,13 @@ from hardware.barrier import BarrierClient
 from hardware.config import LaneControllerConfig
 from hardware.display import DisplayClient
 from hardware.lane import LaneController
-from hardware.weighbridge.capture import CaptureEvent, VehicleOff, VehicleOn, WeightCaptured
+from hardware.weighbridge.capture import (
+    CaptureEvent,
+    VehicleOff,
+    VehicleOn,
+    WeightCaptured,
+    WeightRejected,
+)
 from hardware.weighbridge.scale import Weighbridge
 from smartgate import contract
 from smartgate.contract import LaneState, PassageEvent
@@ -98,7 +104,7 @@ class LaneRuntime:
         self.state: LaneState = "idle"
         p = cfg.passage
         self.assembler = PassageAssembler(
-            host.site, host.node_id, cfg.lane, cfg.direction,
+            host.site, host.node_id, cfg.lane, cfg.direction, role=cfg.role,
             min_reads=p.min_reads, split_reads=p.split_reads, merge_window_s=p.merge_window_s,
             max_images=p.max_images,
             gap_frames=cfg.trigger.gap_frames if isinstance(cfg.trigger, PlateTrigger) else 1,
@@ -154,9 +160,18 @@ class LaneRuntime:
             if self.gated:
                 self.set_presence(True, event.at)
         elif isinstance(event, WeightCaptured):
-            with self.lock:
-                self.assembler.set_weight(event.to_contract())
-                self.host.record_weight(self.cfg.lane, event.to_contract())
+            try:
+                weight = event.to_contract()
+            except WeightRejected as exc:  # never dropped silently: logged, counted, flagged
+                log.warning("lane %s: weighbridge weight rejected: %s", self.cfg.lane, exc.reason)
+                if self.weighbridge is not None:
+                    self.weighbridge.stats["weights_rejected"] += 1
+                with self.lock:
+                    self.assembler.set_weight_error(exc.reason)
+            else:
+                with self.lock:
+                    self.assembler.set_weight(weight)
+                    self.host.record_weight(self.cfg.lane, weight)
             if isinstance(self.cfg.trigger, WeighbridgeTrigger):
                 self.set_presence(False, event.at)  # the truck waits on the scale for central
         elif isinstance(event, VehicleOff):
