@@ -2,7 +2,7 @@
 holds.
 
 `PUT /api/evidence/{event_id}/{image_id}` takes one JPEG as the raw request body. The caller is
-authenticated (a bearer token; see `EDGE_INGEST_SCOPE`) and the passage checked to name that
+authenticated (a bearer token of scope edge-ingest: `EDGE_INGEST_SCOPE`) and the passage checked to name that
 image *before* a byte of the body is read; the body is then streamed with a byte cap
 (`evidence_max_image_bytes`) and a total deadline, so neither a huge nor a slow body can hold
 central. The reply comes only after the evidence store made the bytes durable and the row is
@@ -25,6 +25,7 @@ from starlette.concurrency import run_in_threadpool
 
 from central import store
 from central.auth import CurrentUser, NotAuthenticated, require_role
+from central.auth_store import TokenScope
 from central.deps import Admin, Db, Reader
 from central.evidence import records
 from central.evidence.store import EvidenceStoreError, sha256_hex
@@ -41,20 +42,20 @@ UPLOAD_DEADLINE_S = 60.0
 SHA256_HEADER = "X-Evidence-SHA256"
 UPLOAD_PATH = r"/api/evidence/[^/]+/[^/]+"  # its body cap (HttpGuard): evidence_max_image_bytes
 
-EDGE_INGEST_SCOPE = "edge-ingest"
-"""The credential an edge uploads with. Until central.auth has token scopes, it is a bearer token
-(`smartgate users token`) of an operator account made for the edge: operators cannot open
-passages or images, so the edge's credential reads nothing back. This is the one place that
-says so; when scoped tokens arrive, `edge_credential` checks this scope instead."""
+EDGE_INGEST_SCOPE = TokenScope.EDGE_INGEST
+"""The credential an edge uploads with: a bearer token of scope `edge-ingest` (`smartgate users
+token NAME --scope edge-ingest`) of an operator account made for the edge. The scope lets the
+token call only the routes an edge calls, and operators cannot open passages or images, so a
+stolen edge credential reads nothing back."""
 
-_operator = require_role("operator")
+_edge_ingest = require_role("operator", edge_ingest=True)
 
 
 async def edge_credential(request: Request) -> CurrentUser:
-    """The uploading edge: a bearer token (never a browser session) of an operator or admin."""
+    """The uploading edge: a bearer token (never a browser session) allowed to ingest."""
     if not request.headers.get("authorization", "").lower().startswith("bearer "):
         raise NotAuthenticated()
-    return await _operator(request)
+    return await _edge_ingest(request)
 
 
 Edge = Annotated[CurrentUser, Depends(edge_credential)]
