@@ -85,10 +85,11 @@ class Central:
                          timeout=10)
 
 
-def serve(settings: CentralSettings, start_ingest: bool = False) -> Iterator[str]:
-    """Central under uvicorn on a free port, until the generator is closed."""
+def serve(settings: CentralSettings, start_ingest: bool = False,
+          port: int | None = None) -> Iterator[str]:
+    """Central under uvicorn on `port` (default: a free one), until the generator is closed."""
     app = create_app(settings, start_ingest=start_ingest)
-    port = free_port()
+    port = port or free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
@@ -96,9 +97,11 @@ def serve(settings: CentralSettings, start_ingest: bool = False) -> Iterator[str
     while not server.started and time.monotonic() < deadline:
         time.sleep(0.05)
     assert server.started, "central did not start"
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(10)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(10)
 
 
 @pytest.fixture
