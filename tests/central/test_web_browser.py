@@ -10,12 +10,12 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import cv2
+import httpx
 import numpy as np
 import paho.mqtt.client as mqtt
 import pytest
@@ -34,6 +34,7 @@ from smartgate.contract import (
     Weight,
 )
 from tests.central.test_auth import PASSWORD, add_users, fast_hashing, settings_for  # noqa: F401
+from tests.central.test_evidence import token_for
 from tools.broker import free_port
 
 pytestmark = pytest.mark.browser
@@ -60,32 +61,27 @@ def browser() -> Iterator:
         b.close()
 
 
-@pytest.fixture
-def edge_images() -> Iterator[str]:
-    """A stand-in for the edge's image server: one JPEG at /images/frame1.jpg."""
+def frame_jpeg() -> bytes:
+    """The frame the edge uploads as evidence: a plate on a grey background."""
     frame = np.full((480, 640, 3), 90, np.uint8)
     cv2.rectangle(frame, (260, 300), (420, 350), (240, 240, 240), -1)
     cv2.putText(frame, "29C12345", (268, 338), cv2.FONT_HERSHEY_SIMPLEX, 0.9, (0, 0, 0), 2)
-    jpeg = cv2.imencode(".jpg", frame)[1].tobytes()
+    return cv2.imencode(".jpg", frame)[1].tobytes()
 
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802
-            if self.path != "/images/frame1.jpg":
-                self.send_error(404)
-                return
-            self.send_response(200)
-            self.send_header("Content-Type", "image/jpeg")
-            self.send_header("Content-Length", str(len(jpeg)))
-            self.end_headers()
-            self.wfile.write(jpeg)
 
-        def log_message(self, *_args) -> None:
-            pass
+@pytest.fixture
+def edge_upload(tmp_path: Path, central_url: str) -> Callable[[str, str], int]:
+    """The edge's evidence upload with its edge-ingest token: upload(event_id, image_id)."""
+    settings = settings_for(tmp_path)
+    add_users(settings, ("edge01", "operator"))
+    token = token_for(settings, "edge01", "edge-ingest")
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
+    def upload(event_id: str, image_id: str) -> int:
+        return httpx.put(f"{central_url}/api/evidence/{event_id}/{image_id}",
+                         content=frame_jpeg(), timeout=10,
+                         headers={"Authorization": f"Bearer {token}"}).status_code
+
+    return upload
 
 
 @pytest.fixture
@@ -150,7 +146,7 @@ def lane(mosquitto) -> Iterator[Lane]:
     lane.close()
 
 
-def passage(images_url: str, plate: str = "29C12345") -> PassageEvent:
+def passage(plate: str = "29C12345") -> PassageEvent:
     """A passage with no declaration on file, so the rules send it to review."""
     now = datetime.now(UTC)
     example = plate == "29C12345"
@@ -165,9 +161,8 @@ def passage(images_url: str, plate: str = "29C12345") -> PassageEvent:
         started_at=now - timedelta(seconds=8), ended_at=now, plate_front=read,
         weight=Weight(gross_kg=31250, captured_at=now),
         images=[
-            ImageRef(image_id="frame1", camera="front", url=f"{images_url}/images/frame1.jpg",
-                     boxes=[PLATE_BOX]),
-            ImageRef(image_id="gone1", camera="side", url=f"{images_url}/images/gone1.jpg"),
+            ImageRef(image_id="frame1", camera="front", boxes=[PLATE_BOX]),
+            ImageRef(image_id="gone1", camera="side"),  # its edge never uploads it
         ],
         frames_processed=5,
     )  # fmt: skip
@@ -182,7 +177,7 @@ def sign_in(page, base: str, username: str) -> None:
 
 
 def test_officer_sees_flagged_passage_live_and_approves_it(
-    browser, central_url: str, lane: Lane, edge_images: str
+    browser, central_url: str, lane: Lane, edge_upload: Callable[[str, str], int]
 ) -> None:
     ARTIFACTS.mkdir(exist_ok=True)
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
@@ -191,9 +186,10 @@ def test_officer_sees_flagged_passage_live_and_approves_it(
     page.wait_for_selector("#live.on")  # the event stream is open
     assert "No passages waiting" in page.inner_text("#queue-rows")
 
-    event = passage(edge_images)
+    event = passage()
     lane.publish(contract.passage_topic(SITE, LANE), event.to_json())
     row = page.wait_for_selector(f"tr[data-event-id='{event.event_id}']", timeout=10_000)
+    assert edge_upload(event.event_id, "frame1") == 201
     assert "29C12345" in row.inner_text() and "plate not declared" in row.inner_text()
     page.screenshot(path=str(ARTIFACTS / "review-queue.png"), full_page=True)
 
@@ -201,7 +197,8 @@ def test_officer_sees_flagged_passage_live_and_approves_it(
     page.keyboard.press("Enter")
     page.wait_for_url(f"**/passages/{event.event_id}")
     page.wait_for_selector("figure.frame svg rect.plate-box")  # box drawn over the loaded frame
-    assert page.inner_text(".placeholder") == "image unavailable"  # the edge no longer has it
+    assert page.inner_text(".placeholder") == "image unavailable"  # never uploaded
+    assert "1/2" in page.inner_text("#evidence-missing")
     assert page.eval_on_selector(".crop img", "img => img.naturalWidth") == 640
     mismatch = page.inner_text("tr.mismatch[data-field=tractor_plate]")
     assert "29C-123.45" not in mismatch and "29C12345" in mismatch
@@ -222,9 +219,7 @@ def test_officer_sees_flagged_passage_live_and_approves_it(
     assert event.event_id not in page.inner_html("#queue-rows")
 
 
-def test_operator_dashboard_tiles_update_live(
-    browser, central_url: str, lane: Lane, edge_images: str
-) -> None:
+def test_operator_dashboard_tiles_update_live(browser, central_url: str, lane: Lane) -> None:
     ARTIFACTS.mkdir(exist_ok=True)
     node = NodeStatus(site=SITE, node_id=NODE, lanes=[LANE], cameras_ok={"front": True, "side": False},
                       scale_connected=True)  # fmt: skip
@@ -242,7 +237,7 @@ def test_operator_dashboard_tiles_update_live(
     lane.status("on_scale", queue=3)
     page.wait_for_selector(f"{tile} .state-on_scale", timeout=10_000)
     assert page.inner_text(f"{tile} .queue") == "3"
-    lane.publish(contract.passage_topic(SITE, LANE), passage(edge_images).to_json())
+    lane.publish(contract.passage_topic(SITE, LANE), passage().to_json())
     page.wait_for_selector(f"{tile} .last-hour:text-is('1')", timeout=10_000)
     page.wait_for_selector(".chart[data-metric=throughput] svg rect", timeout=10_000)
     assert page.inner_text(f"{tile} .last-passage").startswith("29C12345")
