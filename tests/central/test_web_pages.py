@@ -3,19 +3,16 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
-import httpx
 import pytest
 from fastapi.testclient import TestClient
 
 from central.api import create_app
+from central.evidence import records
 from central.i18n import LANGUAGES, messages
 from central.ingest import handle_message
-from central.routes import web_images
 from central.routes.web_dashboard import chart_data, lane_tiles
-from central.routes.web_images import fetch_image
 from central.routes.web_review import compare, crops, frames
 from central.store import LaneStats
 from smartgate import contract
@@ -53,7 +50,7 @@ def test_every_message_has_both_languages() -> None:
 
 
 def test_misread_plate_corrected_and_rematched(client: TestClient) -> None:
-    event_id = ingest(client, passage("http://127.0.0.1:9", plate="51D99999"))
+    event_id = ingest(client, passage(plate="51D99999"))
     csrf = login(client, "olga")
     assert event_id in client.get("/review").text
     reply = client.post(
@@ -73,7 +70,7 @@ def test_misread_plate_corrected_and_rematched(client: TestClient) -> None:
 
 
 def test_correction_rejects_bad_container_codes(client: TestClient) -> None:
-    event_id = ingest(client, passage("http://127.0.0.1:9", plate="51D99999"))
+    event_id = ingest(client, passage(plate="51D99999"))
     csrf = login(client, "olga")
     reply = client.post(
         f"/passages/{event_id}/correction", data={"containers": "ABC", "csrf_token": csrf}
@@ -83,7 +80,7 @@ def test_correction_rejects_bad_container_codes(client: TestClient) -> None:
 
 
 def test_send_to_inspection_and_hold(client: TestClient) -> None:
-    event_id = ingest(client, passage("http://127.0.0.1:9", plate="51D99999"))
+    event_id = ingest(client, passage(plate="51D99999"))
     csrf = login(client, "olga")
     client.post(f"/passages/{event_id}/decision", data={"action": "hold", "csrf_token": csrf})
     assert (
@@ -100,8 +97,8 @@ def test_send_to_inspection_and_hold(client: TestClient) -> None:
 
 
 def test_queue_filters_by_lane_and_reason_newest_first(client: TestClient) -> None:
-    old = ingest(client, passage("http://127.0.0.1:9", plate="51D99999"))
-    new = ingest(client, passage("http://127.0.0.1:9", plate="51D88888"))
+    old = ingest(client, passage(plate="51D99999"))
+    new = ingest(client, passage(plate="51D88888"))
     login(client, "olga")
     rows = client.get("/review/rows").text
     assert rows.index(new) < rows.index(old)
@@ -110,39 +107,25 @@ def test_queue_filters_by_lane_and_reason_newest_first(client: TestClient) -> No
     assert new not in client.get("/review/rows?lane=L9").text
 
 
-def test_image_proxy_uses_only_the_stored_reference(client: TestClient, tmp_path: Path) -> None:
-    event_id = ingest(client, passage("http://127.0.0.1:9"))
+def test_images_come_only_from_the_evidence_store(client: TestClient, tmp_path: Path) -> None:
+    event_id = ingest(client, passage())
     login(client, "olga")
-    assert client.get(f"/passages/{event_id}/images/frame1").status_code == 404  # edge away
+    # a file where the old proxy kept its cache is not evidence: nothing names it
     (tmp_path / "images").mkdir(exist_ok=True)
     (tmp_path / "images" / "frame1.jpg").write_bytes(b"\xff\xd8cached")
+    assert client.get(f"/passages/{event_id}/images/frame1").status_code == 404
+    jpeg = b"\xff\xd8" + b"evidence" * 100
+    digest = client.app.state.evidence.put(event_id, "frame1", jpeg)
+    with client.app.state.sessions() as session, session.begin():
+        records.record_image(session, event_id, "frame1", digest, len(jpeg), "edge01")
     reply = client.get(f"/passages/{event_id}/images/frame1")
-    assert reply.status_code == 200 and reply.content == b"\xff\xd8cached"
-    for image_id in ("..%2F..%2Fcentral.db", "other", "frame1.jpg"):
+    assert reply.status_code == 200 and reply.content == jpeg
+    for image_id in ("..%2F..%2Fcentral.db", "other", "frame1.jpg", digest):
         assert client.get(f"/passages/{event_id}/images/{image_id}").status_code == 404
 
 
-def test_image_cache_evicts_least_recently_shown(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    cache = tmp_path / "images"
-    cache.mkdir()
-    for age, name in enumerate(("shown", "old", "older")):
-        path = cache / f"{name}.jpg"
-        path.write_bytes(b"\xff\xd8" + b"x" * 98)
-        os.utime(path, (1_000_000 - age, 1_000_000 - age))
-    assert fetch_image(cache, "older", None) is not None  # shown again: now the newest
-    jpeg = b"\xff\xd8" + b"y" * 98
-    reply = httpx.Response(200, content=jpeg)
-    monkeypatch.setattr(web_images.httpx, "get", lambda *_a, **_k: reply)
-    assert fetch_image(cache, "new", "http://edge/new.jpg", max_cache_bytes=250) == jpeg
-    assert sorted(p.name for p in cache.iterdir()) == ["new.jpg", "older.jpg"]
-    assert web_images.prune_cache(cache, 100) == 1
-    assert [p.name for p in cache.iterdir()] == ["new.jpg"]
-
-
 def test_passage_view_model_boxes_crops_and_mismatches() -> None:
-    event = passage("http://edge")
+    event = passage()
     shown = frames(event)
     assert [f["camera"] for f in shown] == ["front", "side"]
     assert shown[0]["boxes"] == [{"x1": 260, "y1": 300, "x2": 420, "y2": 350, "kind": "plate"}]
