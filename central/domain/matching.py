@@ -559,6 +559,8 @@ def _weight_findings(
     passage: PassageEvent, decl: Declaration, rules: RuleSet
 ) -> list[tuple[Reason, str]]:
     weight = passage.weight
+    if weight is None and passage.weight_error:  # weighed, but the weight was refused
+        return [(Reason.WEIGHT_OUT_OF_TOLERANCE, f"no weight: {passage.weight_error}")]
     if weight is None or decl.gross_weight_kg is None:
         return []
     out: list[tuple[Reason, str]] = []

@@ -12,9 +12,23 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
+from pydantic import ValidationError
+
 from hardware.config import CaptureConfig
 from hardware.weighbridge.reading import WeighbridgeReading
 from smartgate.contract import Weight
+
+
+class WeightRejected(ValueError):
+    """A captured weight the passage contract refuses (e.g. above its 200 t range).
+
+    `reason` says why, in words fit for the passage's `weight_error` and the log.
+    """
+
+    def __init__(self, gross_kg: float, reason: str) -> None:
+        super().__init__(reason)
+        self.gross_kg = gross_kg
+        self.reason = reason
 
 
 @dataclass(frozen=True)
@@ -34,13 +48,21 @@ class WeightCaptured:
     axle_groups_kg: tuple[float, ...] = ()
 
     def to_contract(self) -> Weight:
-        """As the contract's `Weight` for the passage event."""
-        return Weight(
-            gross_kg=self.gross_kg,
-            stable=True,
-            axle_groups_kg=list(self.axle_groups_kg),
-            captured_at=datetime.fromtimestamp(self.at, UTC),
-        )
+        """As the contract's `Weight` for the passage event; WeightRejected when it refuses it."""
+        try:
+            return Weight(
+                gross_kg=self.gross_kg,
+                stable=True,
+                axle_groups_kg=list(self.axle_groups_kg),
+                captured_at=datetime.fromtimestamp(self.at, UTC),
+            )
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
+            )
+            raise WeightRejected(
+                self.gross_kg, f"captured {self.gross_kg:.0f} kg refused ({problems})"[:200]
+            ) from exc
 
 
 @dataclass(frozen=True)

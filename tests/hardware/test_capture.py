@@ -11,6 +11,7 @@ from hardware.weighbridge.capture import (
     VehicleOn,
     WeightCapture,
     WeightCaptured,
+    WeightRejected,
 )
 from hardware.weighbridge.protocols import WeighbridgeReading, encode_toledo, indicator_format
 from hardware.weighbridge.simulator import (
@@ -136,3 +137,12 @@ def test_hand_written_toledo_bytes_through_framer() -> None:
     assert [type(e) for e in events] == [VehicleOn, WeightCaptured, VehicleOff]
     assert events[1].gross_kg == 15020.0
     assert encode_toledo(15020) == frames[3]
+
+
+def test_capture_over_the_contract_range_is_a_named_rejection() -> None:
+    """250 t is a reading the indicator may send but no passage may carry: WeightRejected."""
+    with pytest.raises(WeightRejected) as err:
+        WeightCaptured(at=0.0, gross_kg=250_000.0).to_contract()
+    assert err.value.gross_kg == 250_000.0
+    assert err.value.reason.startswith("captured 250000 kg refused (gross_kg:")
+    assert WeightCaptured(at=0.0, gross_kg=199_990.0).to_contract().gross_kg == 199_990.0
