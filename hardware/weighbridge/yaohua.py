@@ -7,7 +7,7 @@ Three frame shapes, each from the manuals cited in docs/hardware.md:
   (`0`-`4`), the XOR of bytes 2-9 as two ASCII hex characters, ETX. Yaohua XK3190-A9/A9+,
   A23P, A26, A27, D2+ and Keli D2008 / XK3118T1 send it. `+00006001D` is 60 kg.
 * **`=` continuous**: `=` then seven characters of the displayed value (decimal point included)
-  and a sign character (`0` or `-`). Format 1 sends the value lowest digit first, sign last
+  and a sign character (`0` or `-`; the A22 sends `0` or `1`). Format 1 sends the value lowest digit first, sign last
   (`=000.3000` is 3.000, `=00.1000-` is -1.00); format 2 sends it forward, sign first
   (`=0003.000`, `=-0001.00`). Some firmware omits the sign: a seven-character body is read too.
 * **A12/A12E weight frames**, 15 bytes: `W`, `G` (gross) or `N` (net), seven characters of
@@ -109,13 +109,13 @@ def parse_eq(
         sign, value = (body[-1], body[:-1]) if reverse else (body[0], body[1:])
     else:
         sign, value = "0", body
-    if sign not in "0+-":
-        raise ParseError(frame, f"sign {sign!r} is not 0, + or -")
+    if sign not in "0+-1":
+        raise ParseError(frame, f"sign {sign!r} is not 0, +, - or 1")
     text = value[::-1] if reverse else value
     if not _EQ_VALUE.match(text):
         raise ParseError(frame, f"value {text!r} is not a number")
     weight = float(text) * unit_factor(frame, unit)
-    return _stable(-weight if sign == "-" else weight, timestamp)
+    return _stable(-weight if sign in "-1" else weight, timestamp)
 
 
 def encode_eq(

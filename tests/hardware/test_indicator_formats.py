@@ -95,6 +95,10 @@ def test_eq_manual_frames() -> None:
     assert parse_eq(b"=.0051000", 0).gross_kg == 1500.0
     assert loads("yaohua_eq_reversed", b"=0.01000=0.01000=") == [10.0, 10.0]
     assert loads("yaohua_eq_reversed", b"=00.1000-", unit="t") == [-1000.0]
+    # XK3190-A22 manual: sign character 0 positive, 1 negative.
+    assert loads("yaohua_eq_reversed", b"=00.10001=00.10000=") == [-1.0, 1.0]
+    with pytest.raises(ParseError, match="sign"):
+        parse_eq(b"=00.1000x", 0)
 
 
 # XK3190-A12(E) manual: "W G 0 0 4 . 1 3 9 k g 3 D" = 57 47 30 30 34 2E 31 33 39 6B 67 33 44 0D 0A;
