@@ -19,6 +19,8 @@ def _settings(args: argparse.Namespace, **extra: object):  # type: ignore[no-unt
             "database_url": args.database_url,
             "mqtt_host": args.mqtt_host,
             "mqtt_port": args.mqtt_port,
+            "mqtt_client_id": getattr(args, "mqtt_client_id", None),
+            "site": getattr(args, "site", None),
             "rules_file": args.rules,
             "fee_table_file": args.fee_table,
             **extra,
@@ -32,7 +34,7 @@ def run_central(args: argparse.Namespace) -> int:
     """Start the FastAPI app and the MQTT ingest (in-process, or N worker processes)."""
     import uvicorn
 
-    from central.api import create_app
+    from central.api import create_app, uvicorn_config
     from central.db import make_engine, upgrade_database
     from central.worker import WorkerPool
 
@@ -45,8 +47,7 @@ def run_central(args: argparse.Namespace) -> int:
         engine.dispose()
         pool = WorkerPool(settings, settings.ingest_workers).start()
     try:
-        uvicorn.run(create_app(settings), host=settings.http_host, port=settings.http_port,
-                    log_level="info")
+        uvicorn.Server(uvicorn_config(create_app(settings), settings)).run()
     finally:
         if pool is not None:
             pool.stop()
@@ -64,42 +65,48 @@ def run_ingest(args: argparse.Namespace) -> int:
 def import_declarations(args: argparse.Namespace) -> int:
     """Import a declarations CSV: good rows kept (idempotent on number), bad rows listed.
 
-    Exit status 0 when every row was good, 1 when some were rejected, 2 when the file is
-    unusable.
+    The file is read and imported a batch at a time, each batch its own transaction, so memory
+    stays flat and ingest keeps writing during a long import. Exit status 0 when every row was
+    good, 1 when some were rejected, 2 when the file is unusable (a file that turns out
+    unreadable midway keeps the batches before it; re-running is harmless).
     """
     from tqdm import tqdm
 
     from central import store
     from central.config import CentralSettings
     from central.db import make_engine, session_factory, upgrade_database
-    from central.domain.declarations import DeclarationFileError, parse_csv
+    from central.domain.declarations import BadRows, DeclarationFileError, iter_csv, utf8_lines
 
     path = Path(args.file)
-    try:
-        with path.open(encoding="utf-8-sig", newline="") as lines:
-            decls, errors = parse_csv(lines)
-    except (OSError, UnicodeDecodeError, DeclarationFileError) as exc:
-        print(f"error: {path}: {exc}", file=sys.stderr)
-        return 2
-    for err in errors:
-        print(f"{path}:{err.line}: {err.reason}", file=sys.stderr)
+    bad = BadRows(keep=0, on_error=lambda e: print(f"{path}:{e.line}: {e.reason}", file=sys.stderr))
     settings = CentralSettings(**({"database_url": args.database_url} if args.database_url else {}))
     engine = make_engine(settings.database_url)
     upgrade_database(engine)
-    with (
-        tqdm(total=len(decls), unit="decl", disable=not sys.stderr.isatty()) as bar,
-        session_factory(engine)() as session,
-        session.begin(),
-    ):
-        counts = store.import_declarations(session, decls, progress=bar.update)
-        store.add_audit(session, "cli", "declaration.import", "declaration", path.name, {
-            "created": counts.created, "updated": counts.updated,
-            "unchanged": counts.unchanged, "bad_rows": len(errors),
-        })  # fmt: skip
-    engine.dispose()
+    progress = tqdm(unit="decl", disable=not sys.stderr.isatty())
+    counts = store.ImportCounts()
+    try:
+        with (
+            progress,
+            path.open("rb") as raw,
+            session_factory(engine)() as session,
+        ):
+            counts = store.import_declarations(
+                session, bad.good(iter_csv(utf8_lines(raw))), progress=progress.update,
+                commit_batches=True,
+            )
+            store.add_audit(session, "cli", "declaration.import", "declaration", path.name, {
+                "created": counts.created, "updated": counts.updated,
+                "unchanged": counts.unchanged, "bad_rows": bad.count,
+            })  # fmt: skip
+            session.commit()
+    except (OSError, UnicodeDecodeError, DeclarationFileError) as exc:
+        print(f"error: {path}: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        engine.dispose()
     print(f"{path}: {counts.created} created, {counts.updated} updated, "
-          f"{counts.unchanged} unchanged, {len(errors)} bad rows")
-    return 1 if errors else 0
+          f"{counts.unchanged} unchanged, {bad.count} bad rows")
+    return 1 if bad.count else 0
 
 
 def register(commands: CommandGroups) -> None:
@@ -110,6 +117,11 @@ def register(commands: CommandGroups) -> None:
     run.add_argument("--database-url", help="SQLAlchemy URL (default sqlite:///data/central.db)")
     run.add_argument("--mqtt-host")
     run.add_argument("--mqtt-port", type=int)
+    run.add_argument("--mqtt-client-id",
+                     help="base MQTT client id (default smartgate-central); connections add "
+                          "-http, -live, -w<k>")
+    run.add_argument("--site", help="site id to ingest (default + for all; the generated broker "
+                                    "ACL allows one site)")
     run.add_argument("--host", help="HTTP listen address")
     run.add_argument("--port", type=int, help="HTTP listen port")
     run.add_argument("--rules", help="site matching rules, YAML or TOML (docs/matching.md)")
@@ -125,6 +137,8 @@ def register(commands: CommandGroups) -> None:
     ingest.add_argument("--database-url", help="SQLAlchemy URL (default sqlite:///data/central.db)")
     ingest.add_argument("--mqtt-host")
     ingest.add_argument("--mqtt-port", type=int)
+    ingest.add_argument("--mqtt-client-id", help="base MQTT client id (default smartgate-central)")
+    ingest.add_argument("--site", help="site id to ingest (default +)")
     ingest.add_argument("--rules", help="site matching rules, YAML or TOML (docs/matching.md)")
     ingest.add_argument("--fee-table", help="fee table, YAML or TOML (central/domain/fees.py)")
     ingest.add_argument("--metrics-port", type=int, help="serve /metrics on this port")

@@ -26,6 +26,7 @@ from smartgate.contract import (
     CommandAction,
     ContainerRead,
     LaneCommand,
+    PassageDecision,
     PassageEvent,
     PlateRead,
 )
@@ -35,10 +36,25 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class PassageDecided:
-    """What the `on_passage` hook decided: the outcome and the lane command to send."""
+    """What the `on_passage` hook decided: the outcome, the lane command to send and the
+    decision to push on the decision topic."""
 
     outcome: str
     command: LaneCommand | None
+    decision: PassageDecision | None = None
+
+
+def decision_message(row: store.DecisionRow, site: str, lane: str) -> PassageDecision:
+    """The stored decision as the contract's `PassageDecision` (pushed after the commit)."""
+    return PassageDecision(
+        event_id=row.passage_event_id, site=site, lane=lane, outcome=row.outcome,
+        action=CommandAction(row.action) if row.action else None,
+        declaration_number=row.declaration_number,
+        matched_containers=list(row.matched_containers or []),
+        reasons=[r["reason"] for r in row.reasons if isinstance(r, dict) and "reason" in r],
+        plate_score=row.plate_score, rules_version=row.rules_version,
+        decided_by=row.decided_by, decided_at=store.utc(row.decided_at),
+    )
 
 OFFICER_COMMANDS: dict[store.Verdict, tuple[CommandAction, str]] = {
     store.Verdict.APPROVE: (CommandAction.OPEN_BARRIER, "Cleared by officer"),
@@ -91,8 +107,9 @@ class DecisionService:
 
     def decide_passage(self, session: Session, event: PassageEvent) -> PassageDecided:
         """Decide a just-stored passage in the caller's transaction (the ingest's hook)."""
-        decision, _row, command = self._decide(session, event, first=True)
-        return PassageDecided(decision.outcome.value, command)
+        decision, row, command = self._decide(session, event, first=True)
+        return PassageDecided(decision.outcome.value, command,
+                              decision_message(row, event.site, event.lane))
 
     def _decide(
         self,

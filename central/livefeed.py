@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import ssl
 from collections.abc import Callable
 
 import paho.mqtt.client as mqtt
@@ -64,7 +65,7 @@ class LiveFeed:
     def __init__(
         self, sessions: sessionmaker, host: str, port: int, publish: Callable[[dict], None],
         client_id: str, site: str = "+", username: str | None = None,
-        password: str | None = None,
+        password: str | None = None, tls: ssl.SSLContext | None = None,
     ) -> None:
         self.sessions = sessions
         self.publish = publish
@@ -73,6 +74,8 @@ class LiveFeed:
                                   protocol=mqtt.MQTTv311)
         if username:
             self.client.username_pw_set(username, password)
+        if tls is not None:
+            self.client.tls_set_context(tls)
         self.client.on_connect = self._on_connect
         self.client.on_message = self._on_message
         self.client.reconnect_delay_set(0.2, 5)

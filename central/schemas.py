@@ -21,6 +21,8 @@ class DecisionOut(BaseModel):
     reasons: list[dict[str, Any]]
     declaration_number: str | None
     plate_score: float | None
+    matched_containers: list[str] = Field(
+        default_factory=list, description="container codes that matched the declaration")
     rules_version: str
     decided_by: str
     decided_at: datetime
@@ -33,6 +35,7 @@ class DecisionOut(BaseModel):
         return cls(
             outcome=row.outcome, action=row.action, reasons=row.reasons,
             declaration_number=row.declaration_number, plate_score=row.plate_score,
+            matched_containers=list(row.matched_containers or []),
             rules_version=row.rules_version, decided_by=row.decided_by,
             decided_at=store.utc(row.decided_at), note=row.note, current=row.current,
         )
@@ -142,7 +145,8 @@ class ImportReport(BaseModel):
     created: int
     updated: int
     unchanged: int
-    errors: list[RowErrorOut]
+    errors: list[RowErrorOut] = Field(description="the bad rows, the first 1000 of them")
+    bad_rows: int = Field(default=0, description="how many rows were bad in all")
 
 
 class CommandOut(BaseModel):

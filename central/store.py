@@ -6,15 +6,27 @@ a filter, and rows read back from SQLite get their UTC zone again through `aware
 
 from __future__ import annotations
 
-from collections import Counter, defaultdict
+from collections import Counter, defaultdict, namedtuple
 from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
+from functools import lru_cache
 from itertools import islice
 from typing import Any, cast
 
-from sqlalchemy import ColumnElement, Table, delete, exists, func, insert, or_, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Table,
+    bindparam,
+    delete,
+    exists,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.orm import Session
 from sqlalchemy.sql import Select
 
@@ -76,22 +88,31 @@ def passage_row(event: PassageEvent) -> Passage:
     )
 
 
+# The ingest's per-passage statements are built once and run on the session's connection (Core):
+# the ORM's per-statement work cost more than SQLite's (docs/central.md, throughput).
+_PASSAGE_EXISTS = select(Passage.id).where(Passage.event_id == bindparam("event_id"))
+
+
 def passage_exists(session: Session, event_id: str) -> bool:
-    """Whether a passage with this event id is already stored."""
-    return session.scalar(select(Passage.id).where(Passage.event_id == event_id)) is not None
+    """Whether a passage with this event id is already stored (or added in this transaction)."""
+    if any(isinstance(o, Passage) and o.event_id == event_id for o in session.new):
+        return True
+    found = session.connection().execute(_PASSAGE_EXISTS, {"event_id": event_id}).first()
+    return found is not None
 
 
 def add_passage(session: Session, event: PassageEvent) -> Passage | None:
     """Add the passage in the caller's transaction; None when the event id is already stored.
 
-    A concurrent insert of the same event id raises IntegrityError at flush; the ingest shell
-    retries the message in a fresh transaction, where it is then seen as a duplicate.
+    The row is written with the rest of the transaction (one batched INSERT per table for a
+    whole ingest batch, not one statement per row). A concurrent insert of the same event id
+    raises IntegrityError at the commit; the ingest shell then stores the batch's messages one
+    by one, where this one is seen as a duplicate.
     """
     if passage_exists(session, event.event_id):
         return None
     row = passage_row(event)
     session.add(row)
-    session.flush()
     return row
 
 
@@ -444,6 +465,19 @@ def cancel_declaration(session: Session, number: str, actor: str) -> Declaration
 
 
 _CANDIDATE_COLUMNS = tuple(_DECLARATIONS.c)
+_CandidateRow = namedtuple("_CandidateRow", [c.name for c in _CANDIDATE_COLUMNS])  # type: ignore[misc]
+_CANDIDATES = select(*_CANDIDATE_COLUMNS).where(
+    _DECLARATIONS.c.number.in_(
+        select(_DECLARATION_KEYS.c.declaration_number).where(
+            _DECLARATION_KEYS.c.key.in_(bindparam("keys", expanding=True))
+        )
+    )
+)
+_MARK_USED = (
+    _DECLARATIONS.update()
+    .where(_DECLARATIONS.c.number == bindparam("n"), _DECLARATIONS.c.used_by_event_id.is_(None))
+    .values(used_by_event_id=bindparam("event_id"), used_at=bindparam("at"))
+)
 
 
 def candidate_declarations(
@@ -455,21 +489,21 @@ def candidate_declarations(
     """
     if not keys:
         return [], set()
-    numbers = select(DeclarationKey.declaration_number).where(DeclarationKey.key.in_(keys))
-    rows = session.execute(
-        select(*_CANDIDATE_COLUMNS).where(DeclarationRow.number.in_(numbers))
-    ).all()
+    rows = session.connection().execute(_CANDIDATES, {"keys": sorted(keys)}).all()
     used = {r.number for r in rows if r.used_by_event_id is not None}
-    return [declaration_from_row(r) for r in rows], used
+    return [_cached_declaration(tuple(r)) for r in rows], used
+
+
+@lru_cache(maxsize=1 << 16)
+def _cached_declaration(row: tuple[Any, ...]) -> Declaration:
+    """`declaration_from_row` of a whole candidate row, remembered: a truck's declarations are
+    candidates of every one of its passages (a changed row is a different key)."""
+    return declaration_from_row(_CandidateRow(*row))
 
 
 def mark_declaration_used(session: Session, number: str, event_id: str) -> None:
     """Record that a passage consumed this declaration (first use wins)."""
-    session.execute(
-        update(DeclarationRow)
-        .where(DeclarationRow.number == number, DeclarationRow.used_by_event_id.is_(None))
-        .values(used_by_event_id=event_id, used_at=utcnow())
-    )
+    session.connection().execute(_MARK_USED, {"n": number, "event_id": event_id, "at": utcnow()})
 
 
 def release_declarations(session: Session, event_id: str) -> None:

@@ -75,8 +75,10 @@ class Readers:
         province = "cn" in cfg.regions and TextRecognizer(session("rec", "ppocr_rec_v5"),
                                                           max_batch=rec_batch)
         prior = ProvincePrior() if cfg.province_prior == "adaptive" else None
+        plate_model = get_spec("plate_rec").path if cfg.plate_recognizer != "ppocr" else None
         return cls(PlateReader(det, rec, regions=cfg.regions, province_recognizer=province,
-                               province_prior=prior),
+                               province_prior=prior, recognizer_mode=cfg.plate_recognizer,
+                               plate_model=plate_model, threads=cfg.threads),
                    ContainerReader(det, rec))
 
 
@@ -248,6 +250,7 @@ class EdgeNode:
         """What the node counts, for the metrics collector."""
         return NodeCounts(
             published=self.publisher.published, spool_depth=self.spool.depth(),
+            spool_rejected=self.spool.rejected_count(),
             mqtt_connected=self.publisher.connected.is_set(),
             frames_dropped=self.scheduler.stats.dropped,
             frames_failed=self.scheduler.stats.failed, counters=dict(self.counters),
@@ -299,7 +302,8 @@ class EdgeNode:
         return contract.NodeStatus(
             site=self.config.site, node_id=self.config.node_id, lanes=list(self.lanes),
             cameras_ok=dict(self.cameras_ok), scale_connected=all(scales) if scales else None,
-            spool_depth=self.spool.depth(), software="smartgate-edge",
+            spool_depth=self.spool.depth(), spool_rejected=self.spool.rejected_count(),
+            software="smartgate-edge",
         )
 
     def _publish_node_status(self) -> None:

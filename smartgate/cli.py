@@ -18,10 +18,12 @@ COMMAND_PACKAGES = ("edge", "central", "hardware", "models", "tools")
 
 @dataclass(frozen=True)
 class CommandGroups:
-    """Where packages attach their subcommands: top level and under `smartgate bench`."""
+    """Where packages attach their subcommands: top level, under `smartgate bench` and under
+    `smartgate broker` (central writes the config, tools run the embedded broker)."""
 
     top: argparse._SubParsersAction
     bench: argparse._SubParsersAction
+    broker: argparse._SubParsersAction
 
 
 def subcommands(
@@ -53,7 +55,9 @@ def build_parser() -> argparse.ArgumentParser:
     top = subcommands(parser, "command", "COMMAND")
     bench = subcommands(top.add_parser("bench", help="benchmarks that print numbers"), "bench",
                         "BENCHMARK")
-    groups = CommandGroups(top=top, bench=bench)
+    broker = subcommands(top.add_parser("broker", help="site MQTT broker tooling"),
+                         "broker_command")
+    groups = CommandGroups(top=top, bench=bench, broker=broker)
     for name in command_modules():
         importlib.import_module(name).register(groups)
     return parser

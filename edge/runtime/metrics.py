@@ -34,6 +34,7 @@ class NodeCounts:
 
     published: int = 0
     spool_depth: int = 0
+    spool_rejected: int = 0
     mqtt_connected: bool = False
     frames_dropped: int = 0
     frames_failed: int = 0
@@ -53,6 +54,9 @@ class _NodeCollector(Collector):
                                   value=node.published)
         yield GaugeMetricFamily("smartgate_edge_spool_depth", "passages waiting in the spool",
                                 value=node.spool_depth)
+        yield GaugeMetricFamily("smartgate_edge_spool_rejected",
+                                "passages central rejected, kept in the spool, not re-sent",
+                                value=node.spool_rejected)
         yield GaugeMetricFamily("smartgate_edge_mqtt_connected", "1 while connected",
                                 value=int(node.mqtt_connected))
         yield CounterMetricFamily("smartgate_edge_frames_dropped",

@@ -7,7 +7,9 @@ it leaves the spool when central's `PassageReceipt` for it arrives on the lane's
 (the broker can accept a message and deliver it to nobody, e.g. shared subscriptions lost in a
 broker restart). A message sent but not receipted within `receipt_timeout_s` is published
 again (the wait doubling per send), and so is every unreceipted one after a reconnect; central deduplicates and receipts the
-copy. After a restart the drain starts again from the oldest spooled message.
+copy. After a restart the drain starts again from the oldest spooled message. A `rejected`
+receipt (or a payload above the contract's maximum, which the edge does not send at all) marks
+the message rejected in the spool: kept and counted, never re-sent.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from edge.config import MqttConfig
 from edge.runtime.spool import Spool
 from smartgate import contract
+from smartgate.mqtt_tls import use_tls
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +54,7 @@ class EdgePublisher:
         self.connected = threading.Event()
         self.published = 0
         self.receipts = 0
+        self.rejected = 0  # rejected receipts (and oversized passages) since start
         self._inflight: list[tuple[mqtt.MQTTMessageInfo, int]] = []  # (publish, spool seq)
         self._receipt_topics: set[str] = set()  # lanes' receipt topics, subscribed per connection
         self._topics_lock = threading.Lock()
@@ -65,6 +69,9 @@ class EdgePublisher:
         self.client.max_inflight_messages_set(mqtt_config.inflight + 8)
         if mqtt_config.username:
             self.client.username_pw_set(mqtt_config.username, mqtt_config.password)
+        if mqtt_config.tls:
+            use_tls(self.client, mqtt_config.tls_ca_file, mqtt_config.tls_cert_file,
+                    mqtt_config.tls_key_file)
         self.client.will_set(
             contract.node_availability_topic(site, node_id),
             contract.AVAILABLE_OFFLINE,
@@ -162,6 +169,12 @@ class EdgePublisher:
         except contract.ContractError as exc:
             log.warning("ignoring a bad receipt: %s", exc)
             return
+        if receipt.status == "rejected":
+            if self.spool.rejected(receipt.event_id, str(receipt.reason), receipt.detail):
+                self.rejected += 1
+                log.error("central rejected passage %s (%s: %s); kept in the spool, not re-sent",
+                          receipt.event_id, receipt.reason, receipt.detail)
+            return
         if self.spool.receipted(receipt.event_id):
             self.receipts += 1
 
@@ -208,6 +221,12 @@ class EdgePublisher:
                 self._wake.clear()
                 continue
             for msg in batch:
+                if len(msg.payload) > contract.MAX_PAYLOAD_BYTES:
+                    detail = f"{len(msg.payload)} bytes > {contract.MAX_PAYLOAD_BYTES}"
+                    self.spool.rejected(msg.event_id, contract.RejectReason.TOO_LARGE, detail)
+                    self.rejected += 1
+                    log.error("passage %s not sent: %s", msg.event_id, detail)
+                    continue
                 self._receipt_subscribed(msg.topic)
                 info = self.client.publish(msg.topic, msg.payload, qos=1)
                 if info.rc not in (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_NO_CONN):

@@ -1,5 +1,7 @@
 """Durable outbox: every event is written here before it is published, and removed only when
-central's receipt for it arrives (a PUBACK only marks it sent, with `sent_at`).
+central's receipt for it arrives (a PUBACK only marks it sent, with `sent_at`). A passage central
+rejected (a `rejected` receipt) stays, marked with `rejected_at` and the reason: never sent
+again, never deleted, counted in the node's status and metrics (`rejected_count`, `rejected`).
 
 SQLite in WAL mode with synchronous=FULL: a message `put` survives a kill -9 or power loss.
 The spool is bounded only by disk; above `max_messages` it logs an error once per crossing
@@ -17,6 +19,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RejectedMessage:
+    """A passage central refused, kept in the spool."""
+
+    event_id: str
+    topic: str
+    reason: str
+    detail: str
+    rejected_at: float
 
 
 @dataclass(frozen=True)
@@ -50,6 +63,10 @@ class Spool:
         if "sent_at" not in columns:  # spools written before receipts existed
             self._db.execute("ALTER TABLE outbox ADD COLUMN sent_at REAL")
             self._db.execute("ALTER TABLE outbox ADD COLUMN sends INTEGER NOT NULL DEFAULT 0")
+        if "rejected_at" not in columns:  # spools written before rejected receipts existed
+            self._db.execute("ALTER TABLE outbox ADD COLUMN rejected_at REAL")
+            self._db.execute("ALTER TABLE outbox ADD COLUMN reject_reason TEXT")
+            self._db.execute("ALTER TABLE outbox ADD COLUMN reject_detail TEXT")
         self._warned = False
         self._receipted_sent_at = 0.0  # send time of the latest-sent message central receipted
         self._last_receipt_at = 0.0  # when the latest receipt arrived
@@ -94,7 +111,7 @@ class Spool:
             rows = self._db.execute(
                 "SELECT seq, event_id, topic, payload FROM outbox"
                 " WHERE (sent_at IS NULL OR sent_at + ? * (1 << min(max(sends - 1, 0), 5)) < ?"
-                " OR sent_at < ?)"
+                " OR sent_at < ?) AND rejected_at IS NULL"
                 f" AND seq NOT IN ({marks}) ORDER BY seq LIMIT ?",
                 (timeout_s, timer_due_before, overtaken_before, *skip, limit),
             ).fetchall()
@@ -128,11 +145,38 @@ class Spool:
                 self._receipted_sent_at = max(self._receipted_sent_at, rows[0][0])
             return True
 
+    def rejected(self, event_id: str, reason: str, detail: str = "",
+                 at: float | None = None) -> bool:
+        """Mark the message central rejected (or the edge found unsendable): kept, never
+        published again. False if it was not (or no longer) spooled, or already marked."""
+        with self._lock:
+            return self._db.execute(
+                "UPDATE outbox SET rejected_at = ?, reject_reason = ?, reject_detail = ?"
+                " WHERE event_id = ? AND rejected_at IS NULL",
+                (time.time() if at is None else at, reason[:64], detail[:200], event_id),
+            ).rowcount > 0
+
+    def rejected_count(self) -> int:
+        """Messages kept as rejected."""
+        with self._lock:
+            return int(self._db.execute(
+                "SELECT COUNT(*) FROM outbox WHERE rejected_at IS NOT NULL").fetchone()[0])
+
+    def list_rejected(self, limit: int = 100) -> list[RejectedMessage]:
+        """The rejected messages, newest first."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT event_id, topic, reject_reason, reject_detail, rejected_at FROM outbox"
+                " WHERE rejected_at IS NOT NULL ORDER BY rejected_at DESC LIMIT ?", (limit,),
+            ).fetchall()
+        return [RejectedMessage(r[0], r[1], r[2] or "", r[3] or "", r[4]) for r in rows]
+
     def _depth(self) -> int:
-        return int(self._db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0])
+        return int(self._db.execute(
+            "SELECT COUNT(*) FROM outbox WHERE rejected_at IS NULL").fetchone()[0])
 
     def depth(self) -> int:
-        """Messages without a receipt (sent or not)."""
+        """Messages waiting for a receipt (sent or not); rejected ones are not counted."""
         with self._lock:
             return self._depth()
 
