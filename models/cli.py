@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import json
+import sys
 import time
+from pathlib import Path
 
 from smartgate.cli import CommandGroups, subcommands
 
@@ -38,8 +41,46 @@ def run_quantize(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_train_plates(args: argparse.Namespace) -> int:
+    """Train (resuming from the committed checkpoint) and export the plate recognizer."""
+    try:
+        from models.plate_recognizer.train import load_config, train
+    except ImportError as exc:
+        print(f"smartgate models train-plates needs the [train] extra "
+              f"(pip install -e '.[train]'): {exc}", file=sys.stderr)
+        return 2
+    config = load_config(args.config) if args.config else load_config()
+    if args.threads:
+        config = config.model_copy(update={"threads": args.threads})
+    metrics = train(config, steps=args.steps, resume=not args.restart)
+    print(json.dumps(metrics))
+    return 0
+
+
+def run_adapt(args: argparse.Namespace) -> int:
+    """Fine-tune the plate recognizer on labeled folders into a model folder."""
+    try:
+        from models.plate_recognizer.adapt import LabeledDataError, adapt, load_labeled
+    except ImportError as exc:
+        print(f"smartgate models adapt needs the [train] extra (pip install -e '.[train]'): "
+              f"{exc}", file=sys.stderr)
+        return 2
+    try:
+        plates = [p for folder in args.data for p in load_labeled(Path(folder))]
+        summary = adapt(plates, Path(args.out), steps=args.steps, minutes=args.minutes,
+                        threads=args.threads)
+    except LabeledDataError as exc:
+        print(f"smartgate models adapt: {exc}", file=sys.stderr)
+        return 2
+    print(f"adapted on {summary['labeled_plates']} plates in {summary['seconds']} s: "
+          f"loss {summary['loss_first']} -> {summary['loss_last']}; use it with "
+          f"inference.model_dir: {args.out} or smartgate eval DIR --model-dir {args.out}")
+    print(json.dumps(summary))
+    return 0
+
+
 def register(commands: CommandGroups) -> None:
-    """Attach `smartgate models quantize`."""
+    """Attach `smartgate models quantize|train-plates|adapt`."""
     sub = subcommands(commands.top.add_parser("models", help="model files"), "models_command")
     q = sub.add_parser("quantize", help="write int8 copies of the PP-OCR det/rec models")
     q.add_argument("--out", default="models/int8", help="folder for the quantized models")
@@ -47,3 +88,19 @@ def register(commands: CommandGroups) -> None:
                    help="also time N runs of each model, fp32 vs int8")
     q.add_argument("--threads", type=int, default=0, help="intra-op threads for --time")
     q.set_defaults(func=run_quantize)
+
+    t = sub.add_parser("train-plates", help="train the plate recognizer (resumes the checkpoint)")
+    t.add_argument("--config", type=Path, help="training config (default: the committed one)")
+    t.add_argument("--steps", type=int, help="more steps (default: to the schedule's end)")
+    t.add_argument("--threads", type=int, default=0, help="torch threads (default: config)")
+    t.add_argument("--restart", action="store_true", help="start over instead of resuming")
+    t.set_defaults(func=run_train_plates)
+
+    a = sub.add_parser("adapt", help="fine-tune the plate recognizer on a site's labeled plates")
+    a.add_argument("--data", action="append", required=True, metavar="DIR",
+                   help="labeled folder (labels.csv + images/), repeatable")
+    a.add_argument("--out", required=True, metavar="MODEL_DIR", help="model folder to write")
+    a.add_argument("--steps", type=int, default=400, help="fine-tuning steps (default 400)")
+    a.add_argument("--minutes", type=float, default=30.0, help="time budget (default 30)")
+    a.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
+    a.set_defaults(func=run_adapt)

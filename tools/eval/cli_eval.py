@@ -33,6 +33,16 @@ def register(commands: CommandGroups) -> None:
                    help="folder of replacement models (e.g. a site-adapted plate_rec.onnx)")
     p.set_defaults(func=run_eval)
 
+    cv = commands.top.add_parser(
+        "eval-adapted", help="site adaptation by k-fold cross-validation on a labeled folder")
+    cv.add_argument("dataset", type=Path, help="folder with labels.csv and images/")
+    cv.add_argument("--folds", type=int, default=5, help="k (default 5)")
+    cv.add_argument("--steps", type=int, default=300, help="adaptation steps per fold")
+    cv.add_argument("--recognizer", choices=("own", "fused"), default="fused")
+    cv.add_argument("--threads", type=int, default=2, help="torch threads while adapting")
+    cv.add_argument("--json", action="store_true", help="last stdout line: one JSON summary")
+    cv.set_defaults(func=run_eval_adapted)
+
     b = commands.bench.add_parser("plates", help="plate reading speed vs rapidocr's pipeline")
     b.add_argument("--json", action="store_true", help="last stdout line: one JSON summary")
     b.add_argument("--scenes", type=int, default=12, help="scenes to time (default 12)")
@@ -83,6 +93,21 @@ def run_eval(args: argparse.Namespace) -> int:
             print(f"    {rows}-row: {rs['correct']}/{rs['images']} ({rs['accuracy']:.1%})")
     if summary["unreadable_images"]:
         print(f"  not scored, unreadable: {len(summary['unreadable_images'])} image(s)")
+    if args.json:
+        print(json.dumps(summary, ensure_ascii=False))
+    return 0
+
+
+def run_eval_adapted(args: argparse.Namespace) -> int:
+    """`smartgate eval-adapted`: adapted vs shipped accuracy on held-out folds."""
+    from tools.eval.crossval import cross_validate
+
+    summary = cross_validate(args.dataset, args.folds, args.steps, args.recognizer,
+                             threads=args.threads)
+    print(f"{summary['dataset']}: {args.folds}-fold, shipped "
+          f"{summary['correct_shipped']}/{summary['images']} ({summary['accuracy_shipped']:.1%})"
+          f", adapted {summary['correct_adapted']}/{summary['images']} "
+          f"({summary['accuracy_adapted']:.1%})")
     if args.json:
         print(json.dumps(summary, ensure_ascii=False))
     return 0

@@ -288,6 +288,26 @@ def _median_ms(fn: Callable[[np.ndarray], object], images: Sequence[np.ndarray],
     return round(statistics.median(times), 1)
 
 
+def _own_recognizer_ms(crops: Sequence[np.ndarray], chars: str, threads: int,
+                       repeats: int = 5) -> float | None:
+    """Milliseconds per crop of our plate model alone, all crops in one batch (best of
+    `repeats`); None when the model is not there."""
+    from edge.recognition.plate_rec import PlateRecognizer
+    from models.registry import ModelNotFoundError, get_spec
+
+    try:
+        own = PlateRecognizer.from_files(get_spec("plate_rec").path, chars, threads)
+    except (ModelNotFoundError, FileNotFoundError):
+        return None
+    own.probabilities(crops[:2])
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        own.probabilities(crops)
+        best = min(best, (time.perf_counter() - start) * 1000 / len(crops))
+    return round(best, 2)
+
+
 def bench_plates(n_scenes: int = 12, n_crops: int = 48, threads: int = 0) -> dict:
     """Median ms per scene and per crop, beside rapidocr's own `RapidOCR()` on the same scenes."""
     from rapidocr import RapidOCR
@@ -311,6 +331,7 @@ def bench_plates(n_scenes: int = 12, n_crops: int = 48, threads: int = 0) -> dic
     start = time.perf_counter()
     reader.read_crops(crops)
     ms_crop_batched = (time.perf_counter() - start) * 1000 / len(crops)
+    own_ms = _own_recognizer_ms(crops, reader.chars, threads)
     engine = RapidOCR()
     engine(scenes[0])
     ms_rapid = _median_ms(engine, scenes, "rapidocr scenes")
@@ -321,6 +342,7 @@ def bench_plates(n_scenes: int = 12, n_crops: int = 48, threads: int = 0) -> dic
         "median_ms_scene": ms_scene,
         "median_ms_crop": ms_crop,
         "ms_per_crop_batched": round(ms_crop_batched, 1),
+        "own_recognizer_ms_per_crop": own_ms,
         "rapidocr_median_ms_scene": ms_rapid,
         "speedup_vs_rapidocr": round(ms_rapid / ms_scene, 2) if ms_scene else 0.0,
     }
