@@ -234,12 +234,16 @@ class DelimitedFramer:
             return whole
 
 
+_SUFFIX = frozenset(b"(ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
+
+
 class LeaderFramer:
     """Frames that begin with a `leader` byte (Yaohua's `=`) and carry no end byte.
 
-    A frame is the leader and what follows it up to the next leader, a CR or LF, or `max_body`
-    bytes, whichever comes first; the terminator is not part of the frame. Bytes before the
-    first leader (a connection opened mid-frame) and bytes after a full body are discarded.
+    A frame is the leader and what follows it up to the next leader, a CR or LF, a unit suffix
+    (`(` or a letter, as in Keli's `=5123.45(kg)`), or `max_body` bytes, whichever comes first;
+    the terminator is not part of the frame. Bytes before the first leader (a connection opened
+    mid-frame) and bytes after a frame's end up to the next leader are discarded.
     """
 
     def __init__(self, leader: bytes = b"=", max_body: int = 8) -> None:
@@ -260,11 +264,12 @@ class LeaderFramer:
                 self._body = bytearray()
             elif self._body is None:
                 self.discarded += 1
-            elif b in (CR, LF):
+            elif b in (CR, LF) or b in _SUFFIX:
                 if self._body:
                     frames.append(bytes([self.leader]) + bytes(self._body))
                 else:
-                    self.discarded += 2  # an empty frame: its leader and this terminator
+                    self.discarded += 1  # an empty frame: its leader
+                self.discarded += 1 if b in _SUFFIX else 0
                 self._body = None
             else:
                 self._body.append(b)

@@ -9,7 +9,8 @@ Three frame shapes, each from the manuals cited in docs/hardware.md:
 * **`=` continuous**: `=` then seven characters of the displayed value (decimal point included)
   and a sign character (`0` or `-`; the A22 sends `0` or `1`). Format 1 sends the value lowest digit first, sign last
   (`=000.3000` is 3.000, `=00.1000-` is -1.00); format 2 sends it forward, sign first
-  (`=0003.000`, `=-0001.00`). Some firmware omits the sign: a seven-character body is read too.
+  (`=0003.000`, `=-0001.00`). Some firmware omits the sign: a seven-character body is read too,
+  which is also Keli XK3118T1's `=` output (`=5123.45(kg)` CR LF; the unit suffix is dropped).
 * **A12/A12E weight frames**, 15 bytes: `W`, `G` (gross) or `N` (net), seven characters of
   weight (decimal point included, blank in place of a missing one, `-` first when negative),
   the unit (`kg`), the XOR of bytes 1-11 as two ASCII hex characters, CR LF. An overload is nine
@@ -103,7 +104,7 @@ def parse_eq(
         body = frame[1:].decode("ascii")
     except UnicodeDecodeError as exc:
         raise ParseError(frame, "not ASCII") from exc
-    if not 1 <= len(body) <= EQ_MAX_BODY:
+    if not EQ_MAX_BODY - 1 <= len(body) <= EQ_MAX_BODY:  # shorter: bytes lost on the line
         raise ParseError(frame, f"{len(body)} characters after '=', expected 7 or 8")
     if len(body) == EQ_MAX_BODY:
         sign, value = (body[-1], body[:-1]) if reverse else (body[0], body[1:])
@@ -134,8 +135,35 @@ def encode_eq(
 # --------------------------------------------------------------------------------------------
 
 
+_A12_REPLY = re.compile(rb"^w(?P<kind>[wnt])(?P<weight>-?[0-9.]+)(?P<unit>kg|lb|t)$")
+
+
+def _parse_a12_reply(frame: bytes, timestamp: float) -> WeighbridgeReading:
+    match = _A12_REPLY.match(frame.strip())
+    if match is None:
+        raise ParseError(frame, "not an A12 reply `ww|wn|wt weight unit`")
+    value = round(
+        number(frame, match["weight"].decode()) * unit_factor(frame, match["unit"].decode()), 6
+    )
+    kind = match["kind"]
+    return WeighbridgeReading(
+        gross_kg=value if kind == b"w" else None,
+        tare_kg=value if kind == b"t" else None,
+        net_kg=value if kind == b"n" else None,
+        stable=True,
+        overload=False,
+        timestamp=timestamp,
+    )
+
+
 def parse_a12(frame: bytes, timestamp: float) -> WeighbridgeReading:
-    """Parse one A12/A12E frame without its CR LF: a weight, or the OL / LO frame."""
+    """Parse one A12/A12E frame without its CR LF: a weight, or the OL / LO frame.
+
+    The lower-case replies of the A12's command mode (`ww000.000lb`, `wn-0000.1kg`,
+    `wt000.000kg`: weight, net, tare; no check) are read as well.
+    """
+    if frame[:1] == b"w":
+        return _parse_a12_reply(frame, timestamp)
     if len(frame) != A12_LENGTH:
         raise ParseError(frame, f"length {len(frame)}, expected {A12_LENGTH} before CR LF")
     verify_check(frame, frame[:11], frame[11:13], "xor", "hex")

@@ -95,6 +95,12 @@ def test_eq_manual_frames() -> None:
     assert parse_eq(b"=.0051000", 0).gross_kg == 1500.0
     assert loads("yaohua_eq_reversed", b"=0.01000=0.01000=") == [10.0, 10.0]
     assert loads("yaohua_eq_reversed", b"=00.1000-", unit="t") == [-1000.0]
+    # Keli XK3118T1 `=` output: seven characters forward, then a unit suffix and CR LF.
+    assert loads("yaohua_eq", b"=5123.45(kg)\r\n=0000.00(kg)\r\n") == [5123.45, 0.0]
+    # A frame that lost bytes on the line is rejected, not read short.
+    result = read_stream(fmt_for("yaohua_eq_reversed"), b"=000.3000=000.3=000.3000")
+    assert [r.load_kg for r in result.readings] == [3.0, 3.0]
+    assert [e.reason for e in result.errors] == ["5 characters after '=', expected 7 or 8"]
     # XK3190-A22 manual: sign character 0 positive, 1 negative.
     assert loads("yaohua_eq_reversed", b"=00.10001=00.10000=") == [-1.0, 1.0]
     with pytest.raises(ParseError, match="sign"):
@@ -119,6 +125,11 @@ def test_a12_manual_frames() -> None:
     net = parse_a12(b"WN-01.500kg" + hex_check(0x57 ^ 0x4E ^ 0x2D ^ 0x30 ^ 0x31 ^ 0x2E ^ 0x35
                                                 ^ 0x30 ^ 0x30 ^ 0x6B ^ 0x67), 0)  # fmt: skip
     assert (net.gross_kg, net.net_kg) == (None, -1.5)
+    # Command-mode replies, as an A12 reader documents them: ww (weight), wn (net), wt (tare).
+    replies = read_stream(fmt_for("yaohua_a12"), b"ww000.000lb\r\nwn-0000.1kg\r\nwt012.500kg\r\n")
+    assert [(r.gross_kg, r.net_kg, r.tare_kg) for r in replies.readings] == [
+        (0.0, None, None), (None, -0.1, None), (None, None, 12.5),
+    ]  # fmt: skip
     lb = b"WG001000 lb"
     assert parse_a12(lb + hex_check(_xor(lb)), 0).gross_kg == pytest.approx(453.59237)
 
