@@ -11,7 +11,7 @@ import pytest
 
 from hardware.config import WeighbridgeConfig
 from hardware.weighbridge.capture import CaptureEvent, VehicleOff, VehicleOn, WeightCaptured
-from hardware.weighbridge.protocols import encode_toledo
+from hardware.weighbridge.protocols import encode_tf0, encode_toledo
 from hardware.weighbridge.scale import Weighbridge
 from hardware.weighbridge.simulator import WeighbridgeSimulator
 
@@ -171,3 +171,24 @@ def test_silent_connection_is_reopened_and_callback_errors_are_contained() -> No
             assert scale.stats["callback_errors"] >= 2  # one frame per connection
     finally:
         peer.close()
+
+
+def test_yaohua_stream_mid_frame_with_a_corrupt_check_over_tcp() -> None:
+    """A connection opened mid-frame, noise, a frame with a wrong XOR: counted, the rest read."""
+    good = [encode_tf0(w) for w in (18_000, 18_010, 18_020)]
+    corrupt = good[1][:-2] + b"0\x03" if good[1][-2:-1] != b"0" else good[1][:-2] + b"1\x03"
+    payload = good[0][5:] + b"\xff\xfe" + good[0] + corrupt + good[2]
+    peer = OneShotServer(payload)
+    config = WeighbridgeConfig(
+        protocol="yaohua_tf0", unit="kg", transport="tcp", host="127.0.0.1", tcp_port=peer.port,
+        **FAST,
+    )  # fmt: skip
+    readings: list = []
+    try:
+        with Weighbridge(config, on_reading=readings.append) as scale:
+            assert wait_until(lambda: len(readings) == 2)
+            assert scale.stats["parse_error:ChecksumError"] == 1
+            assert scale.stats["bytes_discarded"] == len(good[0][5:]) + 2
+    finally:
+        peer.close()
+    assert [r.gross_kg for r in readings] == [18_000.0, 18_020.0]
