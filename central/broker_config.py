@@ -142,8 +142,6 @@ def mosquitto_conf_text(
         "allow_anonymous false",
         f"password_file {folder / 'passwords'}",
         f"acl_file {folder / 'acl'}",
-        "# the client id is the user name: no credential can take over another's session",
-        "use_username_as_clientid true",
         f"# a larger publish is dropped (contract payload maximum {contract.MAX_PAYLOAD_BYTES})",
         f"message_size_limit {MESSAGE_SIZE_LIMIT}",
         "max_queued_messages 100000",
@@ -155,10 +153,13 @@ def mosquitto_conf_text(
         "autosave_on_changes true",
         "",
         f"listener {port} {'127.0.0.1' if tls is not None else bind}",
+        # a listener option (before any listener line it would open a default listener on
+        # 1883): the client id is the user name, so no credential takes over another's session
+        "use_username_as_clientid true",
     ]
     if tls is not None:
-        lines += ["", f"listener {tls_port} {bind}", f"certfile {tls.certfile}",
-                  f"keyfile {tls.keyfile}"]
+        lines += ["", f"listener {tls_port} {bind}", "use_username_as_clientid true",
+                  f"certfile {tls.certfile}", f"keyfile {tls.keyfile}"]
         if tls.cafile is not None:
             lines.append(f"cafile {tls.cafile}")
         if tls.require_client_cert:

@@ -16,6 +16,7 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from central.broker_config import (
+    MESSAGE_SIZE_LIMIT,
     NodeAccess,
     TlsFiles,
     parse_node_spec,
@@ -196,5 +197,216 @@ def test_tls_listener(broker_dir: Path) -> None:
         finally:
             client.close()
     finally:
+        proc.kill()
+        proc.wait(5)
+
+
+# --- issue 16: session takeover, size limit, symlinks, TLS for clients -------------------------
+
+
+def test_generated_config_binds_client_ids_limits_size_and_keeps_plain_local(
+    tmp_path: Path,
+) -> None:
+    tls = TlsFiles(tmp_path / "s.crt", tmp_path / "s.key", tmp_path / "ca.crt",
+                   require_client_cert=True)
+    conf = write_broker_config(tmp_path / "b", SITE, [NodeAccess("edge-a", ("LA",))],
+                               bind="0.0.0.0", tls=tls, passwords=PASSWORDS).conf.read_text()
+    # a listener option, after each listener line (before one it opens a default listener)
+    assert conf.count("use_username_as_clientid true\n") == 2
+    assert conf.index("use_username_as_clientid") > conf.index("listener ")
+    assert f"message_size_limit {MESSAGE_SIZE_LIMIT}\n" in conf
+    assert MESSAGE_SIZE_LIMIT > contract.MAX_PAYLOAD_BYTES
+    assert "listener 1883 127.0.0.1\n" in conf and "listener 8883 0.0.0.0\n" in conf
+    assert "require_certificate true\n" in conf
+    plain = write_broker_config(tmp_path / "p", SITE, [NodeAccess("edge-a", ("LA",))],
+                                bind="0.0.0.0", passwords=PASSWORDS).conf.read_text()
+    assert "listener 1883 0.0.0.0\n" in plain
+
+
+def test_an_edge_credential_cannot_take_over_centrals_session(
+    secured_broker: int, tmp_path: Path
+) -> None:
+    from central.db import Passage, make_engine, session_factory, upgrade_database
+    from central.ingest import MqttIngest
+    from tests.test_contract import make_event
+
+    engine = make_engine(f"sqlite:///{tmp_path / 'c.db'}")
+    upgrade_database(engine)
+    sessions = session_factory(engine)
+    ingest = MqttIngest(sessions, "127.0.0.1", secured_broker, client_id="smartgate-central",
+                        site=SITE, username="central", password=PASSWORDS["central"])
+    ingest.start()
+    assert ingest.connected.wait(10)
+    # edge-a connects with central's client id and a persistent session
+    thief = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="smartgate-central",
+                        clean_session=False, protocol=mqtt.MQTTv311)
+    stolen: list[bytes] = []
+    thief.on_message = lambda _c, _u, m: stolen.append(m.payload)
+    thief.username_pw_set("edge-a", PASSWORDS["edge-a"])
+    thief.connect("127.0.0.1", secured_broker)
+    thief.loop_start()
+    edge_b = Client(secured_broker, "edge-b", PASSWORDS["edge-b"])
+    try:
+        assert edge_b.connected.wait(5)
+        events = [make_event(lane="LB", node_id="edge-b") for _ in range(10)]
+        for event in events:
+            edge_b.c.publish(contract.passage_topic(SITE, "LB"), event.to_json(),
+                             qos=1).wait_for_publish(5)
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline and ingest.stats["stored"] < len(events):
+            time.sleep(0.05)
+        assert ingest.stats["stored"] == len(events)
+        assert ingest._generation == 1 and ingest.connected.is_set()  # never kicked off
+        assert stolen == []
+    finally:
+        thief.loop_stop()
+        thief.disconnect()
+        edge_b.close()
+        ingest.stop()
+    with sessions() as s:
+        assert len(s.query(Passage).all()) == len(events)
+    engine.dispose()
+
+
+def test_broker_drops_a_publish_above_the_size_limit(secured_broker: int) -> None:
+    central = Client(secured_broker, "central", PASSWORDS["central"])
+    edge_a = Client(secured_broker, "edge-a", PASSWORDS["edge-a"])
+    try:
+        assert central.connected.wait(5) and edge_a.connected.wait(5)
+        central.subscribe(contract.passage_topic(SITE, "LA"))
+        topic = contract.passage_topic(SITE, "LA")
+        edge_a.c.publish(topic, b"x" * (MESSAGE_SIZE_LIMIT + 1), qos=1).wait_for_publish(5)
+        edge_a.c.publish(topic, b"y" * (MESSAGE_SIZE_LIMIT - 1024), qos=1).wait_for_publish(5)
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and not central.messages:
+            time.sleep(0.05)
+        time.sleep(0.3)
+        assert [len(p) for _, p in central.messages] == [MESSAGE_SIZE_LIMIT - 1024]
+    finally:
+        central.close()
+        edge_a.close()
+
+
+def test_config_never_writes_through_symlinks(tmp_path: Path) -> None:
+    from smartgate.cli import main
+
+    victim = tmp_path / "victim"
+    victim.write_text("root-owned content\n")
+    victim.chmod(0o644)
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "passwords").symlink_to(victim)
+    (out / "credentials.env").symlink_to(victim)
+    (out / "acl").hardlink_to(victim)
+    files = write_broker_config(out, SITE, [NodeAccess("edge-a", ("LA",))], passwords=PASSWORDS)
+    assert victim.read_text() == "root-owned content\n" and victim.stat().st_mode & 0o777 == 0o644
+    for path in (files.passwords, files.credentials):
+        assert not path.is_symlink() and path.stat().st_mode & 0o777 == 0o600
+    assert "edge-a-pw" in files.credentials.read_text()
+    assert "edge-a-pw" not in files.passwords.read_text()  # hashed
+    # an existing readable credentials file is made private again
+    files.credentials.chmod(0o644)
+    write_broker_config(out, SITE, [NodeAccess("edge-a", ("LA",))], passwords=PASSWORDS)
+    assert files.credentials.stat().st_mode & 0o777 == 0o600
+    assert not [p for p in out.iterdir() if p.name.endswith(".tmp")]
+    # a symlinked output folder is refused, by the function and by the command
+    linked = tmp_path / "linked"
+    linked.symlink_to(out)
+    with pytest.raises(ValueError, match="symbolic link"):
+        write_broker_config(linked, SITE, [NodeAccess("edge-a", ("LA",))], passwords=PASSWORDS)
+    assert main(["broker", "config", "--site", SITE, "--node", "edge-a=LA",
+                 "--out", str(linked)]) == 2
+
+
+def _openssl(*args: str) -> None:
+    subprocess.run(["openssl", *args], check=True, capture_output=True)
+
+
+def _make_pki(folder: Path) -> dict[str, Path]:
+    """A CA, a server certificate for 127.0.0.1 and client certificates, made with openssl."""
+    ca_key, ca = folder / "ca.key", folder / "ca.crt"
+    _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-keyout",
+             str(ca_key), "-out", str(ca), "-subj", "/CN=smartgate-test-ca")
+    files = {"ca": ca}
+    for name, san in (("server", "subjectAltName=IP:127.0.0.1,DNS:localhost"),
+                      ("edge-a", None), ("central", None)):
+        key, csr, crt = folder / f"{name}.key", folder / f"{name}.csr", folder / f"{name}.crt"
+        _openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(csr),
+                 "-subj", f"/CN={name}")
+        ext = folder / f"{name}.ext"
+        ext.write_text((san or "extendedKeyUsage=clientAuth") + "\n")
+        _openssl("x509", "-req", "-in", str(csr), "-CA", str(ca), "-CAkey", str(ca_key),
+                 "-CAcreateserial", "-days", "1", "-out", str(crt), "-extfile", str(ext))
+        key.chmod(0o644)  # mosquitto reads its key after dropping root
+        files[name], files[f"{name}_key"] = crt, key
+    return files
+
+
+def test_tls_end_to_end_edge_to_central_with_client_certificates(
+    broker_dir: Path, tmp_path: Path
+) -> None:
+    binary = mosquitto_binary()
+    if binary is None or shutil.which("openssl") is None:
+        pytest.skip("mosquitto or openssl not installed")
+    from central.config import CentralSettings
+    from central.db import Passage, make_engine, session_factory, upgrade_database
+    from central.ingest import MqttIngest, connection_options
+    from edge.config import MqttConfig
+    from edge.runtime.publisher import EdgePublisher
+    from edge.runtime.spool import Spool
+    from tests.test_contract import make_event
+
+    pki = _make_pki(broker_dir)
+    port, tls_port = free_port(), free_port()
+    files = write_broker_config(
+        broker_dir / "broker", SITE, [NodeAccess("edge-a", ("LA",))], port=port,
+        bind="127.0.0.1", tls=TlsFiles(pki["server"], pki["server_key"], pki["ca"],
+                                       require_client_cert=True),
+        tls_port=tls_port, passwords=PASSWORDS,
+    )
+    proc = subprocess.Popen([binary, "-c", str(files.conf)], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    engine = make_engine(f"sqlite:///{tmp_path / 'c.db'}")
+    upgrade_database(engine)
+    sessions = session_factory(engine)
+    spool = Spool(tmp_path / "spool.db")
+    ingest = publisher = None
+    try:
+        wait_port("127.0.0.1", tls_port)
+        # a client without a certificate is refused by the TLS listener
+        no_cert = Client(tls_port, "edge-a", PASSWORDS["edge-a"], tls_ca=pki["ca"])
+        time.sleep(1.0)
+        assert not no_cert.connected.is_set()
+        no_cert.close()
+        settings = CentralSettings(
+            mqtt_host="127.0.0.1", mqtt_port=tls_port, mqtt_username="central",
+            mqtt_password=PASSWORDS["central"], site=SITE, mqtt_tls_ca_file=pki["ca"],
+            mqtt_tls_cert_file=pki["central"], mqtt_tls_key_file=pki["central_key"])
+        ingest = MqttIngest(sessions, settings.mqtt_host, settings.mqtt_port,
+                            **connection_options(settings), site=SITE)
+        ingest.start()
+        assert ingest.connected.wait(10)
+        config = MqttConfig(host="127.0.0.1", port=tls_port, username="edge-a",
+                            password=PASSWORDS["edge-a"], tls_ca_file=pki["ca"],
+                            tls_cert_file=pki["edge-a"], tls_key_file=pki["edge-a_key"])
+        assert config.tls
+        publisher = EdgePublisher(SITE, "edge-a", [], config, spool)
+        publisher.start()
+        event = make_event(site=SITE, lane="LA", node_id="edge-a")
+        spool.put(event.event_id, contract.passage_topic(SITE, "LA"), event.to_json())
+        publisher.notify()
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline and spool.depth():
+            time.sleep(0.05)
+        assert spool.depth() == 0 and publisher.receipts == 1  # stored and receipted over TLS
+        with sessions() as s:
+            assert [p.event_id for p in s.query(Passage)] == [event.event_id]
+    finally:
+        if publisher is not None:
+            publisher.stop(drain_timeout_s=0)
+        if ingest is not None:
+            ingest.stop()
+        spool.close()
+        engine.dispose()
         proc.kill()
         proc.wait(5)
