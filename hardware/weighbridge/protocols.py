@@ -190,16 +190,17 @@ def encode_toledo(
 # --------------------------------------------------------------------------------------------
 
 
-_ASCII = re.compile(r"^(?P<status>ST|US|OL),(?P<mode>GS|NT|TR),(?P<weight>[+-][0-9 .]+?)\s*(?P<unit>[A-Za-z]+)$")  # fmt: skip
+_ASCII = re.compile(r"^(?P<status>ST|US|OL),((?P<mode>GS|NT|TR),)?(?P<weight>[+-][0-9 .]+?)\s*(?P<unit>[A-Za-z]+)$")  # fmt: skip
 # An overload line: `OL`, optionally the mode, then sign, blank or garbled data and unit.
-_ASCII_OL = re.compile(r"^OL(,(GS|NT|TR)(,(?P<sign>[+-])?[^,]*)?)?$")
+_ASCII_OL = re.compile(r"^OL(,((GS|NT|TR),)?(?P<sign>[+-])?[^,]*)?$")
 
 
 def parse_ascii(frame: bytes, timestamp: float) -> WeighbridgeReading:
     """Parse one ASCII line: `ST|US|OL , GS|NT|TR , signed weight unit`, or an `OL` line.
 
     Indicators blank the data of an overload line (`OL,GS,+` then spaces, no unit); its sign
-    tells over range (`+`) from under range (`-`).
+    tells over range (`+`) from under range (`-`). Lines without the mode field
+    (`ST,+00123.45  kg`, as A&D-style indicators send) are gross weights.
     """
     try:
         text = frame.decode("ascii").strip()
@@ -213,7 +214,7 @@ def parse_ascii(frame: bytes, timestamp: float) -> WeighbridgeReading:
         raise ParseError(frame, "not `ST|US|OL,GS|NT|TR,+weight unit`")
     value = number(frame, match["weight"]) * unit_factor(frame, match["unit"])
     value = round(value, 6)
-    mode = match["mode"]
+    mode = match["mode"] or "GS"
     return WeighbridgeReading(
         gross_kg=value if mode == "GS" else None,
         tare_kg=value if mode == "TR" else None,

@@ -168,6 +168,8 @@ def test_toledo_out_of_range_over_and_under() -> None:
         (b"OL,NT,+9999999kg", False),
         (b"OL,GS,+     kg", False),
         (b"OL", False),
+        (b"OL,+9999999E+19", False),  # A&D style: no mode field
+        (b"OL,-9999999E+19", True),
     ],
 )
 def test_ascii_overload_lines_bug(line: bytes, under: bool) -> None:
@@ -184,6 +186,8 @@ def test_ascii_overload_lines_bug(line: bytes, under: bool) -> None:
         (b"ST,GS,+ 123.456   g", 0.123456, None, None, True),
         (b"ST,NT,-0000120kg", None, -120.0, None, True),
         (b"ST,GS,+  32.150 t", 32150.0, None, None, True),
+        (b"ST,+00123.45  kg", 123.45, None, None, True),  # A&D style: no mode field
+        (b"US,-0000012.5 kg", -12.5, None, None, False),
     ],
 )
 def test_ascii_manual_lines(
