@@ -7,7 +7,7 @@ import itertools
 import threading
 import time
 
-from hardware.barrier import BarrierSimulator
+from hardware.barrier import BarrierSimulator, PtyLink
 from hardware.config import WeighbridgeConfig
 from hardware.display import DisplaySimulator
 from hardware.lane_sim import LaneSimulators
@@ -83,9 +83,20 @@ def _serve_until_interrupted(*sims: BarrierSimulator | DisplaySimulator | LaneSi
 
 
 def _sim_barrier(args: argparse.Namespace) -> int:
-    sim = BarrierSimulator(args.host, args.port).start()
-    print(f"barrier (Modbus TCP) on {args.host}:{sim.port}", flush=True)
-    return _serve_until_interrupted(sim)
+    if args.serial is None and not args.pty:
+        sim = BarrierSimulator(args.host, args.port).start()
+        print(f"barrier (Modbus TCP) on {args.host}:{sim.port}", flush=True)
+        return _serve_until_interrupted(sim)
+    link = PtyLink().start() if args.pty else None
+    device = link.ends[0] if link is not None else args.serial
+    try:
+        sim = BarrierSimulator(serial_port=device, baudrate=args.baud).start()
+        where = link.ends[1] if link is not None else device
+        print(f"barrier (Modbus RTU, {args.baud} 8N1) on serial {where}", flush=True)
+        return _serve_until_interrupted(sim)
+    finally:
+        if link is not None:
+            link.stop()
 
 
 def _sim_display(args: argparse.Namespace) -> int:
@@ -186,9 +197,14 @@ def register(commands: CommandGroups) -> None:
     _add_truck_args(wb)
     wb.set_defaults(func=_sim_weighbridge)
 
-    barrier = sims.add_parser("barrier", help="Modbus TCP barrier/traffic-light controller")
+    barrier = sims.add_parser("barrier", help="Modbus TCP or RTU barrier/traffic-light controller")
     barrier.add_argument("--host", default="127.0.0.1")
     barrier.add_argument("--port", type=int, default=5020)
+    rtu = barrier.add_mutually_exclusive_group()
+    rtu.add_argument("--serial", metavar="DEVICE", help="serve Modbus RTU on this serial device")
+    rtu.add_argument("--pty", action="store_true",
+                     help="serve Modbus RTU on a pty pair; prints the device to open")  # fmt: skip
+    barrier.add_argument("--baud", type=int, default=9600, help="RTU baud rate")
     barrier.set_defaults(func=_sim_barrier)
 
     display = sims.add_parser("display", help="TCP lane display that logs what it shows")

@@ -171,3 +171,24 @@ def test_cli_sim_weighbridge_speaks_every_protocol_over_pty_and_tcp() -> None:
         for proc in procs.values():
             proc.send_signal(signal.SIGINT)
             proc.wait(timeout=10)
+
+
+def test_cli_sim_barrier_serves_modbus_rtu_on_a_pty() -> None:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "smartgate.cli", "sim", "barrier", "--pty"],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        match = re.search(r"Modbus RTU, 9600 8N1\) on serial (\S+)", line)
+        assert match, line
+        client = BarrierClient(BarrierConfig(transport="rtu", serial_port=match[1], timeout_s=2))
+        try:
+            client.set_outputs(OPEN_GREEN)
+            assert client.read_outputs() == OPEN_GREEN
+        finally:
+            client.close()
+    finally:
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=10) == 130
