@@ -269,11 +269,11 @@ class EdgeNode:
     def emit(self, lane: LaneRuntime, event: PassageEvent) -> None:
         """Spool a finished passage, tell the lane controller, announce the lane state."""
         topic = contract.passage_topic(event.site, event.lane)
-        self.spool.put(event.event_id, topic, event.to_json())
-        self.publisher.notify()
-        if self.evidence is not None:
+        if self.evidence is not None:  # images first: no passage is spooled without them
             enqueue_passage(self.evidence.queue, event, self.images.read, self.counters)
             self.evidence.notify()
+        self.spool.put(event.event_id, topic, event.to_json())
+        self.publisher.notify()
         self.passages_emitted += 1
         self.metrics.passage(event)
         plate = event.best_plate

@@ -298,3 +298,29 @@ def verify(sessions: sessionmaker, evidence: EvidenceStore, since: datetime | No
             report.incomplete_passages += [e for e, s in status.items() if not s.complete]
     return report
 
+
+
+@dataclass(frozen=True)
+class PassagesCheck:
+    """Evidence of a set of passages: images named, missing at central, stored but altered."""
+
+    images: int
+    missing: int
+    corrupt: int
+
+
+def check_passages(session: Session, evidence: EvidenceStore, event_ids: Sequence[str],
+                   chunk: int = 500) -> PassagesCheck:
+    """Whether every image the given passages name is at central with its recorded hash."""
+    images = missing = corrupt = 0
+    for k in range(0, len(event_ids), chunk):
+        ids = list(event_ids[k:k + chunk])
+        passages = session.scalars(select(Passage).where(Passage.event_id.in_(ids))).all()
+        for status in evidence_status(session, passages).values():
+            images += status.expected
+            missing += len(status.missing)
+        for row in session.scalars(select(EvidenceImage).where(
+                EvidenceImage.passage_event_id.in_(ids), EvidenceImage.purged_at.is_(None))):
+            data = evidence.get(row.sha256)
+            corrupt += data is None or sha256_hex(data) != row.sha256
+    return PassagesCheck(images, missing, corrupt)

@@ -47,6 +47,9 @@ def test_fault_bench_broker_and_central_killed_loses_nothing(tmp_path: Path) -> 
     assert result.passages_sent == 300
     assert (result.lost, result.duplicated, result.unexpected) == (0, 0, 0)
     assert result.passages_stored == 300
+    # every stored passage has its images at central, uploaded through the kills
+    assert (result.evidence_images, result.evidence_missing, result.evidence_corrupt) == (
+        600, 0, 0)
     assert [f["kind"] for f in result.faults] == ["broker_kill", "central_kill"]
     assert all(f["recovery_s"] is not None for f in result.faults)
 

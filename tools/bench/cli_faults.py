@@ -24,7 +24,7 @@ def bench_faults(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return 2
     plan = BenchPlan(passages=args.passages, edges=args.edges, workers=args.workers,
-                     rate=args.rate, kinds=kinds)
+                     rate=args.rate, kinds=kinds, images_per_passage=args.images)
     with tempfile.TemporaryDirectory(prefix="smartgate-faults-") as tmp:
         folder = Path(tmp)
         result = run_faults(plan, folder, args.database_url, args.postgres_temp,
@@ -40,9 +40,12 @@ def bench_faults(args: argparse.Namespace) -> int:
           f"stored but never spooled: {result.unexpected}")
     print(f"redeliveries deduplicated by central (workers' final counts): "
           f"{result.redeliveries}; recovery max: {result.recovery_s_max} s")
+    print(f"evidence images named by stored passages: {result.evidence_images}; missing at "
+          f"central: {result.evidence_missing}; hash mismatch: {result.evidence_corrupt}")
     if args.json:
         print(json.dumps(asdict(result)))
-    ok = result.lost == 0 and result.duplicated == 0 and result.unexpected == 0
+    ok = (result.lost == 0 and result.duplicated == 0 and result.unexpected == 0
+          and result.evidence_missing == 0 and result.evidence_corrupt == 0)
     return 0 if ok and result.passages_sent == args.passages else 1
 
 
@@ -62,5 +65,7 @@ def register(commands: CommandGroups) -> None:
     db.add_argument("--postgres-temp", action="store_true",
                     help="start a throwaway PostgreSQL 15 cluster (as the postgres user when "
                     "root); the DB fault restarts it")
+    bench.add_argument("--images", type=int, default=2,
+                       help="evidence JPEGs per passage, uploaded to central's HTTP side; 0: none")
     bench.add_argument("--json", action="store_true", help="last line: one JSON object")
     bench.set_defaults(func=bench_faults)

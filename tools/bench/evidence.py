@@ -132,3 +132,31 @@ def run_evidence_bench(images: int = 200, size: tuple[int, int] = (1920, 1080),
         images_per_s=round(len(latencies) / drain, 1),
         mb_per_s=round(sum(sizes) / drain / 1e6, 2), drain_s=round(drain, 2),
     )
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m tools.bench.evidence --port P`: central's HTTP side alone (no MQTT ingest),
+    settings from SMARTGATE_CENTRAL_* — the evidence endpoint of the fault bench."""
+    import argparse
+    import logging
+
+    import uvicorn
+
+    from central.api import create_app
+    from central.config import CentralSettings
+
+    parser = argparse.ArgumentParser(prog="python -m tools.bench.evidence", description=main.__doc__)
+    parser.add_argument("--port", type=int, required=True)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    settings = CentralSettings(http_port=args.port, retention_purge_interval_s=0)
+    uvicorn.run(create_app(settings, start_ingest=False), host="127.0.0.1", port=args.port,
+                log_level="warning")
+    return 0
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.exit(main())

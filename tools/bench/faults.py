@@ -9,6 +9,12 @@ ingest's busy timeout; PostgreSQL: a fast restart of a temporary cluster, or ter
 central's connections) and partitions the edges from the broker (SIGSTOP, SIGCONT). An edge
 exits once central has receipted every passage it spooled. Then the bench reconciles what every
 edge spooled against what central stored (`reconcile`, pure).
+
+With evidence on (the default) a central HTTP process (`python -m tools.bench.evidence`, the
+evidence upload endpoint) runs beside the ingest workers and is killed with them in the central
+fault; each edge uploads its passages' images through its real evidence queue and exits only
+when central confirmed them too; afterwards every stored passage must have all its images at
+central with their recorded SHA-256 (`evidence_missing`, `evidence_corrupt`).
 """
 
 from __future__ import annotations
@@ -87,6 +93,9 @@ class FaultBench:
     recovery_s_max: float
     elapsed_s: float
     faults: list[dict] = field(default_factory=list)
+    evidence_images: int = 0
+    evidence_missing: int = 0
+    evidence_corrupt: int = 0
 
 
 def _run_as_postgres() -> list[str]:
@@ -247,6 +256,7 @@ class BenchPlan:
     partition_s: float = 12.0
     kinds: tuple[str, ...] = FAULT_KINDS
     settle_timeout_s: float = 120.0
+    images_per_passage: int = 2  # evidence JPEGs each passage names and uploads; 0: none
 
 
 class _Faults:
@@ -269,10 +279,13 @@ class _Faults:
             return "mosquitto"
         if kind == "central_kill":
             target = self.workers[self.count % len(self.workers)]
-            self.procs.kill(target)
+            http = ["http"] if "http" in self.procs.procs else []
+            for name in (target, *http):
+                self.procs.kill(name)
             time.sleep(plan.central_down_s)
-            self.procs.start(target)
-            return target
+            for name in (target, *http):
+                self.procs.start(name)
+            return " + ".join((target, *http))
         if kind == "edge_kill":
             target = self.edges[self.count % len(self.edges)]
             if self.procs.procs[target].poll() is not None:
@@ -342,6 +355,21 @@ def _stored(url: str, nodes: list[str]) -> tuple[list[str], dict[str, int]]:
     return found
 
 
+def _evidence(url: str, stored: list[str], root: Path | None):  # type: ignore[no-untyped-def]
+    """Whether every stored passage has all its images at central with matching hashes."""
+    from central.db import make_engine, session_factory
+    from central.evidence import records
+    from central.evidence.store import FilesystemEvidenceStore
+
+    if root is None:
+        return records.PassagesCheck(0, 0, 0)
+    engine = make_engine(url)
+    with session_factory(engine)() as session:
+        found = records.check_passages(session, FilesystemEvidenceStore(root), stored)
+    engine.dispose()
+    return found
+
+
 def _duplicates_seen(log_text: str) -> int:
     """Redeliveries a worker deduplicated, from its final stats line (0 if it was killed)."""
     total = 0
@@ -377,6 +405,7 @@ class _Stack:
     edges: list[str]
     nodes: list[str]
     counter: StoredCounter
+    evidence_dir: Path | None = None
 
 
 def _start_stack(plan: BenchPlan, folder: Path, state: Path, run_id: str,
@@ -411,6 +440,12 @@ def _start_stack(plan: BenchPlan, folder: Path, state: Path, run_id: str,
     counts = [plan.passages // plan.edges + (k < plan.passages % plan.edges)
               for k in range(plan.edges)]
     counter = StoredCounter(url, nodes).start()
+    evidence_args: list[str] = []
+    edge_env: dict[str, str] = {}
+    if plan.images_per_passage:
+        central_url, token = _start_evidence_http(procs, url, folder)
+        evidence_args = ["--central-url", central_url, "--images", str(plan.images_per_passage)]
+        edge_env = {"SMARTGATE_EDGE_EVIDENCE__TOKEN": token}
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and not all(
             "connected to" in procs.log(w) for w in workers):
@@ -418,8 +453,46 @@ def _start_stack(plan: BenchPlan, folder: Path, state: Path, run_id: str,
     for e, node, n in zip(edges, nodes, counts, strict=True):
         procs.start(e, [*py, "tools.bench.edge_sim", "--run-id", run_id, "--node", node,
                         "--count", str(n), "--rate", str(plan.rate / plan.edges),
-                        "--data-dir", str(folder / e), "--mqtt-port", str(broker.port)])
-    return _Stack(url, pg, broker, procs, workers, edges, nodes, counter)
+                        "--data-dir", str(folder / e), "--mqtt-port", str(broker.port),
+                        *evidence_args], edge_env)
+    return _Stack(url, pg, broker, procs, workers, edges, nodes, counter,
+                  folder / "evidence" if plan.images_per_passage else None)
+
+
+def _start_evidence_http(procs: Processes, url: str, folder: Path) -> tuple[str, str]:
+    """Central's HTTP side (the evidence upload endpoint) as process `http`, and an edge
+    account with an edge-ingest token for the simulated edges; returns (URL, token)."""
+    import secrets
+
+    import httpx
+
+    from central import auth_store
+    from central.auth import auth_config
+    from central.config import CentralSettings
+    from central.db import make_engine, session_factory
+
+    secret, token = secrets.token_urlsafe(32), secrets.token_urlsafe(24)
+    settings = CentralSettings(database_url=url, data_dir=folder, secret_key=secret)
+    engine = make_engine(url)
+    with session_factory(engine)() as session, session.begin():
+        user = auth_store.add_user(session, "edges", secrets.token_urlsafe(16), "operator")
+        auth_store.add_api_token(session, user, "faults bench",
+                                 auth_config(settings).digest("token", token), "edge-ingest")
+    engine.dispose()
+    port = free_port()
+    procs.start("http", [sys.executable, "-m", "tools.bench.evidence", "--port", str(port)], {
+        "SMARTGATE_CENTRAL_DATABASE_URL": url, "SMARTGATE_CENTRAL_SECRET_KEY": secret,
+        "SMARTGATE_CENTRAL_DATA_DIR": str(folder)})
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{base}/api/health", timeout=1).status_code == 200:
+                return base, token
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError(f"central's HTTP side did not start: {procs.log('http')[-2000:]}")
 
 
 def _inject_on_schedule(plan: BenchPlan, stack: _Stack, t0: float, bar: Any) -> list[Fault]:
@@ -459,7 +532,7 @@ def _settle(plan: BenchPlan, stack: _Stack, bar: Any) -> None:
 
 def _stop_stack(stack: _Stack) -> None:
     stack.procs.terminate(stack.edges, timeout_s=5)
-    stack.procs.terminate(stack.workers)
+    stack.procs.terminate(stack.workers + (["http"] if "http" in stack.procs.procs else []))
     stack.counter.stop()
     stack.broker.signal(signal.SIGCONT)
     stack.broker.signal(signal.SIGKILL)
@@ -474,6 +547,7 @@ def _report(plan: BenchPlan, stack: _Stack, folder: Path, faults: list[Fault], t
         if path.exists():
             spooled += path.read_text().split()
     stored, decisions = _stored(stack.url, stack.nodes)
+    evidence = _evidence(stack.url, stored, stack.evidence_dir)
     if stack.pg is not None:
         stack.pg.stop()
     result = reconcile(spooled, stored, decisions)
@@ -494,6 +568,8 @@ def _report(plan: BenchPlan, stack: _Stack, folder: Path, faults: list[Fault], t
                  "down_s": round(f.ended - f.started, 1),
                  "recovery_s": None if f.recovery_s is None else round(f.recovery_s, 2)}
                 for f in faults],
+        evidence_images=evidence.images, evidence_missing=evidence.missing,
+        evidence_corrupt=evidence.corrupt,
     )
 
 
