@@ -15,7 +15,14 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Final, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 SCHEMA_VERSION: Final = 1
 TOPIC_ROOT = f"smartgate/v{SCHEMA_VERSION}"
@@ -472,12 +479,11 @@ class PassageReceipt(_Message):
     detail: str = Field(default="", max_length=200, description="human-readable detail")
     at: datetime = Field(default_factory=_now)
 
-    @field_validator("reason")
-    @classmethod
-    def _reason_iff_rejected(cls, v: RejectReason | None, info) -> RejectReason | None:  # type: ignore[no-untyped-def]
-        if (info.data.get("status") == "rejected") != (v is not None):
+    @model_validator(mode="after")
+    def _reason_iff_rejected(self) -> PassageReceipt:
+        if (self.status == "rejected") != (self.reason is not None):
             raise ValueError("a reason goes with status rejected, and only with it")
-        return v
+        return self
 
 
 class PassageDecision(_Message):

@@ -117,3 +117,77 @@ def test_json_schemas_are_exported() -> None:
     schemas = contract.json_schemas()
     assert "event_id" in schemas["PassageEvent"]["properties"]
     assert "action" in schemas["LaneCommand"]["properties"]
+
+
+@pytest.mark.parametrize("topic", [
+    f"{contract.TOPIC_ROOT}/{'s' * 65}/L1/passage",
+    f"{contract.TOPIC_ROOT}/huunghi/{'L' * 300}/passage",
+    f"{contract.TOPIC_ROOT}/huunghi/node/{'n' * 65}/status",
+    f"{contract.TOPIC_ROOT}/hu unghi/L1/passage",
+    f"{contract.TOPIC_ROOT}/huunghi/L1/sneaky",
+    f"{contract.TOPIC_ROOT}/huunghi//passage",
+    f"{contract.TOPIC_ROOT}/huunghi/L1/passage/extra",
+    "smartgate/v2/huunghi/L1/passage",
+])
+def test_parse_topic_refuses_bad_segments_and_kinds(topic: str) -> None:
+    with pytest.raises(ContractError) as err:
+        contract.parse_topic(topic)
+    assert err.value.reason is contract.RejectReason.BAD_TOPIC
+    assert len(str(err.value)) < 200  # the sender's text is clipped
+
+
+def test_parse_topic_kinds() -> None:
+    root = f"{contract.TOPIC_ROOT}/huunghi"
+    assert contract.parse_topic(f"{root}/L1/decision") == ("huunghi", "L1", "decision")
+    assert contract.parse_topic(f"{root}/L1/command/ack") == ("huunghi", "L1", "command_ack")
+    assert contract.parse_topic(f"{root}/node/edge-1/available") == (
+        "huunghi", "edge-1", "node_available")
+
+
+@pytest.mark.parametrize(("given", "normalized"), [
+    ("29c-123.45", "29C12345"), (" 51D 678 90 ", "51D67890"), ("ＡＢ１２３", "AB123"),
+    ("桂A·23456", "桂A23456"), ("29C/12345", "29C12345"),
+])
+def test_plate_text_is_normalized_in_the_contract(given: str, normalized: str) -> None:
+    read = PlateRead(text=given, confidence=0.9)
+    assert read.text == normalized
+    payload = json.loads(make_event().to_json())
+    payload["plate_front"]["text"] = given
+    assert parse_passage(json.dumps(payload).encode()).plate_front.text == normalized  # type: ignore[union-attr]
+
+
+def test_receipts_and_decisions() -> None:
+    rejected = contract.PassageReceipt(event_id="e" * 8, site="huunghi", lane="L1",
+                                       status="rejected", reason=contract.RejectReason.INVALID,
+                                       detail="weight.gross_kg: too small")
+    again = contract.parse_receipt(rejected.to_json())
+    assert again.reason is contract.RejectReason.INVALID and again.status == "rejected"
+    with pytest.raises(ValueError):
+        contract.PassageReceipt(event_id="e" * 8, site="huunghi", lane="L1", status="rejected")
+    with pytest.raises(ValueError):
+        contract.PassageReceipt(event_id="e" * 8, site="huunghi", lane="L1", status="stored",
+                                reason=contract.RejectReason.INVALID)
+    decision = contract.PassageDecision(
+        event_id="e" * 8, site="huunghi", lane="L1", outcome="cleared",
+        action=CommandAction.OPEN_BARRIER, declaration_number="D-1",
+        matched_containers=["CSQU3054383"], decided_by="rules:site-1")
+    assert contract.parse_decision(decision.to_json()) == decision
+    assert "PassageDecision" in contract.json_schemas()
+
+
+def test_reject_reasons_name_the_failure() -> None:
+    cases = {
+        b"x" * (contract.MAX_PAYLOAD_BYTES + 1): contract.RejectReason.TOO_LARGE,
+        b"[" * 100_000: contract.RejectReason.NOT_JSON,
+        b"[]": contract.RejectReason.NOT_JSON,
+        b'{"schema": "other", "version": 1}': contract.RejectReason.WRONG_SCHEMA,
+        b'{"schema": "smartgate.passage", "version": 9}': contract.RejectReason.UNSUPPORTED_VERSION,
+        b'{"schema": "smartgate.passage", "version": 1}': contract.RejectReason.INVALID,
+    }
+    for payload, reason in cases.items():
+        with pytest.raises(ContractError) as err:
+            parse_passage(payload)
+        assert err.value.reason is reason, payload[:40]
+    assert contract.event_id_of(b'{"event_id": "0123456789"}') == "0123456789"
+    assert contract.event_id_of(b'{"event_id": "short"}') is None
+    assert contract.event_id_of(b"[" * 100_000) is None

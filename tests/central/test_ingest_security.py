@@ -313,3 +313,61 @@ def test_central_warns_loudly_without_mqtt_credentials(anonymous: bool, caplog) 
     warn_if_insecure(settings)
     assert ("MQTT WITHOUT CREDENTIALS" in caplog.text) is anonymous
     assert "MQTT IN CLEAR TEXT" in caplog.text
+
+
+class HoldAfterConnack:
+    """A TCP relay between a client and mosquitto that passes the broker's CONNACK (its first
+    4 bytes) and holds everything after it (the SUBACK) until `release` is set."""
+
+    def __init__(self, broker) -> None:  # type: ignore[no-untyped-def]
+        import socket
+
+        self.broker = broker
+        self.release = threading.Event()
+        self.server = socket.create_server(("127.0.0.1", 0))
+        self.port = self.server.getsockname()[1]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        import socket
+
+        client, _ = self.server.accept()
+        upstream = socket.create_connection((self.broker.host, self.broker.port))
+        threading.Thread(target=self._pipe, args=(client, upstream, False), daemon=True).start()
+        threading.Thread(target=self._pipe, args=(upstream, client, True), daemon=True).start()
+
+    def _pipe(self, src, dst, hold: bool) -> None:  # type: ignore[no-untyped-def]
+        passed = 0
+        try:
+            while data := src.recv(65536):
+                if hold and passed >= 4:
+                    self.release.wait()
+                elif hold:
+                    head, data = data[: 4 - passed], data[4 - passed:]
+                    dst.sendall(head)
+                    passed += len(head)
+                    if data:
+                        self.release.wait()
+                if data:
+                    dst.sendall(data)
+        except OSError:
+            pass
+
+    def close(self) -> None:
+        self.release.set()
+        self.server.close()
+
+
+def test_mqtt_connected_waits_for_the_suback(tmp_path: Path, mosquitto) -> None:
+    sessions = _sessions(f"sqlite:///{tmp_path / 'c.db'}")
+    relay = HoldAfterConnack(mosquitto)
+    ingest = MqttIngest(sessions, "127.0.0.1", relay.port, client_id="central-suback")
+    ingest.start()
+    try:
+        assert wait_until(lambda: ingest._generation == 1, 10)  # the CONNACK came through
+        assert not ingest.connected.wait(1.0)  # the SUBACK has not
+        relay.release.set()
+        assert ingest.connected.wait(10)
+    finally:
+        ingest.stop()
+        relay.close()

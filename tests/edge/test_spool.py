@@ -259,3 +259,50 @@ def test_edge_republishes_until_central_receipts(tmp_path: Path, mosquitto) -> N
         publisher.stop(drain_timeout_s=0)
         silent.stop()
         spool.close()
+
+
+def test_rejected_passage_is_kept_visible_and_never_resent(tmp_path: Path, mosquitto) -> None:
+    """Central (the real ingest) answers a bad passage with a rejected receipt: the edge marks
+    it rejected in its spool, stops sending it, and keeps sending the good ones."""
+    from central.db import make_engine, session_factory, upgrade_database
+    from central.ingest import MqttIngest
+
+    engine = make_engine(f"sqlite:///{tmp_path / 'central.db'}")
+    upgrade_database(engine)
+    ingest = MqttIngest(session_factory(engine), mosquitto.host, mosquitto.port,
+                        client_id="central-rej")
+    ingest.start()
+    spool = Spool(tmp_path / "spool.db")
+    publisher = EdgePublisher("huunghi", "edge-1", [], MqttConfig(
+        host=mosquitto.host, port=mosquitto.port, receipt_timeout_s=0.5,
+        receipt_overtaken_s=0.5), spool)
+    publisher.start()
+    try:
+        assert ingest.connected.wait(10) and publisher.connected.wait(10)
+        good, wrong_lane = make_event(), make_event(lane="L2")
+        spool.put(good.event_id, contract.passage_topic("huunghi", "L1"), good.to_json())
+        # published on L1's topic but says L2: central rejects it (topic_mismatch)
+        spool.put(wrong_lane.event_id, contract.passage_topic("huunghi", "L1"),
+                  wrong_lane.to_json())
+        too_big = make_event()
+        spool.put(too_big.event_id, contract.passage_topic("huunghi", "L1"),
+                  b" " * (contract.MAX_PAYLOAD_BYTES + 1))
+        publisher.notify()
+        assert wait_until(lambda: spool.depth() == 0 and spool.rejected_count() == 2, 15)
+        time.sleep(2.0)  # several receipt timeouts: a rejected passage must not come back
+        assert ingest.stats["rejected"] == 1 and ingest.stats["stored"] == 1
+        assert publisher.rejected == 2 and publisher.receipts == 1
+        rejected = {r.event_id: r.reason for r in spool.list_rejected()}
+        assert rejected == {wrong_lane.event_id: "topic_mismatch", too_big.event_id: "too_large"}
+    finally:
+        publisher.stop(drain_timeout_s=0)
+        ingest.stop()
+        spool.close()
+        engine.dispose()
+    from edge.runtime.metrics import EdgeMetrics, NodeCounts
+
+    reopened = Spool(tmp_path / "spool.db")  # kept across a restart, still not due
+    assert reopened.rejected_count() == 2 and reopened.due(10, float("inf"), 0.0) == []
+    metrics = EdgeMetrics(lambda: NodeCounts(spool_rejected=reopened.rejected_count()))
+    assert "smartgate_edge_spool_rejected 2.0" in metrics.render().decode()
+    reopened.close()
