@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import secrets
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import StrEnum
 from functools import cache
 
@@ -214,6 +214,11 @@ def token_owner(session: Session, token_digest: str, now: datetime) -> tuple[Use
         )  # fmt: skip
     ).first()
     return None if row is None else (row[0], row[1])
+
+
+def aware(when: datetime) -> datetime:
+    """A stored time as timezone-aware UTC (SQLite hands them back naive)."""
+    return when if when.tzinfo is not None else when.replace(tzinfo=UTC)
 
 
 def list_tokens(session: Session, username: str | None = None) -> Sequence[tuple[ApiToken, str]]:

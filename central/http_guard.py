@@ -10,8 +10,9 @@ and parses a body (which FastAPI does before it solves a route's dependencies):
 - **Authentication first**: a state-changing request (POST, PUT, PATCH, DELETE) to anything but
   the sign-in form must carry a valid session cookie or API token, checked before its body is
   read; otherwise it gets what an anonymous caller gets (401, or a redirect to /login).
-- **`Cache-Control: no-store`** on every response but `/static` files (pages and API answers
-  hold personal data and must not sit in shared or browser caches), unless the route set one.
+- **`Cache-Control: no-store`** on every response but static files (`/static`,
+  `/docs-static`): pages and API answers hold personal data and must not sit in shared or
+  browser caches (a route that sets its own Cache-Control keeps it).
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from central.auth import SAFE_METHODS, current_user, not_authenticated_response
 from central.config import CentralSettings
 
 ANONYMOUS_POSTS = frozenset({"/login"})  # the only state-changing route open to anyone
-CACHEABLE_PREFIXES = ("/static/",)
+CACHEABLE_PREFIXES = ("/static/", "/docs-static/")
 
 
 class BodyTooLarge(HTTPException):
