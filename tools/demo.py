@@ -65,12 +65,14 @@ def truck_frames(text: str, region: str, rows: int, seed: int, n: int = 3) -> li
 
 def demo_edge_config(
     data_dir: Path, media: Path | None, mqtt_port: int, fps: float, lane_sims=None,  # type: ignore[no-untyped-def]
+    evidence: dict | None = None,
 ) -> dict:
     """The demo lane's edge configuration (a plain dict, validated by EdgeConfig).
 
     With `lane_sims` (hardware.lane_sim.LaneSimulators) the lane uses the simulated camera, the
     weighbridge trigger and the simulated barrier and display; otherwise it plays the image
-    folder `media` with the plate trigger.
+    folder `media` with the plate trigger. `evidence` is the node's evidence upload section
+    (central's URL and an edge-ingest token).
     """
     lane: dict = {
         "lane": "L1",
@@ -93,6 +95,7 @@ def demo_edge_config(
         "data_dir": str(data_dir / "edge"),
         "status_interval_s": 5.0,
         "lanes": [lane],
+        **({"evidence": evidence} if evidence else {}),
     }
 
 
@@ -111,6 +114,20 @@ def direct_trucks(camera, sims, stop: threading.Event) -> None:  # type: ignore[
         camera.show(None)
         stop.wait(1.0)
         i += 1
+
+
+def demo_edge_token(app, username: str) -> str:  # type: ignore[no-untyped-def]
+    """An edge-ingest API token of `username` for the demo edge's evidence uploads."""
+    import secrets
+
+    from central import auth_store
+
+    token = secrets.token_urlsafe(32)
+    with app.state.sessions() as session, session.begin():
+        user = auth_store.get_user(session, username)
+        auth_store.add_api_token(session, user, "demo edge", app.state.auth.digest("token", token),
+                                 auth_store.TokenScope.EDGE_INGEST)
+    return token
 
 
 def run_demo(args: argparse.Namespace) -> int:
@@ -152,10 +169,13 @@ def run_demo(args: argparse.Namespace) -> int:
     )
     log.info("demo declarations: %d created, %d unchanged", seeded.created, seeded.unchanged)
 
+    url = f"http://{settings.http_host}:{settings.http_port}/"
+    evidence = {"central_url": url, "token": demo_edge_token(app, demo_user)}
     sims = LaneSimulators.start(protocol="toledo")
     camera = SimulatedCamera(empty_lane(FRAME_SIZE, 0))
     node = EdgeNode(
-        EdgeConfig.model_validate(demo_edge_config(data_dir, None, broker.port, args.fps, sims)),
+        EdgeConfig.model_validate(demo_edge_config(data_dir, None, broker.port, args.fps, sims,
+                                                   evidence)),
         simulated={CAMERA_KEY: camera},
     )
     node.start()
@@ -166,7 +186,6 @@ def run_demo(args: argparse.Namespace) -> int:
                                 name="demo-director", daemon=True)
     director.start()
 
-    url = f"http://{settings.http_host}:{settings.http_port}/"
     print(f"SmartGate demo running: open {url}  (MQTT broker 127.0.0.1:{broker.port}; "
           f"data in {data_dir}; Ctrl-C to stop)", flush=True)
     print(f"sign in as {demo_user} / {demo_password} (demo account, admin role)", flush=True)
