@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 from datetime import UTC, datetime
@@ -301,6 +302,16 @@ class DispatchCall(Base):
     deadline: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
+def _create_private(path: Path) -> None:
+    """Create an empty file readable by its owner only, unless it exists. An existing database
+    file is never opened here: closing any descriptor of it would drop the POSIX locks this
+    process's SQLite connections hold on it (and corrupt it)."""
+    if path.exists():
+        return
+    with contextlib.suppress(FileExistsError):
+        os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+
+
 def make_engine(url: str) -> Engine:
     """Engine for `url`; SQLite gets WAL, a busy timeout and its parent folder created, and a
     new database file is created readable by its owner only (0600; SQLite gives its -wal and
@@ -309,7 +320,7 @@ def make_engine(url: str) -> Engine:
         db_path = url.split("///", 1)[-1].split("?", 1)[0] if "///" in url else ""
         if db_path and db_path != ":memory:":
             Path(db_path).parent.mkdir(parents=True, exist_ok=True)
-            os.close(os.open(db_path, os.O_CREAT | os.O_WRONLY, 0o600))
+            _create_private(Path(db_path))
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
 
         @event.listens_for(engine, "connect")
