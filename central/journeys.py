@@ -23,6 +23,7 @@ from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
 
 from sqlalchemy.orm import Session
 
@@ -59,7 +60,8 @@ def sighting_of(event: PassageEvent, role: str) -> core.Sighting:
     )  # fmt: skip
 
 
-def _open(row: JourneyRow) -> core.OpenJourney:
+def _open(row: Any) -> core.OpenJourney:
+    """A stored journey (row or `linkable_journeys` result) as the core sees it."""
     return core.OpenJourney(
         row.id, tuple(row.plates or ()) or (row.plate,), row.last_role, store.utc(row.last_at),
         tuple(row.alternatives or ()),
@@ -135,14 +137,18 @@ class JourneyService:
         if store.journey_passage_exists(session, event.event_id):
             return []
         sighting = sighting_of(event, role)
-        rows = [r for r in store.open_journeys(session, event.site)
-                if (sighting.at - store.utc(r.last_at)).total_seconds()
-                <= self.site.linking.max_gap_s]  # fmt: skip
-        before = Counter(r.zone for r in rows if r.zone)
-        decision = core.link(sighting, [_open(r) for r in rows], self.site)
+        before = store.zone_counts(session, event.site)
+        decision = core.Link(core.LinkKind.NEW)
+        if role not in self.site.start_roles and sighting.plate:
+            lower = [r for r in self.site.role_rank if self.site.rank(r) < self.site.rank(role)]
+            since = sighting.at - timedelta(seconds=self.site.linking.max_gap_s)
+            candidates = store.linkable_journeys(session, event.site, lower, since)
+            decision = core.link(sighting, [_open(r) for r in candidates], self.site)
         self.stats[decision.kind.value] += 1
         if decision.kind is core.LinkKind.LINKED:
-            row = next(r for r in rows if r.id == decision.journey_id)
+            assert decision.journey_id is not None
+            row = store.get_journey(session, decision.journey_id)
+            assert row is not None
             self._extend(row, sighting)
         else:
             row = store.add_journey(session, JourneyRow(
@@ -152,7 +158,7 @@ class JourneyService:
                 last_at=sighting.at, ambiguous=decision.kind is core.LinkKind.AMBIGUOUS,
                 rivals=list(decision.rivals), priority=False, updated_at=utcnow(),
             ))  # fmt: skip
-            rows.append(row)
+        was = row.zone
         store.add_journey_passage(session, JourneyPassage(
             passage_event_id=event.event_id, journey_id=row.id, site=event.site, lane=event.lane,
             role=role, at=sighting.at, ended_at=store.utc(event.ended_at),
@@ -175,7 +181,11 @@ class JourneyService:
         row.updated_at = utcnow()
         if self._serves_queue(role):
             store.close_calls(session, row.id, "arrived")
-        after = Counter(r.zone for r in rows if r.zone and r.status == "open")
+        after = Counter(before)
+        if was:
+            after[was] -= 1
+        if row.zone and row.status == "open":
+            after[row.zone] += 1
         out += self._capacity_events(event.site, before, after, event.ended_at)
         return out
 

@@ -97,6 +97,9 @@ def passage_exists(session: Session, event_id: str) -> bool:
     """Whether a passage with this event id is already stored (or added in this transaction)."""
     if any(isinstance(o, Passage) and o.event_id == event_id for o in session.new):
         return True
+    ahead = _prefetched(session)
+    if ahead is not None and event_id in ahead.event_ids:
+        return event_id in ahead.existing
     found = session.connection().execute(_PASSAGE_EXISTS, {"event_id": event_id}).first()
     return found is not None
 
@@ -375,6 +378,7 @@ def import_declarations(
     one for the whole file) only a batch at a time and ingest writes get in between; an import
     cut short keeps the batches before (re-running it is harmless).
     """
+    session.info.pop(_PREFETCH, None)  # declarations change: read-ahead is stale
     total = ImportCounts()
     now = utcnow()
     for chunk in _batches(decls, batch_size):
@@ -441,6 +445,7 @@ class DeclarationInUse(ValueError):
 
 def delete_declaration(session: Session, number: str, actor: str) -> bool:
     """Delete an unused declaration and its keys; False when there is none with this number."""
+    session.info.pop(_PREFETCH, None)  # declarations change: read-ahead is stale
     row = session.get(DeclarationRow, number)
     if row is None:
         return False
@@ -454,6 +459,7 @@ def delete_declaration(session: Session, number: str, actor: str) -> bool:
 
 def cancel_declaration(session: Session, number: str, actor: str) -> DeclarationRow | None:
     """Mark a declaration cancelled (a later passage on it is flagged); None when unknown."""
+    session.info.pop(_PREFETCH, None)  # declarations change: read-ahead is stale
     row = session.get(DeclarationRow, number)
     if row is None:
         return None
@@ -489,9 +495,71 @@ def candidate_declarations(
     """
     if not keys:
         return [], set()
+    ahead = _prefetched(session)
+    if ahead is not None and ahead.keys.issuperset(keys):
+        numbers = dict.fromkeys(n for k in sorted(keys) for n in ahead.numbers_by_key.get(k, ()))
+        used = {n for n in numbers if ahead.used[n] is not None}
+        return [_cached_declaration(ahead.rows[n]) for n in numbers], used
     rows = session.connection().execute(_CANDIDATES, {"keys": sorted(keys)}).all()
     used = {r.number for r in rows if r.used_by_event_id is not None}
     return [_cached_declaration(tuple(r)) for r in rows], used
+
+
+@dataclass
+class _Prefetch:
+    """What `prefetch_passages` read ahead for one transaction's batch of passages."""
+
+    transaction: object
+    event_ids: set[str]
+    existing: set[str]
+    keys: set[str]
+    numbers_by_key: dict[str, list[str]]
+    rows: dict[str, tuple[Any, ...]]
+    used: dict[str, str | None]  # kept current by mark_declaration_used / release_declarations
+
+
+_PREFETCH = "smartgate.store.prefetch"
+_EXISTING = select(Passage.event_id).where(
+    Passage.event_id.in_(bindparam("event_ids", expanding=True))
+)
+_KEY_NUMBERS = select(_DECLARATION_KEYS.c.key, _DECLARATION_KEYS.c.declaration_number).where(
+    _DECLARATION_KEYS.c.key.in_(bindparam("keys", expanding=True))
+)
+_ROWS = select(*_CANDIDATE_COLUMNS).where(
+    _DECLARATIONS.c.number.in_(bindparam("numbers", expanding=True))
+)
+_USED_AT = [c.name for c in _CANDIDATE_COLUMNS].index("used_by_event_id")
+
+
+def prefetch_passages(session: Session, event_ids: Collection[str], keys: Collection[str]) -> None:
+    """Read ahead, in two queries, what storing and deciding a batch of passages asks per
+    passage: which event ids are stored already and the candidate declarations of all their
+    keys. `passage_exists` and `candidate_declarations` then answer from it for the rest of
+    this transaction (declaration use recorded meanwhile is kept in step)."""
+    conn = session.connection()
+    existing = set(conn.execute(_EXISTING, {"event_ids": sorted(event_ids)}).scalars())
+    numbers_by_key: dict[str, list[str]] = defaultdict(list)
+    rows: dict[str, tuple[Any, ...]] = {}
+    if keys:
+        for key, number in conn.execute(_KEY_NUMBERS, {"keys": sorted(keys)}).all():
+            numbers_by_key[key].append(number)
+        numbers = sorted({n for ns in numbers_by_key.values() for n in ns})
+        if numbers:
+            rows = {r[0]: tuple(r) for r in conn.execute(_ROWS, {"numbers": numbers}).all()}
+    session.info[_PREFETCH] = _Prefetch(
+        transaction=session.get_transaction(), event_ids=set(event_ids), existing=existing,
+        keys=set(keys), numbers_by_key=dict(numbers_by_key), rows=rows,
+        used={n: row[_USED_AT] for n, row in rows.items()},
+    )  # fmt: skip
+
+
+def _prefetched(session: Session) -> _Prefetch | None:
+    """This transaction's read-ahead, if any (one left by an earlier transaction is dropped)."""
+    ahead = session.info.get(_PREFETCH)
+    if ahead is None or ahead.transaction is session.get_transaction():
+        return ahead
+    del session.info[_PREFETCH]
+    return None
 
 
 @lru_cache(maxsize=1 << 16)
@@ -504,10 +572,14 @@ def _cached_declaration(row: tuple[Any, ...]) -> Declaration:
 def mark_declaration_used(session: Session, number: str, event_id: str) -> None:
     """Record that a passage consumed this declaration (first use wins)."""
     session.connection().execute(_MARK_USED, {"n": number, "event_id": event_id, "at": utcnow()})
+    ahead = _prefetched(session)
+    if ahead is not None and number in ahead.used and ahead.used[number] is None:
+        ahead.used[number] = event_id
 
 
 def release_declarations(session: Session, event_id: str) -> None:
     """Undo a passage's use of declarations (before it is decided again on corrected reads)."""
+    session.info.pop(_PREFETCH, None)
     session.execute(
         update(DeclarationRow)
         .where(DeclarationRow.used_by_event_id == event_id)
@@ -951,6 +1023,30 @@ def open_journeys(session: Session, site: str) -> Sequence[JourneyRow]:
     return session.scalars(
         select(JourneyRow).where(JourneyRow.site == site, JourneyRow.status == "open")
         .order_by(JourneyRow.started_at, JourneyRow.id)
+    ).all()  # fmt: skip
+
+
+def zone_counts(session: Session, site: str) -> Counter[str]:
+    """Open journeys per zone of the site."""
+    rows = session.execute(
+        select(JourneyRow.zone, func.count()).where(
+            JourneyRow.site == site, JourneyRow.status == "open", JourneyRow.zone.is_not(None))
+        .group_by(JourneyRow.zone)
+    ).all()  # fmt: skip
+    return Counter({str(zone): int(n) for zone, n in rows})
+
+
+def linkable_journeys(
+    session: Session, site: str, last_roles: Collection[str], since: datetime
+) -> Sequence[Any]:
+    """Open journeys of the site whose last checkpoint has one of `last_roles` and is not
+    older than `since`: the columns linking needs (id, plate, plates, alternatives,
+    last_role, last_at)."""
+    return session.execute(
+        select(JourneyRow.id, JourneyRow.plate, JourneyRow.plates, JourneyRow.alternatives,
+               JourneyRow.last_role, JourneyRow.last_at)
+        .where(JourneyRow.site == site, JourneyRow.status == "open",
+               JourneyRow.last_role.in_(list(last_roles)), JourneyRow.last_at >= utc(since))
     ).all()  # fmt: skip
 
 

@@ -12,6 +12,9 @@ A passage becomes a `Sighting` (its role, time, best plate read and the read's a
 - is **ambiguous**: two journeys are about as similar. Then nothing is guessed: the sighting
   starts a journey of its own marked ambiguous, naming its rivals, for an operator to resolve.
 
+Journeys are first narrowed with the plate blocking keys (any plate within one arbitrary edit
+plus look-alikes of a text shares a key with it), and scored all only when none of those links.
+
 A look-alike misread (0/O, 8/B, a dropped province character) costs little in
 `plate_similarity`, so a misread at one checkpoint still links to the right journey; a misread
 that makes the plate equally close to another truck's is ambiguous, never a swap.
@@ -26,8 +29,14 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
+from functools import lru_cache
 
-from central.domain.plate_similarity import normalize_plate, plate_similarity
+from central.domain.plate_similarity import (
+    normalize_plate,
+    plate_keys,
+    plate_similarity,
+    probe_keys,
+)
 from central.domain.site import SiteConfig
 
 
@@ -105,17 +114,31 @@ def eligible(sighting: Sighting, journey: OpenJourney, site: SiteConfig) -> bool
     return -site.linking.clock_skew_s <= gap <= site.linking.max_gap_s
 
 
+@lru_cache(maxsize=1 << 16)
+def _keys(text: str) -> frozenset[str]:
+    """The blocking keys of a journey's text (cached: the same texts are probed again and
+    again while the truck waits)."""
+    return frozenset(plate_keys(text))
+
+
+def _scored(sighting: Sighting, journeys: Iterable[OpenJourney], penalty: float,
+            least: float) -> list[tuple[float, int]]:
+    scores = ((similarity(sighting, j, penalty), j.journey_id) for j in journeys)
+    return sorted(((s, jid) for s, jid in scores if s >= least), reverse=True)
+
+
 def link(sighting: Sighting, journeys: Sequence[OpenJourney], site: SiteConfig) -> Link:
     """Decide which open journey (if any) the sighting continues."""
     if sighting.role in site.start_roles or not sighting.plate:
         return Link(LinkKind.NEW)
     cfg = site.linking
-    scored = sorted(
-        ((similarity(sighting, j, cfg.candidate_penalty), j.journey_id)
-         for j in journeys if eligible(sighting, j, site)),
-        reverse=True,
-    )  # fmt: skip
-    scored = [(s, jid) for s, jid in scored if s >= cfg.min_similarity]
+    pool = [j for j in journeys if eligible(sighting, j, site)]
+    probes = set().union(*(probe_keys(t) for t in (sighting.plate, *sighting.alternatives)))
+    blocked = [j for j in pool if any(probes.intersection(_keys(t))
+                                      for t in (*j.plates, *j.alternatives))]  # fmt: skip
+    scored = _scored(sighting, blocked, cfg.candidate_penalty, cfg.min_similarity)
+    if not scored:  # further than the blocking keys reach: score every eligible journey
+        scored = _scored(sighting, pool, cfg.candidate_penalty, cfg.min_similarity)
     if not scored:
         return Link(LinkKind.NEW)
     best, best_id = scored[0]

@@ -3,7 +3,16 @@
   "use strict";
   var live = document.getElementById("yard-live");
   if (live) {
-    var reload = SG.throttle(function () { SG.refresh(live, live.dataset.url); }, 1000);
+    var latest = 0;
+    /* Only the newest request's answer is shown: an older, slower one never overwrites it. */
+    var load = function () {
+      var mine = ++latest;
+      fetch(live.dataset.url, {headers: {"Accept": "text/html"}, credentials: "same-origin"})
+        .then(function (r) { if (!r.ok) throw new Error("yard " + r.status); return r.text(); })
+        .then(function (html) { if (mine === latest) live.innerHTML = html; })
+        .catch(function (err) { console.error(err); });
+    };
+    var reload = SG.throttle(load, 1000);
     SG.stream(function (ev) { if (ev.type === "passage" || ev.type === "decision") reload(); });
     setInterval(reload, 30000);
   }
