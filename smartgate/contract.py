@@ -496,7 +496,7 @@ class PassageDecision(_Message):
     site: Segment
     lane: Segment
     outcome: str = Field(max_length=32, description="cleared, flagged, no_declaration, or an "
-                         "officer's approved / rejected / hold / inspect")
+                         "officer's approved, rejected, held, inspection")
     action: CommandAction | None = None
     declaration_number: str | None = Field(default=None, max_length=32)
     matched_containers: list[str] = Field(
