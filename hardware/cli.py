@@ -1,4 +1,4 @@
-"""`smartgate sim ...` lane hardware simulators, `smartgate weighbridge read`, and a parse bench."""
+"""`smartgate sim ...` lane hardware simulators, `smartgate weighbridge read|decode`, a parse bench."""
 
 from __future__ import annotations
 
@@ -6,12 +6,13 @@ import argparse
 import itertools
 import threading
 import time
+from pathlib import Path
 
 from hardware.barrier import BarrierSimulator, PtyLink
 from hardware.config import WeighbridgeConfig
 from hardware.display import DisplaySimulator
 from hardware.lane_sim import LaneSimulators
-from hardware.weighbridge.protocols import indicator_format
+from hardware.weighbridge.protocols import indicator_format, read_stream
 from hardware.weighbridge.scale import Weighbridge
 from hardware.weighbridge.simulator import (
     PROTOCOLS,
@@ -152,6 +153,33 @@ def _read_weighbridge(args: argparse.Namespace) -> int:
     return 0
 
 
+def _decode_capture(args: argparse.Namespace) -> int:
+    """Run a captured byte stream through the configured format; print readings and rejections."""
+    try:
+        raw = args.capture.read_bytes()
+        data = bytes.fromhex(raw.decode("ascii")) if args.hex else raw
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        print(f"cannot read {args.capture}: {exc}")
+        return 2
+    config = WeighbridgeConfig(
+        protocol=args.protocol,
+        toledo_checksum=args.checksum,
+        unit=args.unit,
+        capacity_kg=args.capacity_kg,
+        transport="tcp",
+        host="capture",
+        tcp_port=1,
+    )
+    result = read_stream(indicator_format(config), data)
+    for reading in result.readings:
+        print(reading)
+    for error in result.errors:
+        print(f"REJECTED {error}")
+    print(f"{len(result.readings)} readings, {len(result.errors)} rejected frames, "
+          f"{result.discarded} bytes discarded")  # fmt: skip
+    return 0 if result.readings else 1
+
+
 def _bench_parse(args: argparse.Namespace) -> int:
     profile = truck_profile(32_000)
     for protocol in PROTOCOLS:
@@ -240,6 +268,18 @@ def register(commands: CommandGroups) -> None:
     reader.add_argument("--readings", action="store_true", help="print every reading too")
     reader.add_argument("--seconds", type=float, default=0.0, help="stop after this (0: never)")
     reader.set_defaults(func=_read_weighbridge)
+
+    decode = read_cmds.add_parser(
+        "decode", help="read a captured byte stream (a file) and print its readings"
+    )
+    decode.add_argument("capture", type=Path, help="raw bytes as captured (or hex with --hex)")
+    decode.add_argument("--protocol", choices=[p for p in PROTOCOLS if p != "regex"],
+                        required=True)  # fmt: skip
+    decode.add_argument("--hex", action="store_true", help="the file holds hex text")
+    decode.add_argument("--checksum", action="store_true", help="Toledo checksum character")
+    decode.add_argument("--unit", choices=["kg", "t", "lb"], default="kg")
+    decode.add_argument("--capacity-kg", type=float, default=None)
+    decode.set_defaults(func=_decode_capture)
 
     bench = commands.bench.add_parser("weighbridge-parse", help="frame+parse throughput")
     bench.add_argument("--repeat", type=int, default=200, help="copies of one truck's stream")

@@ -33,6 +33,7 @@ from hardware.weighbridge.protocols import (
     read_stream,
 )
 from hardware.weighbridge.simulator import PROTOCOLS, encode_frame, reader_settings
+from smartgate.cli import main
 
 
 def fmt_for(protocol: str, **settings: object) -> IndicatorFormat:
@@ -433,3 +434,17 @@ def test_tf0_rejects_bad_fields() -> None:
         parse_tf0(b"\x02+0001200ZZ\x03", 0)
     # Nibbles sent as 30h + n (':'..'?') by some Yaohua firmware are read too.
     assert parse_tf0(b"\x02+00006001=\x03", 0).gross_kg == 60.0
+
+
+def test_cli_decodes_a_captured_stream(tmp_path, capsys) -> None:  # type: ignore[no-untyped-def]
+    """`smartgate weighbridge decode`: a capture (hex text here) through the configured format."""
+    capture = tmp_path / "a9.hex"
+    capture.write_text("02 2B 30 30 32 30 30 30 32 31 42 03\n02 2B 30 30 32 30 30 30 32 31 43 03\n")
+    assert main(["weighbridge", "decode", str(capture), "--hex", "--protocol", "yaohua_tf0",
+                 "--unit", "t"]) == 0  # fmt: skip
+    out = capsys.readouterr().out
+    assert "gross_kg=20000.0" in out
+    assert "REJECTED xor check 0x1c, computed 0x1b" in out
+    assert "1 readings, 1 rejected frames, 0 bytes discarded" in out
+    (tmp_path / "noise.bin").write_bytes(b"\xff" * 40)
+    assert main(["weighbridge", "decode", str(tmp_path / "noise.bin"), "--protocol", "ascii"]) == 1
