@@ -410,3 +410,25 @@ def test_tls_end_to_end_edge_to_central_with_client_certificates(
         engine.dispose()
         proc.kill()
         proc.wait(5)
+
+
+def test_tls_settings_fail_at_start_naming_the_key(tmp_path: Path) -> None:
+    from pydantic import ValidationError
+
+    from central.config import CentralSettings
+    from edge.config import MqttConfig
+
+    ca = tmp_path / "ca.crt"
+    ca.write_text("pem")
+    with pytest.raises(ValidationError, match="tls_key_file"):
+        MqttConfig(tls_cert_file=ca)
+    with pytest.raises(ValidationError, match="tls_ca_file"):
+        MqttConfig(tls_ca_file=tmp_path / "missing.crt")
+    assert MqttConfig(tls_ca_file=ca).tls and not MqttConfig().tls
+    with pytest.raises(ValidationError, match="mqtt_tls_key_file"):
+        CentralSettings(mqtt_tls_cert_file=ca)
+    with pytest.raises(ValidationError, match="mqtt_acl_file"):
+        CentralSettings(mqtt_acl_file=tmp_path / "missing.acl")
+    with pytest.raises(ValidationError, match="site"):
+        CentralSettings(site="x" * 300)
+    assert CentralSettings(mqtt_tls_ca_file=ca).mqtt_tls

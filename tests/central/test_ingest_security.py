@@ -292,11 +292,32 @@ def test_rejections_api_and_health_of_a_dead_ingest(tmp_path: Path, mosquitto) -
         assert client.get("/api/rejections?limit=1", headers=admin).json()[0]["id"] == \
             rows[0]["id"]
 
+        # a stored passage's decision, and an officer's later one, are pushed on the decision
+        # topic; the API's decision names the matched containers
+        seed(app.state.sessions, declaration("TEST-0001", "29C12345"))
+        platform = Peer(mosquitto, "platform", (f"{contract.TOPIC_ROOT}/{SITE}/+/decision",))
+        edge = Peer(mosquitto, "edge-health-2")
+        edge.send(contract.passage_topic(SITE, "L1"), event.to_json())
+        assert wait_until(lambda: len(platform.received("/decision")) == 1)
+        detail = client.get(f"/api/passages/{event.event_id}", headers=officer).json()
+        assert detail["passage"]["decision"]["matched_containers"] == ["CSQU3054383"]
+        reply = client.post(f"/api/passages/{event.event_id}/decision", headers=officer,
+                            json={"verdict": "hold", "note": "seal photo unclear"})
+        assert reply.status_code == 200, reply.text
+        assert wait_until(lambda: len(platform.received("/decision")) == 2)
+        rules, officer_said = (contract.parse_decision(p) for p in platform.received("/decision"))
+        assert (rules.outcome, rules.matched_containers) == ("cleared", ["CSQU3054383"])
+        assert (officer_said.outcome, officer_said.decided_by) == ("held", "olga")
+        assert officer_said.matched_containers == ["CSQU3054383"]
+        platform.stop()
+        edge.stop()
+
         health = client.get("/api/health", headers=admin)
         assert health.status_code == 200 and health.json()["status"] == "ok"
         assert health.json()["mqtt_connected"] is True
         assert health.json()["rejects_by_reason"] == {"topic_mismatch": 1,
                                                       "unsupported_version": 1}
+        assert health.json()["ingest"]["stored"] == 1
         ingest._queue.put(None)  # the storing thread ends, as a crash would end it
         assert wait_until(lambda: not ingest.alive)
         dead = client.get("/api/health")
