@@ -1,4 +1,4 @@
-"""`smartgate sim ...` lane hardware simulators, `smartgate weighbridge read|decode`, a parse bench."""
+"""`smartgate sim ...` hardware simulators, `smartgate weighbridge read|decode`, a parse bench."""
 
 from __future__ import annotations
 
@@ -225,7 +225,7 @@ def register(commands: CommandGroups) -> None:
     _add_truck_args(wb)
     wb.set_defaults(func=_sim_weighbridge)
 
-    barrier = sims.add_parser("barrier", help="Modbus TCP or RTU barrier/traffic-light controller")
+    barrier = sims.add_parser("barrier", help="Modbus TCP/RTU barrier and traffic light")
     barrier.add_argument("--host", default="127.0.0.1")
     barrier.add_argument("--port", type=int, default=5020)
     rtu = barrier.add_mutually_exclusive_group()
