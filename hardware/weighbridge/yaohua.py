@@ -9,8 +9,9 @@ Three frame shapes, each from the manuals cited in docs/hardware.md:
 * **`=` continuous**: `=` then seven characters of the displayed value (decimal point included)
   and a sign character (`0` or `-`; the A22 sends `0` or `1`). Format 1 sends the value lowest
   digit first, sign last (`=000.3000` is 3.000, `=00.1000-` is -1.00); format 2 sends it
-  forward, sign first (`=0003.000`, `=-0001.00`). Some firmware omits the sign: a seven-character body is read too,
-  which is also Keli XK3118T1's `=` output (`=5123.45(kg)` CR LF; the unit suffix is dropped).
+  forward, sign first (`=0003.000`, `=-0001.00`). Some firmware omits the sign: a
+  seven-character body is read too, which is also Keli XK3118T1's `=` output (`=5123.45(kg)`
+  CR LF; the unit suffix is dropped).
 * **A12/A12E weight frames**, 15 bytes: `W`, `G` (gross) or `N` (net), seven characters of
   weight (decimal point included, blank in place of a missing one, `-` first when negative),
   the unit (`kg`), the XOR of bytes 1-11 as two ASCII hex characters, CR LF. An overload is nine
