@@ -191,8 +191,22 @@ def new_id() -> str:
     return str(uuid.uuid4())
 
 
+EVENT_ID_PATTERN: Final = r"^[A-Za-z0-9_.:-]{8,64}$"
+_EVENT_ID_RE = re.compile(EVENT_ID_PATTERN)
+EventId = Annotated[str, Field(
+    pattern=EVENT_ID_PATTERN,
+    description="8-64 letters, digits, '_', '.', ':' or '-' (no '/' or spaces: it names the "
+    "passage in URLs and topics)",
+)]  # fmt: skip
+MAX_FUTURE_S: Final = 24 * 3600  # a passage time further ahead than this is a wrong clock
+
+
 class _Message(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    # allow_inf_nan=False: NaN and infinities (which JSON parsers accept) are refused, never
+    # stored as a null weight or confidence
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, populate_by_name=True, allow_inf_nan=False
+    )
 
     def to_json(self) -> bytes:
         """Serialize to the UTF-8 JSON payload sent over MQTT (aliases such as `schema`)."""
@@ -308,7 +322,7 @@ class PassageEvent(_Message):
 
     schema_name: Literal["smartgate.passage"] = Field(default="smartgate.passage", alias="schema")
     version: Literal[1] = SCHEMA_VERSION
-    event_id: str = Field(min_length=8, max_length=64, description="unique; redelivery-safe key")
+    event_id: EventId = Field(description="unique; redelivery-safe key")
     site: Segment
     node_id: Segment
     lane: Segment
@@ -350,6 +364,11 @@ class PassageEvent(_Message):
         start = info.data.get("started_at")
         if start is not None and v < start:
             raise ValueError("ended_at is before started_at")
+        ahead = (v if v.tzinfo else v.replace(tzinfo=UTC)) - datetime.now(UTC)
+        if ahead.total_seconds() > MAX_FUTURE_S:
+            raise ValueError(
+                f"ended_at {v.isoformat()} is more than {MAX_FUTURE_S // 3600} h in the future"
+            )
         return v
 
     @property
@@ -568,7 +587,7 @@ def event_id_of(payload: bytes) -> str | None:
     except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
         return None
     event_id = data.get("event_id") if isinstance(data, dict) else None
-    if isinstance(event_id, str) and 8 <= len(event_id) <= 64 and event_id.isprintable():
+    if isinstance(event_id, str) and _EVENT_ID_RE.match(event_id):
         return event_id
     return None
 

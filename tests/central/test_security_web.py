@@ -607,3 +607,25 @@ def test_declaration_text_refuses_control_characters() -> None:
         with pytest.raises(ValueError, match="control character"):
             Declaration.model_validate({**good, field: value})
     Declaration.model_validate({**good, "company": "Công ty TNHH\nhai dòng"})
+
+
+def test_passages_with_unusable_ids_times_or_weights_are_refused() -> None:
+    from smartgate import contract
+
+    now = datetime.now(UTC)
+    good = json.loads(_passage("evt-00000042").to_json())
+    assert contract.parse_passage(json.dumps(good).encode()).event_id == "evt-00000042"
+    for bad_id in ("evt/../0001", "evt 00000001", "evt-0001\x00x", "é" * 8):
+        with pytest.raises(contract.ContractError, match="event_id"):
+            contract.parse_passage(json.dumps({**good, "event_id": bad_id}).encode())
+        assert contract.event_id_of(json.dumps({**good, "event_id": bad_id}).encode()) is None
+    far = {**good, "started_at": "9999-01-01T00:00:00Z", "ended_at": "9999-01-01T00:00:20Z"}
+    with pytest.raises(contract.ContractError, match="future"):
+        contract.parse_passage(json.dumps(far).encode())
+    weight = {"gross_kg": 20_000, "axle_groups_kg": [7000, float("nan")],
+              "captured_at": now.isoformat()}  # fmt: skip
+    with pytest.raises(contract.ContractError, match="weight"):
+        contract.parse_passage(json.dumps({**good, "weight": weight}).encode())  # NaN literal
+    inf = {**weight, "axle_groups_kg": [], "gross_kg": float("inf")}
+    with pytest.raises(contract.ContractError, match="weight"):
+        contract.parse_passage(json.dumps({**good, "weight": inf}).encode())
