@@ -35,7 +35,7 @@ from central.ingest import (
     lane_owners,
     warn_if_insecure,
 )
-from central.journeys import JourneyHook, YardEvents, journey_service
+from central.journeys import JourneyHook, YardEvents, YardWatch, journey_service
 from central.livefeed import LiveFeed
 from central.routes import declarations, lanes, passages, rejections, tokens, yard
 from central.routes import evidence as evidence_routes
@@ -74,7 +74,7 @@ def create_app(settings: CentralSettings, start_ingest: bool = True) -> FastAPI:
         **connection_options(settings, "-http" if workers else ""),
         site=settings.site, on_passage=on_passage, after_commit=after_commit,
         batch_size=settings.ingest_batch, subscribe=not workers,
-        lane_owners=lane_owners(settings),
+        lane_owners=lane_owners(settings), on_batch=decisions.prefetch,
     )
 
     # with workers the ingest happens elsewhere: the pages follow the broker instead
@@ -96,6 +96,7 @@ def create_app(settings: CentralSettings, start_ingest: bool = True) -> FastAPI:
     secret = settings.yard_webhook_secret
     yard_events = YardEvents(ingest.publish, settings.yard_webhook_url,
                              secret.get_secret_value() if secret else None)
+    yard_watch = YardWatch(sessions, journeys, yard_events)
     evidence = open_store(settings)
     retention = RetentionJob(sessions, evidence, policy_of(settings),
                              settings.retention_purge_interval_s)
@@ -112,7 +113,9 @@ def create_app(settings: CentralSettings, start_ingest: bool = True) -> FastAPI:
                 feed.start()
         if settings.retention_purge_interval_s > 0:
             retention.start()
+        yard_watch.start()
         yield
+        yard_watch.stop()
         retention.stop()
         if start_ingest:
             if feed is not None:

@@ -113,6 +113,7 @@ class JourneyService:
     def __init__(self, site: SiteConfig) -> None:
         self.site = site
         self.stats: Counter[str] = Counter()
+        self._announced: set[int] = set()
 
     # ---- linking ---------------------------------------------------------------------------
 
@@ -310,6 +311,20 @@ class JourneyService:
                 counts[sum(s >= e for e in edges)] += 1
             out[z.zone] = {"edges_s": edges, "counts": counts,
                            "p50_s": core.percentile(secs, 0.5), "p90_s": core.percentile(secs, 0.9)}
+        return out
+
+    def sweep(self, session: Session, site: str, now: datetime) -> list[YardEvent]:
+        """Timed checks: lapsed calls re-queued, and trucks that began overstaying (each once
+        per process: `announced` remembers them)."""
+        out = self.expire_calls(session, site, now)
+        for t in self.overstaying(session, site, now):
+            if t.journey_id not in self._announced:
+                self._announced.add(t.journey_id)
+                out.append(YardEvent(
+                    site=site, kind="overstay", zone=t.zone, journey_id=t.journey_id,
+                    plate=t.plate[:16], at=now,
+                    detail=f"in {t.zone} for {(now - t.since).total_seconds() / 3600:.1f} h",
+                ))  # fmt: skip
         return out
 
     # ---- dispatch --------------------------------------------------------------------------
@@ -535,3 +550,45 @@ def journey_service(settings: CentralSettings) -> JourneyService:
     site = load_site_config(settings.site_file) if settings.site_file else DEFAULT_SITE
     log.info("site layout: zones %s", ", ".join(f"{z.name}({z.capacity})" for z in site.zones))
     return JourneyService(site)
+
+
+class YardWatch:
+    """Runs `JourneyService.sweep` for every site with open journeys every `interval_s`, and
+    publishes what it finds (a thread of the HTTP process)."""
+
+    def __init__(self, sessions: Callable[[], Session], service: JourneyService,
+                 events: YardEvents, interval_s: float = 60.0) -> None:
+        self.sessions, self.service, self.events = sessions, service, events
+        self.interval_s = interval_s
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def run_once(self, now: datetime | None = None) -> list[YardEvent]:
+        """One sweep of every site (committed), its events published."""
+        found: list[YardEvent] = []
+        with self.sessions() as session, session.begin():
+            for site in store.sites_with_open_journeys(session):
+                found += self.service.sweep(session, site, now or utcnow())
+        self.events.send(found)
+        return found
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            try:
+                self.run_once()
+            except Exception:  # noqa: BLE001 - a database hiccup: try again next time
+                log.exception("yard sweep failed")
+
+    def start(self) -> None:
+        """Sweep in a background thread."""
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._loop, name="yard-watch", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop sweeping."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(10)
+            self._thread = None
+

@@ -1050,6 +1050,12 @@ def linkable_journeys(
     ).all()  # fmt: skip
 
 
+def sites_with_open_journeys(session: Session) -> list[str]:
+    """Sites that have open journeys."""
+    return [str(s) for s in session.scalars(
+        select(JourneyRow.site).where(JourneyRow.status == "open").distinct())]
+
+
 def add_journey(session: Session, row: JourneyRow) -> JourneyRow:
     """Add a new journey (flushed, so it has its id)."""
     session.add(row)

@@ -21,7 +21,7 @@ from central.config import CentralSettings
 from central.db import utcnow
 from central.domain.declarations import Declaration
 from central.ingest import handle_message
-from central.journeys import YardEvents, sign
+from central.journeys import YardEvents, YardWatch, sign
 from smartgate import contract
 from smartgate.contract import Candidate, PassageEvent, PlateRead, YardEvent
 from tests.central.test_api import SECRET, bearer
@@ -245,3 +245,20 @@ def test_journeys_on_postgres(tmp_path: Path, pg_database: str) -> None:
         assert zones == {"yard": 2, "inspection_area": 0}
         a = client.get("/api/yard/journeys", params={"plate": "29C"}, headers=op).json()
         assert [j["total_s"] for j in a] == [9600]
+
+
+def test_watch_announces_overstays_once_and_requeues_lapsed_calls(client: TestClient) -> None:
+    day_flow(client)
+    op = bearer(client, "oscar", "operator")
+    assert client.post("/api/yard/call", json={"lane": "L3"}, headers=op).json() is not None
+    published: list[tuple[str, bytes]] = []
+    app = client.app
+    watch = YardWatch(app.state.sessions, app.state.journeys,
+                      YardEvents(lambda t, b: published.append((t, b))))
+    found = watch.run_once(utcnow() + timedelta(seconds=301))
+    assert sorted((y.kind, y.plate) for y in found) == [
+        ("overstay", "15C04321"), ("overstay", "51D67890"), ("requeued", None)]
+    assert [contract.parse_yard_event(b).kind for _t, b in published] == [y.kind for y in found]
+    assert watch.run_once(utcnow() + timedelta(seconds=302)) == []
+    queue = client.get("/api/yard/queue", headers=op).json()
+    assert [q["called_lane"] for q in queue] == [None, None]
