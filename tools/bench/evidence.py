@@ -18,6 +18,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import cv2
+from pydantic import SecretStr
 
 from smartgate import contract
 from smartgate.contract import ImageRef, PassageEvent, PlateRead
@@ -79,7 +80,7 @@ def run_evidence_bench(images: int = 200, size: tuple[int, int] = (1920, 1080),
     with tempfile.TemporaryDirectory(prefix="smartgate-evidence-bench-") as tmp:
         folder = Path(tmp)
         settings = CentralSettings(database_url=f"sqlite:///{folder / 'central.db'}",
-                                   data_dir=folder, secret_key=secrets.token_urlsafe(32),
+                                   data_dir=folder, secret_key=SecretStr(secrets.token_urlsafe(32)),
                                    retention_purge_interval_s=0)
         engine = make_engine(settings.database_url)
         upgrade_database(engine)

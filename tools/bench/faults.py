@@ -465,6 +465,7 @@ def _start_evidence_http(procs: Processes, url: str, folder: Path) -> tuple[str,
     import secrets
 
     import httpx
+    from pydantic import SecretStr
 
     from central import auth_store
     from central.auth import auth_config
@@ -472,7 +473,7 @@ def _start_evidence_http(procs: Processes, url: str, folder: Path) -> tuple[str,
     from central.db import make_engine, session_factory
 
     secret, token = secrets.token_urlsafe(32), secrets.token_urlsafe(24)
-    settings = CentralSettings(database_url=url, data_dir=folder, secret_key=secret)
+    settings = CentralSettings(database_url=url, data_dir=folder, secret_key=SecretStr(secret))
     engine = make_engine(url)
     with session_factory(engine)() as session, session.begin():
         user = auth_store.add_user(session, "edges", secrets.token_urlsafe(16), "operator")
