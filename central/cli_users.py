@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import getpass
+import hashlib
 import secrets
 import sys
 from datetime import UTC, datetime, timedelta
@@ -114,6 +115,10 @@ def add_token(args: argparse.Namespace) -> int:
         return 1
     until = expires.isoformat(timespec="minutes") if expires else "never"
     print(f"token {token_id} for {args.username} ({args.scope}, expires {until}):", file=sys.stderr)
+    key = settings.secret_key.get_secret_value().encode()
+    print(f"keyed with SMARTGATE_CENTRAL_SECRET_KEY (sha256 fingerprint "
+          f"{hashlib.sha256(key).hexdigest()[:12]}): only a central running with this secret key "
+          "accepts it", file=sys.stderr)
     print(token)
     return 0
 

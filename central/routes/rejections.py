@@ -36,6 +36,9 @@ class RejectionOut(BaseModel):
 
 def rejection_out(row: RejectedMessage) -> RejectionOut:
     """The API form of a stored rejection (payload shown as text, cut to a preview)."""
+    site: str | None
+    name: str | None
+    kind: str | None
     try:
         site, name, kind = contract.parse_topic(row.topic)
     except contract.ContractError:
