@@ -12,7 +12,14 @@ from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
 from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
 
-from central.routes import auth, web_dashboard, web_events, web_images, web_review
+from central.routes import (
+    auth,
+    web_dashboard,
+    web_events,
+    web_images,
+    web_rejections,
+    web_review,
+)
 from central.routes.web_render import WEB_DIR
 
 DOCS_STATIC = "/docs-static"
@@ -20,7 +27,7 @@ DOCS_STATIC = "/docs-static"
 
 def install_web(app: FastAPI) -> None:
     """Mount the page routers and `/static` (our own CSS, JS and chart code, nothing remote)."""
-    for module in (auth, web_review, web_images, web_dashboard, web_events):
+    for module in (auth, web_review, web_images, web_dashboard, web_events, web_rejections):
         app.include_router(module.router)
     app.mount("/static", StaticFiles(directory=WEB_DIR / "static"), name="static")
     install_docs(app)

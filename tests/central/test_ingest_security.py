@@ -392,3 +392,28 @@ def test_mqtt_connected_waits_for_the_suback(tmp_path: Path, mosquitto) -> None:
     finally:
         ingest.stop()
         relay.close()
+
+
+def test_admin_page_lists_rejections_escaped(tmp_path: Path) -> None:
+    from tests.central.test_auth import add_users, login, settings_for
+
+    settings = settings_for(tmp_path)
+    add_users(settings, ("ada", "admin"), ("olga", "officer"))
+    app = create_app(settings, start_ingest=False)
+    marker = "<script>alert(1)</script>"
+    with TestClient(app, base_url="https://testserver") as client:
+        with app.state.sessions() as s, s.begin():
+            bad = json.dumps({"schema": "smartgate.passage", "version": 1,
+                              "event_id": "evil-0001", "site": marker}).encode()
+            out = handle_message(s, contract.passage_topic(SITE, "L1"), bad)
+        assert out.reason is RejectReason.INVALID
+        login(client, "olga")
+        assert client.get("/rejections").status_code == 403
+        assert "/rejections" not in client.get("/passages").text
+        client.cookies.clear()
+        login(client, "ada")
+        page = client.get("/rejections")
+        assert page.status_code == 200
+        assert "evil-0001" in page.text and "invalid" in page.text
+        assert marker not in page.text and "&lt;script&gt;" in page.text
+        assert 'href="/rejections"' in client.get("/passages").text
