@@ -629,3 +629,15 @@ def test_passages_with_unusable_ids_times_or_weights_are_refused() -> None:
     inf = {**weight, "axle_groups_kg": [], "gross_kg": float("inf")}
     with pytest.raises(contract.ContractError, match="weight"):
         contract.parse_passage(json.dumps({**good, "weight": inf}).encode())
+
+
+def test_forwarded_headers_are_believed_only_from_configured_proxies(tmp_path: Path) -> None:
+    from central.api import uvicorn_config
+
+    plain = CentralSettings(database_url=f"sqlite:///{tmp_path / 'c.db'}", secret_key=SECRET)
+    app = create_app(plain, start_ingest=False)
+    config = uvicorn_config(app, plain)
+    assert not config.proxy_headers and config.forwarded_allow_ips == []
+    proxied = plain.model_copy(update={"forwarded_allow_ips": "127.0.0.1, 10.0.0.5"})
+    config = uvicorn_config(app, proxied)
+    assert config.proxy_headers and config.forwarded_allow_ips == ["127.0.0.1", "10.0.0.5"]
