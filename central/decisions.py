@@ -25,10 +25,12 @@ from smartgate import iso6346
 from smartgate.contract import (
     CommandAction,
     ContainerRead,
+    ContractError,
     LaneCommand,
     PassageDecision,
     PassageEvent,
     PlateRead,
+    parse_passage,
 )
 
 log = logging.getLogger(__name__)
@@ -104,6 +106,23 @@ class DecisionService:
     def __init__(self, rules: RuleSet = DEFAULT_RULES, fee_table: FeeTable = DEFAULT_FEE_TABLE):
         self.rules = rules
         self.fee_table = fee_table
+
+    def prefetch(self, session: Session, messages: Sequence[tuple[str, bytes]]) -> None:
+        """Read ahead for a batch of ingest messages (the ingest's `on_batch` hook): two queries
+        for all its passages instead of two per passage (store.prefetch_passages)."""
+        events = []
+        for topic, payload in messages:
+            if topic.endswith("/passage"):
+                try:
+                    events.append(parse_passage(payload))
+                except ContractError:
+                    continue  # the ingest rejects it with its reason
+        if len(events) < 2:
+            return
+        keys: set[str] = set()
+        for event in events:
+            keys |= passage_keys(event, self.rules.candidate_min_confidence)
+        store.prefetch_passages(session, [e.event_id for e in events], keys)
 
     def decide_passage(self, session: Session, event: PassageEvent) -> PassageDecided:
         """Decide a just-stored passage in the caller's transaction (the ingest's hook)."""

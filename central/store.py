@@ -472,6 +472,7 @@ def cancel_declaration(session: Session, number: str, actor: str) -> Declaration
 
 _CANDIDATE_COLUMNS = tuple(_DECLARATIONS.c)
 _CandidateRow = namedtuple("_CandidateRow", [c.name for c in _CANDIDATE_COLUMNS])  # type: ignore[misc]
+_USED_AT = _CandidateRow._fields.index("used_by_event_id")  # then used_at: the last two
 _CANDIDATES = select(*_CANDIDATE_COLUMNS).where(
     _DECLARATIONS.c.number.in_(
         select(_DECLARATION_KEYS.c.declaration_number).where(
@@ -499,10 +500,10 @@ def candidate_declarations(
     if ahead is not None and ahead.keys.issuperset(keys):
         numbers = dict.fromkeys(n for k in sorted(keys) for n in ahead.numbers_by_key.get(k, ()))
         used = {n for n in numbers if ahead.used[n] is not None}
-        return [_cached_declaration(ahead.rows[n]) for n in numbers], used
+        return [_cached_declaration(ahead.rows[n][:_USED_AT]) for n in numbers], used
     rows = session.connection().execute(_CANDIDATES, {"keys": sorted(keys)}).all()
     used = {r.number for r in rows if r.used_by_event_id is not None}
-    return [_cached_declaration(tuple(r)) for r in rows], used
+    return [_cached_declaration(tuple(r)[:_USED_AT]) for r in rows], used
 
 
 @dataclass
@@ -528,7 +529,6 @@ _KEY_NUMBERS = select(_DECLARATION_KEYS.c.key, _DECLARATION_KEYS.c.declaration_n
 _ROWS = select(*_CANDIDATE_COLUMNS).where(
     _DECLARATIONS.c.number.in_(bindparam("numbers", expanding=True))
 )
-_USED_AT = [c.name for c in _CANDIDATE_COLUMNS].index("used_by_event_id")
 
 
 def prefetch_passages(session: Session, event_ids: Collection[str], keys: Collection[str]) -> None:
@@ -564,9 +564,10 @@ def _prefetched(session: Session) -> _Prefetch | None:
 
 @lru_cache(maxsize=1 << 16)
 def _cached_declaration(row: tuple[Any, ...]) -> Declaration:
-    """`declaration_from_row` of a whole candidate row, remembered: a truck's declarations are
-    candidates of every one of its passages (a changed row is a different key)."""
-    return declaration_from_row(_CandidateRow(*row))
+    """`declaration_from_row` of a candidate row up to `updated_at` (its use is not part of a
+    Declaration), remembered: a truck's declarations are candidates of every one of its
+    passages, and an amended row (new `updated_at`) is a different key."""
+    return declaration_from_row(_CandidateRow(*row, None, None))
 
 
 def mark_declaration_used(session: Session, number: str, event_id: str) -> None:

@@ -82,6 +82,7 @@ def run_worker(settings: CentralSettings, worker_id: str, stop: threading.Event,
         on_passage=on_passage, batch_size=settings.ingest_batch, shared=shared,
         after_commit=lambda o: yard.send(on_passage.take(o.event.event_id) if o.event else []),
         session_expiry_s=settings.mqtt_session_expiry_s, lane_owners=lane_owners(settings),
+        on_batch=decisions.prefetch,
     )
     secret = settings.yard_webhook_secret
     yard = YardEvents(ingest.publish, settings.yard_webhook_url,

@@ -57,9 +57,13 @@ def fold(plate: str) -> str:
     return _CJK.sub("", plate).translate(FOLD)
 
 
-_PAIR_COST: dict[tuple[str, str], float] = {
-    (x, y): c for pair, c in CONFUSABLE_COSTS.items() for x in pair for y in pair if x != y
-}
+# Substitution cost from one character to each of its look-alikes (others cost 1).
+_COST_FROM: dict[str, dict[str, float]] = {}
+for _pair, _cost in CONFUSABLE_COSTS.items():
+    for _x in _pair:
+        for _y in _pair - {_x}:
+            _COST_FROM.setdefault(_x, {})[_y] = _cost
+_NO_LOOKALIKES: dict[str, float] = {}
 
 
 def plate_distance(a: str, b: str) -> float:
@@ -67,31 +71,39 @@ def plate_distance(a: str, b: str) -> float:
 
     Look-alike confusions are cheap (`CONFUSABLE_COSTS`), and so is a CJK character missing from
     one plate (a dropped province); when each plate has a CJK glyph the other lacks (another
-    province), that costs `CJK_SUBSTITUTION_COST` however it is aligned.
+    province), that costs `CJK_SUBSTITUTION_COST` however it is aligned. (The hot loop of
+    matching: one row per character of `a`, comparisons instead of min().)
     """
     if a == b:
         return 0.0
-    pair_cost = _PAIR_COST
     cjk_a, cjk_b = set(_CJK.findall(a)), set(_CJK.findall(b))
     swapped = bool(cjk_a - cjk_b) and bool(cjk_b - cjk_a)  # each has a glyph the other lacks
     cjk_indel = CJK_SUBSTITUTION_COST / 2 if swapped else CJK_INDEL_COST
-    indel_b = [cjk_indel if is_cjk(ch) else 1.0 for ch in b]
+    indel_b = [cjk_indel if ch in cjk_b else 1.0 for ch in b]
     prev = [0.0]
     for cost in indel_b:
         prev.append(prev[-1] + cost)
+    columns = range(len(b))
     for ca in a:
-        ca_cjk = is_cjk(ca)
+        ca_cjk = ca in cjk_a
         del_a = cjk_indel if ca_cjk else 1.0
+        costs = _COST_FROM.get(ca, _NO_LOOKALIKES)
         left = prev[0] + del_a
         cur = [left]
-        for j, cb in enumerate(b):
+        for j in columns:
+            cb = b[j]
             if ca == cb:
-                sub = prev[j]
-            elif ca_cjk and is_cjk(cb):
-                sub = prev[j] + CJK_SUBSTITUTION_COST
+                best = prev[j]
+            elif ca_cjk and cb in cjk_b:
+                best = prev[j] + CJK_SUBSTITUTION_COST
             else:
-                sub = prev[j] + pair_cost.get((ca, cb), 1.0)
-            left = min(prev[j + 1] + del_a, left + indel_b[j], sub)
+                best = prev[j] + costs.get(cb, 1.0)
+            up = prev[j + 1] + del_a
+            if up < best:
+                best = up
+            left += indel_b[j]
+            if left > best:
+                left = best
             cur.append(left)
         prev = cur
     return prev[-1]

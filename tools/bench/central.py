@@ -3,8 +3,11 @@
 Loads M generated declarations into the database, starts a broker (mosquitto subprocess or the
 embedded amqtt), runs central's ingest with the decision service in this process, and publishes
 N simulated passages of known declarations as an edge would (QoS 1), keeping at most `--window`
-passages in flight. Latency is publish → lane command received back over the broker, so it
-covers ingest, lookup, decision, commit and command publish.
+passages in flight (throughput), or at a steady `--rate` passages per second (latency at a given
+load). Latency is publish → lane command received back over the broker, so it covers ingest,
+lookup, decision, commit and command publish. `cpu_ms_per_passage` is this process's CPU time
+(central and the simulated edge together, not mosquitto) per passage: the number to compare
+between machines, since passages/s on a shared machine depends on what else runs.
 """
 
 from __future__ import annotations
@@ -44,6 +47,8 @@ class CentralBench:
     p99_ms: float
     lost: int
     actions: dict[str, int]
+    rate: float | None = None
+    cpu_ms_per_passage: float = 0.0
 
 
 @contextmanager
@@ -123,11 +128,16 @@ class _Watcher:
                 self.actions[command["action"]] += 1
             self.cond.notify_all()
 
-    def publish(self, topic: str, event_id: str, payload: bytes) -> None:
-        """Publish one passage once fewer than `window` are waiting for their command."""
+    def publish(self, topic: str, event_id: str, payload: bytes, at: float | None = None) -> None:
+        """Publish one passage once fewer than `window` are waiting for their command, or, with
+        `at` (a perf_counter time), at that moment whatever is in flight."""
         with self.cond:
-            while len(self.sent) - len(self.latency) >= self.window:
-                self.cond.wait(1.0)
+            if at is None:
+                while len(self.sent) - len(self.latency) >= self.window:
+                    self.cond.wait(1.0)
+            else:
+                while (wait := at - time.perf_counter()) > 0:
+                    self.cond.wait(wait)
             self.sent[event_id] = time.perf_counter()
         self.client.publish(topic, payload, qos=1)
 
@@ -164,8 +174,11 @@ def run_bench(
     batch: int = 50,
     seed: int = 0,
     show_progress: bool = False,
+    rate: float | None = None,
 ) -> CentralBench:
-    """Run the benchmark; a temporary SQLite database when no URL is given."""
+    """Run the benchmark; a temporary SQLite database when no URL is given. With `rate`,
+    passages are published at that steady rate (passages/s) instead of as fast as `window`
+    allows."""
     from central import store
     from central.db import make_engine, session_factory, upgrade_database
     from central.decisions import DecisionService
@@ -194,16 +207,17 @@ def run_bench(
         service = DecisionService(RuleSet(version="bench"))
         with broker(broker_kind, folder) as port:
             ingest = MqttIngest(sessions, "127.0.0.1", port, client_id="bench-central",
-                                on_passage=service.decide_passage, batch_size=batch)
+                                on_passage=service.decide_passage, batch_size=batch,
+                                on_batch=service.prefetch)
             ingest.start()
             if not ingest.connected.wait(15):
                 raise RuntimeError("central ingest could not connect to the broker")
-            watcher = _Watcher(port, window)
-            t0 = time.perf_counter()
-            for topic, event_id, payload in messages:
-                watcher.publish(topic, event_id, payload)
+            watcher = _Watcher(port, window if rate is None else passages)
+            t0, cpu0 = time.perf_counter(), time.process_time()
+            for n, (topic, event_id, payload) in enumerate(messages):
+                watcher.publish(topic, event_id, payload, None if rate is None else t0 + n / rate)
             watcher.wait_all(idle_timeout_s=30)
-            elapsed = time.perf_counter() - t0
+            elapsed, cpu_s = time.perf_counter() - t0, time.process_time() - cpu0
             watcher.stop()
             ingest.stop()
         with sessions() as session:
@@ -221,6 +235,8 @@ def run_bench(
         p99_ms=round(_percentile(watcher.latency, 0.99) * 1000, 1),
         lost=passages - decided,
         actions=dict(watcher.actions),
+        rate=rate,
+        cpu_ms_per_passage=round(cpu_s * 1000 / max(1, len(watcher.latency)), 2),
     )
 
 
@@ -229,17 +245,29 @@ def bench_central(args: argparse.Namespace) -> int:
     kind = args.broker or ("mosquitto" if mosquitto_binary() else "amqtt")
     result = run_bench(
         args.passages, args.declarations, args.database_url, kind, args.window, args.batch,
-        args.seed, show_progress=sys.stderr.isatty(),
+        args.seed, show_progress=sys.stderr.isatty(), rate=args.rate,
     )
     print(f"declarations: {result.declarations} loaded in {result.load_s} s "
           f"({result.declarations_per_s}/s) into {result.database}")
-    print(f"passages: {result.passages} over {result.broker}: "
-          f"{result.passages_per_s} passages/s ingested+matched")
+    pace = f"at a steady {result.rate}/s" if result.rate else f"window {args.window}"
+    print(f"passages: {result.passages} over {result.broker} ({pace}): "
+          f"{result.passages_per_s} passages/s ingested+matched, "
+          f"{result.cpu_ms_per_passage} ms CPU per passage (central + edge, this process)")
     print(f"publish -> lane command: p50 {result.p50_ms} ms, p99 {result.p99_ms} ms")
     print(f"lost: {result.lost}; commands: {result.actions}")
     if args.json:
         print(json.dumps(asdict(result)))
     return 0 if result.lost == 0 else 1
+
+
+def _positive_rate(text: str) -> float:
+    try:
+        rate = float(text)
+    except ValueError:
+        rate = 0.0
+    if not 0 < rate <= 100_000:
+        raise argparse.ArgumentTypeError(f"--rate must be passages/s in (0, 100000], got {text!r}")
+    return rate
 
 
 def register(commands: CommandGroups) -> None:
@@ -253,6 +281,9 @@ def register(commands: CommandGroups) -> None:
     bench.add_argument("--window", type=int, default=50,
                        help="most passages published and not yet answered (default 50)")
     bench.add_argument("--batch", type=int, default=50, help="ingest messages per commit")
+    bench.add_argument("--rate", type=_positive_rate, default=None,
+                       help="publish at this steady rate (passages/s) and report latency at it "
+                       "(default: as fast as --window allows)")
     bench.add_argument("--seed", type=int, default=0)
     bench.add_argument("--json", action="store_true", help="last line: one JSON object")
     bench.set_defaults(func=bench_central)
