@@ -30,7 +30,7 @@ from edge.recognition.containers import ContainerReader
 from edge.recognition.plates import PlateReader
 from edge.runtime.commands import LaneCommands
 from edge.runtime.evidence import EvidenceQueue, EvidenceUploader, enqueue_passage
-from edge.runtime.images import ImageServer, ImageStore
+from edge.runtime.images import ImageStore
 from edge.runtime.lane import LaneRuntime
 from edge.runtime.metrics import EdgeMetrics, NodeCounts
 from edge.runtime.publisher import EdgePublisher
@@ -109,7 +109,6 @@ class EdgeNode:
         self.spool = Spool(config.data_dir / "spool.db", config.spool_max_messages)
         self.images = ImageStore(config.data_dir / "images", config.images.capacity,
                                  config.images.quality)
-        self.image_server: ImageServer | None = None
         self.counters: Counter[str] = Counter()
         self.evidence: EvidenceUploader | None = None
         ev = config.evidence
@@ -146,12 +145,10 @@ class EdgeNode:
     # --- lifecycle ------------------------------------------------------------------------
 
     def start(self) -> None:
-        """Start inference, devices, the image server, MQTT and one reader per camera."""
+        """Start inference, devices, MQTT, the evidence upload and one reader per camera."""
         self.scheduler.start()
-        img = self.config.images
-        self.image_server = ImageServer(self.images, img.http_host, img.http_port).start()
         if self.config.metrics_port is not None:
-            self.metrics.serve(self.config.metrics_port, img.http_host)
+            self.metrics.serve(self.config.metrics_port, self.config.metrics_host)
         for rt in self.lanes.values():
             if rt.weighbridge is not None:
                 rt.weighbridge.start()
@@ -209,8 +206,6 @@ class EdgeNode:
             self.evidence.stop(drain_timeout_s=2.0)
             self.evidence.queue.close()
         self._publish_node_status()
-        if self.image_server is not None:
-            self.image_server.stop()
         self._save_province_prior()
         self.spool_depth_at_stop = self.spool.depth()
         self.spool.close()
@@ -257,14 +252,6 @@ class EdgeNode:
         )
 
     # --- passages and status --------------------------------------------------------------
-
-    def image_url(self, image_id: str) -> str | None:
-        """Where central fetches an evidence image."""
-        if self.config.images.public_url:
-            return f"{self.config.images.public_url.rstrip('/')}/images/{image_id}.jpg"
-        if self.image_server is None:
-            return None
-        return f"http://{self.image_server.host}:{self.image_server.port}/images/{image_id}.jpg"
 
     def emit(self, lane: LaneRuntime, event: PassageEvent) -> None:
         """Spool a finished passage, tell the lane controller, announce the lane state."""

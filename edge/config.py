@@ -252,15 +252,10 @@ class InferenceConfig(_Strict):
 
 
 class ImagesConfig(_Strict):
-    """Evidence JPEG ring buffer and its HTTP server."""
+    """Evidence JPEG ring buffer (a passage's images are copied out of it for upload)."""
 
     capacity: int = Field(default=2000, ge=10, description="JPEGs kept")
     quality: int = Field(default=85, ge=30, le=100, description="JPEG quality")
-    http_host: str = Field(default="127.0.0.1", description="address the image server binds")
-    http_port: int = Field(default=0, ge=0, le=65535, description="image server port (0: free)")
-    public_url: str | None = Field(
-        default=None, description="base URL central uses, default http://http_host:port"
-    )
 
 
 class EvidenceConfig(_Strict):
@@ -323,8 +318,9 @@ class EdgeConfig(_Strict):
     evidence: EvidenceConfig = Field(default_factory=EvidenceConfig)
     metrics_port: int | None = Field(
         default=None, ge=1, le=65535,
-        description="serve Prometheus /metrics on this port (host: images.http_host); none: off",
+        description="serve Prometheus /metrics on this port (on metrics_host); none: off",
     )
+    metrics_host: str = Field(default="127.0.0.1", description="address /metrics binds")
     lanes: list[LaneConfig] = Field(min_length=1)
 
     @model_validator(mode="after")

@@ -302,12 +302,16 @@ class Weight(_Message):
 
 
 class ImageRef(_Message):
-    """Reference to a JPEG kept in the edge's ring buffer and served by id."""
+    """An evidence JPEG of the passage, by id: the edge uploads it to central
+    (docs/evidence.md)."""
 
     image_id: str = Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")
     camera: str = Field(max_length=64)
     kind: Literal["frame", "plate", "container"] = "frame"
-    url: str | None = Field(default=None, max_length=512)
+    url: str | None = Field(
+        default=None, max_length=512,
+        description="ignored: central never fetches images (kept so older edges validate)",
+    )
     boxes: list[Box] = Field(default_factory=list, max_length=32)
 
 

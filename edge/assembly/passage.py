@@ -17,7 +17,7 @@ container reads and the captured weight, and returns the finished `PassageEvent`
 from __future__ import annotations
 
 from collections import defaultdict, deque
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -204,7 +204,6 @@ class PassageAssembler:
         merge_window_s: float = 30.0,
         max_images: int = 6,
         gap_frames: int = 4,
-        image_url: Callable[[str], str | None] = lambda _id: None,
     ) -> None:
         self.site, self.node_id, self.lane, self.direction = site, node_id, lane, direction
         self.role = role
@@ -214,7 +213,6 @@ class PassageAssembler:
             max_images,
             gap_frames,
         )
-        self.image_url = image_url
         self.recent: deque[Emitted] = deque(maxlen=16)
         self.merged = 0
         self.discarded = 0
@@ -386,7 +384,6 @@ class PassageAssembler:
                 image_id=o.image_id,
                 camera=o.camera[:64],
                 kind="frame",
-                url=self.image_url(o.image_id),
                 boxes=[b for b in [_box(o.plate.box)] if b],
             )
             for o in ranked

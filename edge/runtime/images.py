@@ -1,7 +1,6 @@
-"""Local ring buffer of evidence JPEGs, addressed by id only, and its tiny HTTP server.
-
-Central fetches `GET /images/{id}.jpg`; ids are 1-64 letters, digits, `_` or `-`, so a request
-can never name a path.
+"""Local ring buffer of evidence JPEGs, addressed by id only (1-64 letters, digits, `_` or `-`,
+so an id can never name a path). When a passage is emitted its images are copied out of the ring
+into the evidence upload queue (`edge.runtime.evidence`); the ring itself is never served.
 """
 
 from __future__ import annotations
@@ -11,7 +10,6 @@ import re
 import threading
 import uuid
 from collections import deque
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import cv2
@@ -20,7 +18,6 @@ import numpy as np
 log = logging.getLogger(__name__)
 
 _ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
-_URL = re.compile(r"^/images/([A-Za-z0-9_-]{1,64})\.jpg$")
 
 
 class ImageStore:
@@ -62,45 +59,3 @@ class ImageStore:
             return path.read_bytes() if path is not None else None
         except OSError:  # rotated out meanwhile
             return None
-
-
-class ImageServer:
-    """Serves an ImageStore over HTTP in a thread: GET /images/{id}.jpg, nothing else."""
-
-    def __init__(self, store: ImageStore, host: str = "127.0.0.1", port: int = 0) -> None:
-        self.store = store
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 (http.server's name)
-                match = _URL.match(self.path.split("?", 1)[0])
-                data = store.read(match.group(1)) if match else None
-                if data is None:
-                    self.send_error(404, "no such image")
-                    return
-                self.send_response(200)
-                self.send_header("Content-Type", "image/jpeg")
-                self.send_header("Content-Length", str(len(data)))
-                self.send_header("Cache-Control", "max-age=86400, immutable")
-                self.end_headers()
-                self.wfile.write(data)
-
-            def log_message(self, fmt: str, *args: object) -> None:
-                log.debug("image server: " + fmt, *args)
-
-        self.httpd = ThreadingHTTPServer((host, port), Handler)
-        self.httpd.daemon_threads = True
-        self.host, self.port = host, int(self.httpd.server_address[1])
-        self._thread = threading.Thread(
-            target=self.httpd.serve_forever, name="image-http", daemon=True
-        )
-
-    def start(self) -> ImageServer:
-        """Start serving."""
-        self._thread.start()
-        log.info("evidence images served on http://%s:%d/images/", self.host, self.port)
-        return self
-
-    def stop(self) -> None:
-        """Stop serving."""
-        self.httpd.shutdown()
-        self.httpd.server_close()

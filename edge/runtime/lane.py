@@ -48,9 +48,6 @@ class LaneHost(Protocol):
     site: str
     node_id: str
 
-    def image_url(self, image_id: str) -> str | None:
-        """Where central fetches an evidence image."""
-
     def submit_frame(self, job: Job) -> None:
         """Queue a frame for inference."""
 
@@ -108,7 +105,6 @@ class LaneRuntime:
             min_reads=p.min_reads, split_reads=p.split_reads, merge_window_s=p.merge_window_s,
             max_images=p.max_images,
             gap_frames=cfg.trigger.gap_frames if isinstance(cfg.trigger, PlateTrigger) else 1,
-            image_url=host.image_url,
         )
         self.controller: LaneController | None = None
         if cfg.barrier is not None and cfg.display is not None:

@@ -108,3 +108,51 @@ def test_images_outlive_ring_buffer_and_edge(tmp_path: Path, mosquitto) -> None:
         assert 'id="evidence-complete"' in page
     finally:
         server.close()
+
+
+def test_edge_node_uploads_its_passages_images(tmp_path: Path, mosquitto) -> None:  # type: ignore[no-untyped-def]
+    """The whole EdgeNode (cameras, inference, assembly) with its evidence section configured."""
+    from edge.app import EdgeNode
+    from edge.config import EdgeConfig
+    from tests.test_e2e import _scene_folder
+    from tools.demo import demo_edge_config
+
+    settings = settings_for(tmp_path / "central", mqtt_host=mosquitto.host,
+                            mqtt_port=mosquitto.port, mqtt_client_id="central-evidence-node",
+                            retention_purge_interval_s=0)
+    add_users(settings, ("edge01", "operator"), ("olga", "officer"))
+    token = token_for(settings, "edge01", "edge-ingest")
+    officer = {"Authorization": f"Bearer {token_for(settings, 'olga')}"}
+    server = serve(settings, start_ingest=True)
+    url = next(server)
+    try:
+        config = EdgeConfig.model_validate(demo_edge_config(
+            tmp_path, _scene_folder(tmp_path), mosquitto.port, fps=10,
+            evidence={"central_url": url, "token": token}))
+        config.lanes[0].cameras[0].loop = False
+        node = EdgeNode(config, realtime=False)
+        node.start()
+        node.run()
+        assert node.passages_emitted == 1
+        passages: list = []
+
+        def complete() -> bool:
+            nonlocal passages
+            passages = httpx.get(f"{url}/api/passages", headers=officer).json()
+            return len(passages) == 1 and passages[0]["evidence"]["complete"]
+
+        assert wait_until(complete, 30), passages
+        evidence = passages[0]["evidence"]
+        assert evidence["expected"] >= 1 and evidence["stored"] == evidence["expected"]
+        event_id = passages[0]["event_id"]
+        for image_id in evidence_ids(passages[0]["payload"]):
+            reply = httpx.get(f"{url}/passages/{event_id}/images/{image_id}", headers=officer)
+            assert reply.status_code == 200 and reply.content == node.images.read(image_id)
+        node.stop()
+    finally:
+        server.close()
+
+
+def evidence_ids(payload: dict) -> list[str]:
+    """The image ids a stored passage payload names."""
+    return contract.PassageEvent.model_validate(payload).evidence_ids()
