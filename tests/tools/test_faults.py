@@ -130,6 +130,6 @@ def test_a_message_that_breaks_storage_is_kept_and_does_not_block(tmp_path: Path
         stored = set(s.scalars(select(Passage.event_id)))
         reasons = list(s.scalars(select(RejectedMessage.reason)))
     assert stored == {e.event_id for e in events} - {poison}
-    assert reasons == ["storage: RuntimeError"]
-    assert ingest.reject_reasons["storage"] == 1
+    assert reasons == ["storage_error: RuntimeError"]
+    assert ingest.reject_reasons["storage_error"] == 1
     engine.dispose()
