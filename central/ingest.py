@@ -231,12 +231,15 @@ def lane_owners(settings: CentralSettings) -> LaneOwners | None:
 def warn_if_insecure(settings: CentralSettings) -> None:
     """Say loudly at start when central talks to its broker without credentials or in clear
     text to another host."""
-    if not settings.mqtt_username:
+    local = settings.mqtt_host in ("127.0.0.1", "localhost", "::1")
+    if not settings.mqtt_username and settings.demo_mode and local:
+        log.info("demo: anonymous MQTT on %s:%d", settings.mqtt_host, settings.mqtt_port)
+    elif not settings.mqtt_username:
         log.warning("MQTT WITHOUT CREDENTIALS: central connects to %s:%d anonymously; any "
                     "client of that broker can publish passages and read commands. Use "
                     "`smartgate broker config` and set SMARTGATE_CENTRAL_MQTT_USERNAME/PASSWORD "
                     "(docs/deploy.md)", settings.mqtt_host, settings.mqtt_port)
-    if not settings.mqtt_tls and settings.mqtt_host not in ("127.0.0.1", "localhost", "::1"):
+    if not settings.mqtt_tls and not local:
         log.warning("MQTT IN CLEAR TEXT to %s: passwords and passages cross the network "
                     "unencrypted; set mqtt_tls_ca_file (docs/deploy.md)", settings.mqtt_host)
     if settings.mqtt_username and settings.mqtt_acl_file is None:

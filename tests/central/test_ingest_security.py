@@ -334,6 +334,9 @@ def test_central_warns_loudly_without_mqtt_credentials(anonymous: bool, caplog) 
     warn_if_insecure(settings)
     assert ("MQTT WITHOUT CREDENTIALS" in caplog.text) is anonymous
     assert "MQTT IN CLEAR TEXT" in caplog.text
+    caplog.clear()
+    warn_if_insecure(CentralSettings(demo_mode=True))  # the demo's local embedded broker
+    assert "MQTT WITHOUT CREDENTIALS" not in caplog.text
 
 
 class HoldAfterConnack:
