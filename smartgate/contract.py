@@ -472,8 +472,8 @@ class NodeStatus(_Message):
     version: Literal[1] = SCHEMA_VERSION
     site: Segment
     node_id: Segment
-    lanes: list[str] = Field(default_factory=list)
-    cameras_ok: dict[str, bool] = Field(default_factory=dict)
+    lanes: list[Segment] = Field(default_factory=list, max_length=64)
+    cameras_ok: dict[str, bool] = Field(default_factory=dict, max_length=64)
     scale_connected: bool | None = None
     spool_depth: int = Field(default=0, ge=0)
     spool_rejected: int = Field(
