@@ -641,3 +641,25 @@ def test_forwarded_headers_are_believed_only_from_configured_proxies(tmp_path: P
     proxied = plain.model_copy(update={"forwarded_allow_ips": "127.0.0.1, 10.0.0.5"})
     config = uvicorn_config(app, proxied)
     assert config.proxy_headers and config.forwarded_allow_ips == ["127.0.0.1", "10.0.0.5"]
+
+
+def test_tokens_and_batched_import_on_postgres(pg_database: str, monkeypatch, capsys) -> None:  # type: ignore[no-untyped-def]
+    """Migration 0004, token expiry/revocation and the committed-batch import on PostgreSQL."""
+    monkeypatch.setenv("SMARTGATE_CENTRAL_SECRET_KEY", SECRET)
+    _add_users(pg_database, ("ada", "admin"))
+    settings = CentralSettings(database_url=pg_database, secret_key=SECRET)
+    with TestClient(create_app(settings, start_ingest=False), base_url="https://t") as client:
+        token = _cli_token(pg_database, capsys, "ada", "--scope", "read", "--days", "1")
+        bearer = {"Authorization": f"Bearer {token}"}
+        assert client.get("/api/declarations", headers=bearer).status_code == 200
+        with client.app.state.sessions() as session, session.begin():
+            (row, _), = auth_store.list_tokens(session)
+            row.expires_at = datetime.now(UTC) - timedelta(seconds=1)
+        assert client.get("/api/declarations", headers=bearer).status_code == 401
+        with client.app.state.sessions() as session:
+            counts = store.import_declarations(
+                session, generate_declarations(5000, seed=6), commit_batches=True
+            )
+        assert counts.created == 5000
+        with client.app.state.sessions() as session:
+            assert store.count_declarations(session) == 5000
