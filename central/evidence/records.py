@@ -50,13 +50,17 @@ def expected_ids(passage: Passage) -> list[str]:
         return []
 
 
-def check_upload(session: Session, event_id: str, image_id: str) -> Passage:
+def check_upload(session: Session, event_id: str, image_id: str, uploader: str | None) -> Passage:
     """The passage an upload belongs to; refused when the passage is unknown (404: the edge
-    retries, its passage may still be on the way), does not name the image (422) or was
-    purged (410)."""
+    retries, its passage may still be on the way), was reported by another node than the
+    `uploader` account (403: an edge's account is named after its node id; None: an admin, who
+    may upload for any node), does not name the image (422) or was purged (410)."""
     passage = store.get_passage(session, event_id)
     if passage is None:
         raise EvidenceRefused(404, f"passage {event_id} not (yet) stored")
+    if uploader is not None and passage.node_id != uploader:
+        raise EvidenceRefused(403, f"account {uploader!r} may upload only node {uploader!r}'s "
+                                   "evidence")
     if image_id not in expected_ids(passage):
         raise EvidenceRefused(422, f"passage {event_id} names no image {image_id}")
     if session.get(PurgedPassage, event_id) is not None:

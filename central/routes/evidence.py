@@ -7,7 +7,8 @@ image *before* a byte of the body is read; the body is then streamed with a byte
 (`evidence_max_image_bytes`) and a total deadline, so neither a huge nor a slow body can hold
 central. The reply comes only after the evidence store made the bytes durable and the row is
 committed: 201 stored, 200 already stored (a retry), 404 passage not stored yet (the edge
-retries), 409 stored before with other bytes, 410 past retention, 413 too large, 422 not
+retries), 403 the passage came from another node than the account's, 409 stored before with
+other bytes, 410 past retention, 413 too large, 422 not
 evidence of that passage or not a JPEG.
 """
 
@@ -25,7 +26,7 @@ from starlette.concurrency import run_in_threadpool
 
 from central import store
 from central.auth import CurrentUser, NotAuthenticated, require_role
-from central.auth_store import TokenScope
+from central.auth_store import Role, TokenScope
 from central.deps import Admin, Db, Reader
 from central.evidence import records
 from central.evidence.store import EvidenceStoreError, sha256_hex
@@ -44,9 +45,11 @@ UPLOAD_PATH = r"/api/evidence/[^/]+/[^/]+"  # its body cap (HttpGuard): evidence
 
 EDGE_INGEST_SCOPE = TokenScope.EDGE_INGEST
 """The credential an edge uploads with: a bearer token of scope `edge-ingest` (`smartgate users
-token NAME --scope edge-ingest`) of an operator account made for the edge. The scope lets the
-token call only the routes an edge calls, and operators cannot open passages or images, so a
-stolen edge credential reads nothing back."""
+token add NODE --scope edge-ingest`) of an operator account named after the edge's node id, as
+its broker account is. The scope lets the token call only the routes an edge calls, operators
+cannot open passages or images, and the account may upload only the passages its node reported:
+a stolen edge credential reads nothing back and cannot plant images in another lane's
+evidence (admins may upload for any node)."""
 
 _edge_ingest = require_role("operator", edge_ingest=True)
 
@@ -74,9 +77,10 @@ async def _read_capped(request: Request, cap: int) -> bytes:
     return bytes(body)
 
 
-def _check(request: Request, event_id: str, image_id: str) -> None:
+def _check(request: Request, event_id: str, image_id: str, edge: CurrentUser) -> None:
+    uploader = None if edge.role == Role.ADMIN else edge.username
     with request.app.state.sessions() as session:
-        records.check_upload(session, event_id, image_id)
+        records.check_upload(session, event_id, image_id, uploader)
 
 
 def _keep(request: Request, event_id: str, image_id: str, data: bytes, uploader: str) -> bool:
@@ -93,7 +97,7 @@ async def upload_image(request: Request, edge: Edge, event_id: str, image_id: st
     if not EVENT_ID.match(event_id) or not IMAGE_ID.match(image_id):
         raise HTTPException(422, "malformed event or image id")
     try:
-        await run_in_threadpool(_check, request, event_id, image_id)
+        await run_in_threadpool(_check, request, event_id, image_id, edge)
     except records.EvidenceRefused as exc:
         raise HTTPException(exc.status, str(exc)) from None
     cap = request.app.state.settings.evidence_max_image_bytes

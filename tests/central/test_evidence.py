@@ -108,13 +108,13 @@ def serve(settings: CentralSettings, start_ingest: bool = False,
 def central(tmp_path: Path) -> Iterator[Central]:
     settings = settings_for(tmp_path, retention_purge_interval_s=0,
                             evidence_max_image_bytes=256 * 1024)
-    add_users(settings, ("edge01", "operator"), ("olga", "officer"), ("oscar", "operator"),
-              ("ada", "admin"))
+    add_users(settings, ("edge-1", "operator"), ("olga", "officer"), ("oscar", "operator"),
+              ("ada", "admin"), ("edge-2", "operator"))
     tokens = {n: token_for(settings, n) for n in ("olga", "oscar", "ada")}
-    tokens["edge01"] = token_for(settings, "edge01", "edge-ingest")
+    tokens["edge-1"] = token_for(settings, "edge-1", "edge-ingest")  # make_event's node
     engine = make_engine(settings.database_url)
     for url in serve(settings):
-        yield Central(url, settings, session_factory(engine), tokens["edge01"], tokens["olga"],
+        yield Central(url, settings, session_factory(engine), tokens["edge-1"], tokens["olga"],
                       tokens["oscar"], tokens["ada"])
     engine.dispose()
 
@@ -166,6 +166,9 @@ def test_upload_refusals(central: Central) -> None:
                        ).status_code == 403  # officers are not edges
     read_only = token_for(central.settings, "oscar", "read")
     assert central.put(event.event_id, "imgA", JPEG_A, token=read_only).status_code == 403
+    # another node's edge cannot plant images in this passage's evidence
+    other_edge = token_for(central.settings, "edge-2", "edge-ingest")
+    assert central.put(event.event_id, "imgA", JPEG_A, token=other_edge).status_code == 403
     # the edge's credential uploads and does nothing else
     assert central.get("/api/passages", central.edge).status_code == 403
     assert central.put(event.event_id, "notnamed", JPEG_A).status_code == 422
@@ -185,6 +188,7 @@ def test_upload_refusals(central: Central) -> None:
     assert reply.status_code == 413
     status = central.get(f"/api/passages/{event.event_id}/evidence", central.officer).json()
     assert status["images"] == []
+    assert central.put(event.event_id, "imgA", JPEG_A, token=central.admin).status_code == 201
     # operators watch lanes: they may not open evidence
     assert central.get(f"/passages/{event.event_id}/images/imgA", central.operator
                        ).status_code == 403

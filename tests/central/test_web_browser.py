@@ -73,8 +73,8 @@ def frame_jpeg() -> bytes:
 def edge_upload(tmp_path: Path, central_url: str) -> Callable[[str, str], int]:
     """The edge's evidence upload with its edge-ingest token: upload(event_id, image_id)."""
     settings = settings_for(tmp_path)
-    add_users(settings, ("edge01", "operator"))
-    token = token_for(settings, "edge01", "edge-ingest")
+    add_users(settings, (NODE, "operator"))
+    token = token_for(settings, NODE, "edge-ingest")
 
     def upload(event_id: str, image_id: str) -> int:
         return httpx.put(f"{central_url}/api/evidence/{event_id}/{image_id}",

@@ -44,8 +44,8 @@ def test_images_outlive_ring_buffer_and_edge(tmp_path: Path, mosquitto) -> None:
     settings = settings_for(tmp_path / "central", mqtt_host=mosquitto.host,
                             mqtt_port=mosquitto.port, mqtt_client_id="central-evidence-test",
                             retention_purge_interval_s=0)
-    add_users(settings, ("edge01", "operator"), ("olga", "officer"))
-    edge_token = token_for(settings, "edge01", "edge-ingest")
+    add_users(settings, ("edge-1", "operator"), ("olga", "officer"))
+    edge_token = token_for(settings, "edge-1", "edge-ingest")
     officer = {"Authorization": f"Bearer {token_for(settings, 'olga')}"}
     port = free_port()
     url = f"http://127.0.0.1:{port}"
@@ -120,8 +120,8 @@ def test_edge_node_uploads_its_passages_images(tmp_path: Path, mosquitto) -> Non
     settings = settings_for(tmp_path / "central", mqtt_host=mosquitto.host,
                             mqtt_port=mosquitto.port, mqtt_client_id="central-evidence-node",
                             retention_purge_interval_s=0)
-    add_users(settings, ("edge01", "operator"), ("olga", "officer"))
-    token = token_for(settings, "edge01", "edge-ingest")
+    add_users(settings, ("edge-demo", "operator"), ("olga", "officer"))
+    token = token_for(settings, "edge-demo", "edge-ingest")
     officer = {"Authorization": f"Bearer {token_for(settings, 'olga')}"}
     server = serve(settings, start_ingest=True)
     url = next(server)

@@ -87,7 +87,7 @@ def run_evidence_bench(images: int = 200, size: tuple[int, int] = (1920, 1080),
         token = secrets.token_urlsafe(24)
         passages = [contract.new_id() for _ in range((images + per_passage - 1) // per_passage)]
         with session_factory(engine)() as session, session.begin():
-            user = auth_store.add_user(session, "edge01", secrets.token_urlsafe(16), "operator")
+            user = auth_store.add_user(session, "edge-1", secrets.token_urlsafe(16), "operator")
             auth_store.add_api_token(session, user, "bench",
                                      auth_config(settings).digest("token", token), "edge-ingest")
             for k, event_id in enumerate(passages):

@@ -36,11 +36,12 @@ from pathlib import Path
 from typing import Any
 
 from tools.broker import Mosquitto, free_port
+from tools.postgres import postgres_bin
 
 log = logging.getLogger(__name__)
 
 FAULT_KINDS = ("broker_kill", "central_kill", "edge_kill", "db_outage", "partition")
-POSTGRES_BIN = Path("/usr/lib/postgresql/15/bin")
+POSTGRES_BIN = postgres_bin()  # highest installed version (or SMARTGATE_POSTGRES_BIN)
 
 
 @dataclass(frozen=True)
@@ -108,9 +109,11 @@ def _run_as_postgres() -> list[str]:
 
 
 class TempPostgres:
-    """A throwaway PostgreSQL 15 cluster (as the postgres user when root), restartable."""
+    """A throwaway PostgreSQL cluster (as the postgres user when root), restartable."""
 
     def __init__(self, folder: Path) -> None:
+        if POSTGRES_BIN is None:
+            raise RuntimeError("PostgreSQL is not installed (no /usr/lib/postgresql/*/bin/initdb)")
         self.prefix = _run_as_postgres()
         self.folder = folder
         self.data = folder / "pgdata"
@@ -441,11 +444,10 @@ def _start_stack(plan: BenchPlan, folder: Path, state: Path, run_id: str,
               for k in range(plan.edges)]
     counter = StoredCounter(url, nodes).start()
     evidence_args: list[str] = []
-    edge_env: dict[str, str] = {}
+    tokens: dict[str, str] = {}
     if plan.images_per_passage:
-        central_url, token = _start_evidence_http(procs, url, folder)
+        central_url, tokens = _start_evidence_http(procs, url, folder, nodes)
         evidence_args = ["--central-url", central_url, "--images", str(plan.images_per_passage)]
-        edge_env = {"SMARTGATE_EDGE_EVIDENCE__TOKEN": token}
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and not all(
             "connected to" in procs.log(w) for w in workers):
@@ -454,14 +456,17 @@ def _start_stack(plan: BenchPlan, folder: Path, state: Path, run_id: str,
         procs.start(e, [*py, "tools.bench.edge_sim", "--run-id", run_id, "--node", node,
                         "--count", str(n), "--rate", str(plan.rate / plan.edges),
                         "--data-dir", str(folder / e), "--mqtt-port", str(broker.port),
-                        *evidence_args], edge_env)
+                        *evidence_args],
+                   {"SMARTGATE_EDGE_EVIDENCE__TOKEN": tokens[node]} if tokens else None)
     return _Stack(url, pg, broker, procs, workers, edges, nodes, counter,
                   folder / "evidence" if plan.images_per_passage else None)
 
 
-def _start_evidence_http(procs: Processes, url: str, folder: Path) -> tuple[str, str]:
-    """Central's HTTP side (the evidence upload endpoint) as process `http`, and an edge
-    account with an edge-ingest token for the simulated edges; returns (URL, token)."""
+def _start_evidence_http(procs: Processes, url: str, folder: Path,
+                         nodes: list[str]) -> tuple[str, dict[str, str]]:
+    """Central's HTTP side (the evidence upload endpoint) as process `http`, and per simulated
+    node an operator account named after it with an edge-ingest token; returns (URL, tokens by
+    node)."""
     import secrets
 
     import httpx
@@ -472,13 +477,15 @@ def _start_evidence_http(procs: Processes, url: str, folder: Path) -> tuple[str,
     from central.config import CentralSettings
     from central.db import make_engine, session_factory
 
-    secret, token = secrets.token_urlsafe(32), secrets.token_urlsafe(24)
+    secret = secrets.token_urlsafe(32)
     settings = CentralSettings(database_url=url, data_dir=folder, secret_key=SecretStr(secret))
+    tokens = {node: secrets.token_urlsafe(24) for node in nodes}
     engine = make_engine(url)
     with session_factory(engine)() as session, session.begin():
-        user = auth_store.add_user(session, "edges", secrets.token_urlsafe(16), "operator")
-        auth_store.add_api_token(session, user, "faults bench",
-                                 auth_config(settings).digest("token", token), "edge-ingest")
+        for node, token in tokens.items():
+            user = auth_store.add_user(session, node, secrets.token_urlsafe(16), "operator")
+            auth_store.add_api_token(session, user, "faults bench",
+                                     auth_config(settings).digest("token", token), "edge-ingest")
     engine.dispose()
     port = free_port()
     procs.start("http", [sys.executable, "-m", "tools.bench.evidence", "--port", str(port)], {
@@ -489,7 +496,7 @@ def _start_evidence_http(procs: Processes, url: str, folder: Path) -> tuple[str,
     while time.monotonic() < deadline:
         try:
             if httpx.get(f"{base}/api/health", timeout=1).status_code == 200:
-                return base, token
+                return base, tokens
         except httpx.HTTPError:
             pass
         time.sleep(0.2)
