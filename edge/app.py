@@ -249,6 +249,8 @@ class EdgeNode:
             mqtt_connected=self.publisher.connected.is_set(),
             frames_dropped=self.scheduler.stats.dropped,
             frames_failed=self.scheduler.stats.failed, counters=dict(self.counters),
+            evidence_pending=self.evidence.queue.depth() if self.evidence else 0,
+            evidence_refused=self.evidence.queue.refused_count() if self.evidence else 0,
         )
 
     # --- passages and status --------------------------------------------------------------

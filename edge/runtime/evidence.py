@@ -119,6 +119,12 @@ class EvidenceQueue:
             return int(self._db.execute(
                 "SELECT COUNT(*) FROM evidence WHERE refused IS NULL").fetchone()[0])
 
+    def refused_count(self) -> int:
+        """Images central refused for good."""
+        with self._lock:
+            return int(self._db.execute(
+                "SELECT COUNT(*) FROM evidence WHERE refused IS NOT NULL").fetchone()[0])
+
     def refused(self) -> list[tuple[str, str, str]]:
         """(event id, image id, reason) of every refused image."""
         with self._lock:

@@ -38,6 +38,8 @@ class NodeCounts:
     mqtt_connected: bool = False
     frames_dropped: int = 0
     frames_failed: int = 0
+    evidence_pending: int = 0
+    evidence_refused: int = 0
     counters: dict[str, int] = field(default_factory=dict)  # reason -> count
 
 
@@ -65,6 +67,18 @@ class _NodeCollector(Collector):
         yield CounterMetricFamily("smartgate_edge_frames_failed",
                                   "frames whose inference batch raised",
                                   value=node.frames_failed)
+        yield GaugeMetricFamily("smartgate_edge_evidence_pending",
+                                "evidence images waiting for central's confirmation",
+                                value=node.evidence_pending)
+        yield GaugeMetricFamily("smartgate_edge_evidence_refused",
+                                "evidence images central refused for good, kept on the edge",
+                                value=node.evidence_refused)
+        yield CounterMetricFamily("smartgate_edge_evidence_uploaded",
+                                  "evidence images central confirmed",
+                                  value=node.counters.get("evidence_uploaded", 0))
+        yield CounterMetricFamily("smartgate_edge_evidence_lost",
+                                  "evidence images gone from the ring buffer before queueing",
+                                  value=node.counters.get("evidence_lost", 0))
         rejects = CounterMetricFamily("smartgate_edge_rejects",
                                       "messages, triggers and commands rejected, by reason",
                                       labels=["reason"])

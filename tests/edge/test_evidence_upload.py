@@ -148,6 +148,9 @@ def test_edge_node_uploads_its_passages_images(tmp_path: Path, mosquitto) -> Non
         for image_id in evidence_ids(passages[0]["payload"]):
             reply = httpx.get(f"{url}/passages/{event_id}/images/{image_id}", headers=officer)
             assert reply.status_code == 200 and reply.content == node.images.read(image_id)
+        counts = node.node_counts()
+        assert (counts.evidence_pending, counts.evidence_refused) == (0, 0)
+        assert counts.counters["evidence_uploaded"] == evidence["expected"]
         node.stop()
     finally:
         server.close()
