@@ -15,9 +15,10 @@ import pytest
 from sqlalchemy import create_engine, text
 
 from tools.broker import EmbeddedBroker, Mosquitto, free_port, mosquitto_binary
+from tools.postgres import postgres_bin
 
 REPO = Path(__file__).resolve().parents[1]
-POSTGRES_BIN = Path("/usr/lib/postgresql/15/bin")
+POSTGRES_BIN = postgres_bin()  # highest installed version (or SMARTGATE_POSTGRES_BIN)
 SHARED_DATA = REPO.parent / "shared" / "data"
 
 
@@ -84,12 +85,13 @@ def _wait_postgres(port: int, timeout_s: float = 30.0) -> None:
 
 @pytest.fixture(scope="session")
 def postgres_url() -> Iterator[str]:
-    """A throwaway PostgreSQL 15 cluster for the session; yields the URL of its `postgres` DB.
+    """A throwaway PostgreSQL cluster (the highest installed version) for the session; yields
+    the URL of its `postgres` DB.
 
     Tests that need a clean database create their own in it. Skips when the binaries are absent.
     """
-    if not (POSTGRES_BIN / "initdb").exists():
-        pytest.skip(f"PostgreSQL binaries not found in {POSTGRES_BIN}")
+    if POSTGRES_BIN is None or not (POSTGRES_BIN / "initdb").exists():
+        pytest.skip(f"PostgreSQL binaries not found (/usr/lib/postgresql/*/bin: {POSTGRES_BIN})")
     try:
         import psycopg  # noqa: F401
     except ImportError:

@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
+import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 from sqlalchemy import func, select
 
@@ -19,6 +20,12 @@ from smartgate import contract
 from tests.conftest import wait_until
 from tests.test_contract import make_event
 from tools.bench.faults import BenchPlan, reconcile, run_faults
+from tools.broker import mosquitto_binary
+
+# the fault bench starts (and kills) its own mosquitto; without it these tests skip
+needs_mosquitto = pytest.mark.skipif(
+    mosquitto_binary() is None, reason="mosquitto is not installed (scripts/test installs it)"
+)
 
 
 def _count(sessions, model) -> int:  # type: ignore[no-untyped-def]
@@ -40,6 +47,8 @@ def test_reconcile_counts_lost_duplicated_and_unexpected() -> None:
         3, 2, 1, 2, 1)
 
 
+@pytest.mark.slow
+@needs_mosquitto
 def test_fault_bench_broker_and_central_killed_loses_nothing(tmp_path: Path) -> None:
     plan = BenchPlan(passages=300, edges=3, rate=100.0, kinds=("broker_kill", "central_kill"),
                      broker_down_s=2.0, central_down_s=1.5, settle_timeout_s=30.0)
@@ -54,6 +63,8 @@ def test_fault_bench_broker_and_central_killed_loses_nothing(tmp_path: Path) -> 
     assert all(f["recovery_s"] is not None for f in result.faults)
 
 
+@pytest.mark.slow
+@needs_mosquitto
 def test_fault_bench_two_workers_broker_killed_loses_nothing(tmp_path: Path,
                                                              postgres_url: str) -> None:
     # mosquitto forgets the workers' shared subscriptions in the restart: what the edges publish
@@ -133,3 +144,13 @@ def test_a_message_that_breaks_storage_is_kept_and_does_not_block(tmp_path: Path
     assert reasons == ["storage_error: RuntimeError"]
     assert ingest.reject_reasons["storage_error"] == 1
     engine.dispose()
+
+
+def test_bench_faults_without_mosquitto_is_a_one_line_error(monkeypatch, capsys) -> None:  # type: ignore[no-untyped-def]
+    from smartgate.cli import main
+    from tools.bench import cli_faults
+
+    monkeypatch.setattr(cli_faults, "mosquitto_binary", lambda: None)
+    assert main(["bench", "faults", "--passages", "10"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: bench faults needs Debian's mosquitto")

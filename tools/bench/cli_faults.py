@@ -11,6 +11,8 @@ from pathlib import Path
 
 from smartgate.cli import CommandGroups
 from tools.bench.faults import FAULT_KINDS
+from tools.broker import mosquitto_binary
+from tools.postgres import postgres_bin
 
 
 def bench_faults(args: argparse.Namespace) -> int:
@@ -21,6 +23,14 @@ def bench_faults(args: argparse.Namespace) -> int:
     unknown = [k for k in kinds if k not in FAULT_KINDS]
     if unknown:
         print(f"error: unknown fault kinds {unknown}; known: {', '.join(FAULT_KINDS)}",
+              file=sys.stderr)
+        return 2
+    if mosquitto_binary() is None:
+        print("error: bench faults needs Debian's mosquitto (apt-get install mosquitto); "
+              "it restarts the broker as one of its faults", file=sys.stderr)
+        return 2
+    if args.postgres_temp and postgres_bin() is None:
+        print("error: --postgres-temp needs PostgreSQL installed (apt-get install postgresql)",
               file=sys.stderr)
         return 2
     plan = BenchPlan(passages=args.passages, edges=args.edges, workers=args.workers,
@@ -63,7 +73,7 @@ def register(commands: CommandGroups) -> None:
     db.add_argument("--database-url",
                     help="PostgreSQL cluster to create a fresh database in (default: SQLite)")
     db.add_argument("--postgres-temp", action="store_true",
-                    help="start a throwaway PostgreSQL 15 cluster (as the postgres user when "
+                    help="start a throwaway PostgreSQL cluster (as the postgres user when "
                     "root); the DB fault restarts it")
     bench.add_argument("--images", type=int, default=2,
                        help="evidence JPEGs per passage, uploaded to central's HTTP side; 0: none")
