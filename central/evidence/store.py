@@ -72,10 +72,12 @@ class FilesystemEvidenceStore:
         return self.root / digest[:2] / digest[2:4] / digest
 
     def put(self, passage: str, image_id: str, data: bytes) -> str:
-        """Keep `data` under its SHA-256 (temp file, fsync, rename, fsync folder)."""
+        """Keep `data` under its SHA-256 (temp file, fsync, rename, fsync folder); a file already
+        there is kept only if it still hashes right (a damaged one is replaced)."""
         digest = sha256_hex(data)
         path = self._path(digest)
-        if path.is_file() and path.stat().st_size == len(data):
+        existing = self.get(digest)
+        if existing is not None and sha256_hex(existing) == digest:
             return digest
         try:
             path.parent.mkdir(parents=True, exist_ok=True)

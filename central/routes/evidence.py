@@ -22,6 +22,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
+from sqlalchemy.exc import IntegrityError
 from starlette.concurrency import run_in_threadpool
 
 from central import store
@@ -84,10 +85,18 @@ def _check(request: Request, event_id: str, image_id: str, edge: CurrentUser) ->
 
 
 def _keep(request: Request, event_id: str, image_id: str, data: bytes, uploader: str) -> bool:
-    """Store durably, then record; True when the row is new."""
+    """Store durably, then record; True when the row is new. Two uploads of one image racing:
+    the loser sees the winner's row (same bytes: 200; other bytes: 409)."""
     digest = request.app.state.evidence.put(event_id, image_id, data)
-    with request.app.state.sessions() as session, session.begin():
-        return records.record_image(session, event_id, image_id, digest, len(data), uploader)
+
+    def record() -> bool:
+        with request.app.state.sessions() as session, session.begin():
+            return records.record_image(session, event_id, image_id, digest, len(data), uploader)
+
+    try:
+        return record()
+    except IntegrityError:  # a concurrent upload of the same image committed first
+        return record()
 
 
 @router.put("/evidence/{event_id}/{image_id}", status_code=201)

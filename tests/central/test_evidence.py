@@ -9,6 +9,7 @@ import threading
 import time
 import zipfile
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -155,6 +156,17 @@ def test_upload_view_and_status(central: Central) -> None:
     central.add(other)
     assert central.get(f"/passages/{other.event_id}/images/imgA", central.officer
                        ).status_code == 404
+
+
+def test_concurrent_uploads_of_one_image_store_it_once(central: Central) -> None:
+    event = two_image_event()
+    central.add(event)
+    with ThreadPoolExecutor(8) as pool:
+        codes = sorted(pool.map(lambda _: central.put(event.event_id, "imgA", JPEG_A).status_code,
+                                range(8)))
+    assert codes == [200] * 7 + [201]
+    images = central.get(f"/api/passages/{event.event_id}/evidence", central.officer).json()
+    assert [i["image_id"] for i in images["images"]] == ["imgA"]
 
 
 def test_upload_refusals(central: Central) -> None:

@@ -81,3 +81,5 @@ def test_filesystem_store_leaves_no_partial_files_and_detects_alteration(tmp_pat
     assert [p.name for p in files] == [digest]
     files[0].write_bytes(JPEG[:-1] + b"\x00")  # bit rot or tampering
     assert sha256_hex(fs.get(digest) or b"") != digest
+    assert fs.put("p", "i", JPEG) == digest  # a re-upload repairs it
+    assert fs.get(digest) == JPEG
