@@ -29,22 +29,22 @@ def _img(v: int, shape: tuple[int, int] = (4, 4)) -> np.ndarray:
     return np.full(shape, v, np.uint8)
 
 
-def test_lone_job_runs_at_its_deadline() -> None:
+def test_lone_job_waits_for_company_then_runs_alone() -> None:
     runner = Recorder()
     sched = BatchScheduler({"plates": runner}, max_batch=8, max_delay_s=0.15).start()
     done = threading.Event()
     submitted = time.monotonic()
     sched.submit(Job("L1/a", "plates", _img(1), done=lambda r: done.set()))
-    assert done.wait(2)
-    waited = runner.at[0] - submitted
+    assert done.wait(30)  # a bound against hanging: how long it took is not asserted
     sched.stop()
-    assert 0.12 <= waited < 0.6
+    assert runner.at[0] - submitted >= 0.15 - 0.01  # never before its deadline (load only delays)
     assert runner.batches == [[1]]
 
 
 def test_full_batch_runs_before_the_deadline_and_results_reach_their_lane() -> None:
     runner = Recorder()
-    sched = BatchScheduler({"plates": runner}, max_batch=4, max_delay_s=5.0, queue_size=4)
+    # the deadline is an hour: only a full batch can run within the test
+    sched = BatchScheduler({"plates": runner}, max_batch=4, max_delay_s=3600.0, queue_size=4)
     got: dict[str, list[int]] = {"L1": [], "L2": []}
     all_done = threading.Event()
 
@@ -58,10 +58,8 @@ def test_full_batch_runs_before_the_deadline_and_results_reach_their_lane() -> N
     for v, (lane, cam) in enumerate([("L1", "a"), ("L2", "a"), ("L1", "b"), ("L2", "b")]):
         sched.submit(Job(f"{lane}/{cam}", "plates", _img(10 * (lane == "L2") + v),
                          done=route(lane)))
-    start = time.monotonic()
     sched.start()
-    assert all_done.wait(2)
-    assert time.monotonic() - start < 1.0  # did not wait for the 5 s deadline
+    assert all_done.wait(30)  # did not wait for the deadline
     sched.stop()
     assert len(runner.batches) == 1 and len(runner.batches[0]) == 4
     assert sorted(got["L1"]) == [0, 2] and sorted(got["L2"]) == [11, 13]
@@ -77,7 +75,7 @@ def test_full_queue_drops_oldest_and_shapes_batch_separately() -> None:
                          dropped=lambda v=v: dropped.append(v)))
     sched.submit(Job("L1/b", "plates", _img(9, (8, 8)), done=done.append))
     sched.start()
-    deadline = time.monotonic() + 3
+    deadline = time.monotonic() + 30
     while len(done) < 3 and time.monotonic() < deadline:
         time.sleep(0.01)
     sched.stop()
@@ -94,7 +92,7 @@ def test_rank_orders_cameras_and_failures_drop_jobs() -> None:
         sched.submit(Job(f"L{v}/a", "plates", _img(v), done=lambda r: None,
                          rank=lambda rank=rank: rank))
     sched.start()
-    deadline = time.monotonic() + 3
+    deadline = time.monotonic() + 30
     while len(runner.batches) < 3 and time.monotonic() < deadline:
         time.sleep(0.01)
     sched.stop()
@@ -106,7 +104,7 @@ def test_rank_orders_cameras_and_failures_drop_jobs() -> None:
     failing = BatchScheduler({"plates": broken}, max_batch=2, max_delay_s=0.0).start()
     lost = threading.Event()
     failing.submit(Job("L1/a", "plates", _img(1), done=lambda r: None, dropped=lost.set))
-    assert lost.wait(2)
+    assert lost.wait(30)
     failing.stop()
     assert failing.stats.failed == 1
 

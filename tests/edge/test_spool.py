@@ -119,7 +119,7 @@ def test_spool_survives_kill_9_and_drains_exactly_once(tmp_path: Path, mosquitto
     second = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=180)
     assert second.returncode == 0, second.stdout + second.stderr
     emitted = int(second.stdout.split("edge edge-k9: ")[1].split()[0])
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + 60  # a bound against hanging, not a duration under test
     while len(collector.ids) < len(spooled) + emitted and time.monotonic() < deadline:
         time.sleep(0.1)
     collector.stop()
@@ -142,7 +142,7 @@ def test_pipelined_drain_keeps_order_across_a_broker_restart(tmp_path: Path, mos
         spool.put(e.event_id, topic, e.to_json())
         publisher.notify()
     assert publisher.connected.is_set()
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + 60  # a bound against hanging, not a duration under test
     while spool.depth() and time.monotonic() < deadline:
         time.sleep(0.05)
     while len(collector.ids) < 30 and time.monotonic() < deadline:
@@ -155,7 +155,7 @@ def test_pipelined_drain_keeps_order_across_a_broker_restart(tmp_path: Path, mos
     time.sleep(0.5)
     assert spool.depth() == 30  # nothing lost while the broker is away
     mosquitto.start()
-    deadline = time.monotonic() + 20
+    deadline = time.monotonic() + 60
     while (spool.depth() or len(collector.ids) < 60) and time.monotonic() < deadline:
         time.sleep(0.05)
     publisher.stop()
@@ -240,17 +240,17 @@ def test_edge_republishes_until_central_receipts(tmp_path: Path, mosquitto) -> N
             spool.put(e.event_id, contract.passage_topic(e.site, e.lane), e.to_json())
         publisher.notify()
         ids = [e.event_id for e in events]
-        assert wait_until(lambda: silent.ids == ids, 5)
-        assert wait_until(lambda: publisher.published >= 3, 5)
+        assert wait_until(lambda: silent.ids == ids, 30)
+        assert wait_until(lambda: publisher.published >= 3, 30)
         assert spool.depth() == 3  # the broker's PUBACK alone removes nothing
-        assert wait_until(lambda: len(silent.ids) >= 6, 5)  # no receipt in 1 s: sent again
+        assert wait_until(lambda: len(silent.ids) >= 6, 30)  # no receipt in 1 s: sent again
         assert silent.ids[3:6] == ids  # in order
         for e in events[:2]:
             silent.receipt(e)
-        assert wait_until(lambda: spool.depth() == 1, 5)
+        assert wait_until(lambda: spool.depth() == 1, 30)
         assert [m.event_id for m in spool.due(10, float("inf"), 0.0)] == ids[2:]
         silent.receipt(events[2])
-        assert wait_until(lambda: spool.depth() == 0, 5)
+        assert wait_until(lambda: spool.depth() == 0, 30)
         assert publisher.receipts == 3
         seen = len(silent.ids)
         time.sleep(1.5)
@@ -288,7 +288,7 @@ def test_rejected_passage_is_kept_visible_and_never_resent(tmp_path: Path, mosqu
         spool.put(too_big.event_id, contract.passage_topic("huunghi", "L1"),
                   b" " * (contract.MAX_PAYLOAD_BYTES + 1))
         publisher.notify()
-        assert wait_until(lambda: spool.depth() == 0 and spool.rejected_count() == 2, 15)
+        assert wait_until(lambda: spool.depth() == 0 and spool.rejected_count() == 2, 30)
         time.sleep(2.0)  # several receipt timeouts: a rejected passage must not come back
         assert ingest.stats["rejected"] == 1 and ingest.stats["stored"] == 1
         assert publisher.rejected == 2 and publisher.receipts == 1
