@@ -238,8 +238,14 @@ def test_retention_classes() -> None:
     assert mask_plate("29C12345") == "29C*****" and mask_plate(None) is None
 
 
-def test_purge_with_a_fake_clock_keeps_decisions_and_holds(tmp_path: Path) -> None:
-    settings = settings_for(tmp_path)
+@pytest.mark.parametrize("database", ["sqlite", pytest.param("postgresql",
+                                                             marks=pytest.mark.postgres)])
+def test_purge_with_a_fake_clock_keeps_decisions_and_holds(
+    tmp_path: Path, request: pytest.FixtureRequest, database: str
+) -> None:
+    extra = {"database_url": request.getfixturevalue("pg_database")} if (
+        database == "postgresql") else {}
+    settings = settings_for(tmp_path, **extra)
     add_users(settings)
     engine = make_engine(settings.database_url)
     sessions = session_factory(engine)
