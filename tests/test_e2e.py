@@ -40,6 +40,7 @@ def _api_token(app, role: str) -> str:  # type: ignore[no-untyped-def]
     return token
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("broker_fixture", ["mosquitto", "amqtt_broker"])
 def test_passage_from_edge_is_stored_with_plate(tmp_path: Path, request, broker_fixture) -> None:
     broker = request.getfixturevalue(broker_fixture)

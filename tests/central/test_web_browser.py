@@ -37,7 +37,7 @@ from tests.central.test_auth import PASSWORD, add_users, fast_hashing, settings_
 from tests.central.test_evidence import token_for
 from tools.broker import free_port
 
-pytestmark = pytest.mark.browser
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = Path(__file__).resolve().parents[2] / "artifacts"

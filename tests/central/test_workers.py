@@ -9,6 +9,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 from sqlalchemy import func, select
 
 from central.db import CommandRow, DecisionRow, Passage, make_engine, session_factory
@@ -37,6 +38,7 @@ def _count(sessions, column) -> tuple[int, int]:  # type: ignore[no-untyped-def]
                 int(s.scalar(select(func.count(func.distinct(column))))))
 
 
+@pytest.mark.slow
 def test_two_workers_store_every_passage_exactly_once(tmp_path: Path, mosquitto, pg_database) -> None:
     logs = {w: tmp_path / f"{w}.log" for w in ("w1", "w2")}
     procs = {w: _worker(w, pg_database, mosquitto.port, logs[w]) for w in logs}

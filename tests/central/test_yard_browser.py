@@ -19,7 +19,7 @@ from tests.central.test_web_browser import (  # noqa: F401  (fixtures)
     sign_in,
 )
 
-pytestmark = pytest.mark.browser
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 
 def checkpoint(plate: str, lane_id: str, role: str, minutes_ago: float) -> PassageEvent:

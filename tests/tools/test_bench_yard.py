@@ -45,6 +45,7 @@ def test_misreads_are_plausible() -> None:
             assert wrong != plate and plate_distance(wrong, plate) <= 1.0
 
 
+@pytest.mark.slow
 def test_small_day_over_mosquitto(capsys) -> None:  # type: ignore[no-untyped-def]
     if mosquitto_binary() is None:
         pytest.skip("mosquitto is not installed")

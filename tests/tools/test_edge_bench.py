@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from smartgate.cli import main
 from tools.bench.edge import BATCH_INPUTS
 
 
+@pytest.mark.slow
 def test_bench_batching_prints_ms_per_item_for_every_session(capsys) -> None:
     assert main(["bench", "batching", "--batches", "2,1", "--seconds", "0.01", "--json"]) == 0
     out = capsys.readouterr().out.strip().splitlines()
