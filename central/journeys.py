@@ -286,7 +286,8 @@ class JourneyService:
         times = {lane: [t for t in ts if t <= now] for lane, ts in times.items()}
         if target.queue_for:
             times = {lane: times.get(lane, []) for lane in target.queue_for}
-        return forecast(count, times)
+        priority = store.priority_arrivals(session, site, now - FORECAST_WINDOW, now)
+        return forecast(count, times, priority_rate_per_s=priority / FORECAST_WINDOW.total_seconds())
 
     def overstaying(self, session: Session, site: str, now: datetime) -> list[core.Inside]:
         """Trucks inside a zone for longer than the overstay threshold, longest first."""

@@ -1051,6 +1051,15 @@ def linkable_journeys(
     ).all()  # fmt: skip
 
 
+def priority_arrivals(session: Session, site: str, since: datetime, until: datetime) -> int:
+    """Journeys of priority trucks that started in [since, until]."""
+    return int(session.scalar(
+        select(func.count()).select_from(JourneyRow).where(
+            JourneyRow.site == site, JourneyRow.priority.is_(True),
+            JourneyRow.started_at >= utc(since), JourneyRow.started_at <= utc(until))
+    ) or 0)  # fmt: skip
+
+
 def sites_with_open_journeys(session: Session) -> list[str]:
     """Sites that have open journeys."""
     return [str(s) for s in session.scalars(

@@ -9,7 +9,11 @@ With all c lanes busy, departures form a Poisson stream of rate Σμ_k (memoryle
 residual service of the trucks on the lanes does not matter), and a truck arriving behind n
 trucks waits for n − c + 1 departures:
 
-    E[W] = max(0, n − c + 1) / Σμ_k
+    E[W] = max(0, n − c + 1) / (Σμ_k − λ_p)
+
+where λ_p is the arrival rate of priority (perishable) trucks over the last hour: they go ahead
+of a general-goods truck that is already waiting, so they take that much of the departures
+(capped at half of Σμ_k, see `expected_wait`).
 
 The naive baseline the benchmark compares against is n × mean service time (one lane's), in
 `naive_wait`. See docs/yard.md.
@@ -57,13 +61,22 @@ def lane_rate(lane: str, times: Sequence[datetime], busy_gap_s: float) -> LaneRa
     return LaneRate(lane, len(ordered), round(busy_s, 1), rate)
 
 
-def expected_wait(queue: int, rates: Sequence[LaneRate]) -> float | None:
-    """E[W] for a truck joining `queue` trucks not yet served; None without an observed rate
-    (unless the queue is empty)."""
+def expected_wait(
+    queue: int, rates: Sequence[LaneRate], priority_rate_per_s: float = 0.0
+) -> float | None:
+    """E[W] for a general-goods truck joining `queue` trucks not yet served; None without an
+    observed rate (unless the queue is empty).
+
+    Priority trucks arriving while it waits (rate `priority_rate_per_s`) go ahead of it, so
+    of the departure rate Σμ only Σμ − λ_p serves the trucks it queues behind. λ_p is the last
+    hour's rate and a wait can span a peak, so the reduction is capped at half of Σμ (at most
+    twice the FIFO estimate; measured in `smartgate bench yard`, docs/yard.md).
+    """
     observed = [r.rate_per_s for r in rates if r.rate_per_s]
     if not observed:
         return None if queue > 0 else 0.0
-    return max(0, queue - len(observed) + 1) / sum(observed)
+    total = sum(observed)
+    return max(0, queue - len(observed) + 1) / max(total - priority_rate_per_s, 0.5 * total)
 
 
 def naive_wait(queue: int, rates: Sequence[LaneRate]) -> float | None:
@@ -75,11 +88,15 @@ def naive_wait(queue: int, rates: Sequence[LaneRate]) -> float | None:
 
 
 def forecast(
-    queue: int, lane_times: Mapping[str, Sequence[datetime]], busy_gap_s: float = 900.0
+    queue: int,
+    lane_times: Mapping[str, Sequence[datetime]],
+    busy_gap_s: float = 900.0,
+    priority_rate_per_s: float = 0.0,
 ) -> Forecast:
-    """The forecast from the queue length and each service lane's recent passage times."""
+    """The forecast from the queue length, each service lane's recent passage times and the
+    recent arrival rate of priority trucks."""
     rates = [lane_rate(lane, times, busy_gap_s) for lane, times in sorted(lane_times.items())]
-    wait = expected_wait(queue, rates)
+    wait = expected_wait(queue, rates, priority_rate_per_s)
     naive = naive_wait(queue, rates)
     return Forecast(
         queue=queue,

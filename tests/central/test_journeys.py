@@ -121,6 +121,9 @@ def test_forecast_model() -> None:
     assert expected_wait(1, two) == 0.0
     assert naive_wait(10, two) == pytest.approx(6000)
     assert expected_wait(3, []) is None and expected_wait(0, []) == 0.0
+    # perishable trucks arriving at 1 per 1200 s go first: 9 departures at 2/600 - 1/1200 s
+    assert expected_wait(10, two, priority_rate_per_s=1 / 1200) == pytest.approx(9 * 400)
+    assert expected_wait(10, two, priority_rate_per_s=1) == pytest.approx(9 * 600)  # capped
     f = forecast(10, {"L3": times, "L4": times})
     assert f.expected_wait_s == pytest.approx(2700) and f.naive_wait_s == pytest.approx(6000)
 
