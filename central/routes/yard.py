@@ -368,7 +368,8 @@ def _page_context(request: Request, db: Db, site: str) -> dict[str, Any]:
         service_lanes = [r.lane for r in fc.lanes]
     return {"site": site, "zones": _zones(service, db, site, now),
             "queue": _queue(service, db, site, now)[:50], "forecast": fc,
-            "alerts": _alerts(service, db, site, now), "lanes": service_lanes, "now": now}
+            "alerts": _alerts(service, db, site, now), "lanes": service_lanes, "now": now,
+            "dwell": service.dwell(db, site, now)}
 
 
 @pages.get("/yard", response_class=HTMLResponse)

@@ -55,6 +55,7 @@ def test_yard_page_live_queue_call_next_and_report(browser, central_url: str, la
     rows = page.inner_text("#yard-queue tbody")
     assert rows.index("29C12345") < rows.index("51D67890")  # by arrival
     assert page.inner_text("#queue-length") == "2"
+    assert "min" in page.inner_text(".zone[data-zone=yard] .dwell")  # p50 / p90 of who is inside
 
     page.reload()  # the lane list now holds the inspection lane seen
     page.select_option("#call-lane", "L3")
