@@ -23,6 +23,7 @@ def _settings(args: argparse.Namespace, **extra: object):  # type: ignore[no-unt
             "site": getattr(args, "site", None),
             "rules_file": args.rules,
             "fee_table_file": args.fee_table,
+            "site_file": getattr(args, "site_file", None),
             **extra,
         }.items()
         if v is not None
@@ -126,6 +127,7 @@ def register(commands: CommandGroups) -> None:
     run.add_argument("--port", type=int, help="HTTP listen port")
     run.add_argument("--rules", help="site matching rules, YAML or TOML (docs/matching.md)")
     run.add_argument("--fee-table", help="fee table, YAML or TOML (central/domain/fees.py)")
+    run.add_argument("--site-file", help="site layout for journeys: lane roles, zones (docs/yard.md)")
     run.add_argument("--workers", type=int,
                      help="ingest in N worker processes (MQTT 5 shared subscriptions; mosquitto)")
     run.add_argument("--metrics-port", type=int,
@@ -141,6 +143,7 @@ def register(commands: CommandGroups) -> None:
     ingest.add_argument("--site", help="site id to ingest (default +)")
     ingest.add_argument("--rules", help="site matching rules, YAML or TOML (docs/matching.md)")
     ingest.add_argument("--fee-table", help="fee table, YAML or TOML (central/domain/fees.py)")
+    ingest.add_argument("--site-file", help="site layout for journeys (docs/yard.md)")
     ingest.add_argument("--metrics-port", type=int, help="serve /metrics on this port")
     ingest.add_argument("--no-shared", dest="shared", action="store_false",
                         help="the only worker: plain persistent subscription (MQTT 3.1.1)")
