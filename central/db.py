@@ -338,11 +338,12 @@ def make_engine(url: str) -> Engine:
 
 def upgrade_database(engine: Engine) -> None:
     """Bring the schema to the latest Alembic revision (logged when it changes)."""
+    # before the import: alembic logs its plugin set-up (INFO) as it is imported
+    logging.getLogger("alembic").setLevel(max(logging.WARNING, logging.root.level))
     from alembic import command
     from alembic.config import Config
     from alembic.runtime.migration import MigrationContext
 
-    logging.getLogger("alembic").setLevel(max(logging.WARNING, logging.root.level))
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
     with engine.begin() as conn:

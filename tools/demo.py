@@ -130,6 +130,41 @@ def demo_edge_token(app, username: str) -> str:  # type: ignore[no-untyped-def]
     return token
 
 
+class _HeldLogs(logging.Filter):
+    """While the demo starts: INFO logs dropped, warnings held back and shown after the URL and
+    the account (the first screen), so a new user sees where to go first and loses nothing."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.records: list[logging.LogRecord] = []
+        self._handlers: list[logging.Handler] = []
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno >= logging.WARNING and record not in self.records:
+            self.records.append(record)
+        return False
+
+    def start(self) -> _HeldLogs:
+        """Hold what the root logger's handlers would write until `release`; call again after
+        something replaced them (uvicorn.Config sets logging up anew)."""
+        for handler in logging.root.handlers:
+            if handler not in self._handlers:
+                handler.addFilter(self)
+                self._handlers.append(handler)
+        return self
+
+    def release(self) -> None:
+        """Let the handlers write again, then write what was held back."""
+        for handler in self._handlers:
+            handler.removeFilter(self)
+        held, self.records = self.records, []
+        for record in held:
+            for handler in self._handlers:
+                if record.levelno >= handler.level:
+                    handler.handle(record)
+        self._handlers = []
+
+
 def run_demo(args: argparse.Namespace) -> int:
     """Start everything, print the URL, run until Ctrl-C, stop everything."""
     import uvicorn
@@ -145,6 +180,7 @@ def run_demo(args: argparse.Namespace) -> int:
 
     data_dir = Path(args.data_dir).resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
+    held = _HeldLogs().start()  # the first screen is the URL and the account
 
     broker = EmbeddedBroker("127.0.0.1", args.mqtt_port or free_port()).start()
     settings = CentralSettings(
@@ -155,11 +191,13 @@ def run_demo(args: argparse.Namespace) -> int:
     )
     app = create_app(settings)
     server = uvicorn.Server(uvicorn_config(app, settings, log_level="warning"))
+    held.start()  # uvicorn.Config set up logging anew
     web = threading.Thread(target=server.run, name="central-http", daemon=True)
     web.start()
     while not server.started and web.is_alive():
         time.sleep(0.1)
     if not web.is_alive():
+        held.release()
         broker.stop()
         print(f"error: central could not listen on port {settings.http_port}")
         return 1
@@ -189,6 +227,7 @@ def run_demo(args: argparse.Namespace) -> int:
     print(f"SmartGate demo running: open {url}  (MQTT broker 127.0.0.1:{broker.port}; "
           f"data in {data_dir}; Ctrl-C to stop)", flush=True)
     print(f"sign in as {demo_user} / {demo_password} (demo account, admin role)", flush=True)
+    held.release()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     try:
         while not stop.is_set() and (args.seconds is None or args.seconds > 0):
