@@ -359,6 +359,11 @@ class PassageEvent(_Message):
         description="why the lane's weighbridge weight is missing from this passage (e.g. a "
         "capture over the indicator's range, refused); absent when weighed or not weighed at all",
     )
+    weighbridge_expected: bool = Field(
+        default=False,
+        description="the lane has a weighbridge, so the passage should carry a weight (central "
+        "flags `weight_missing` when it does not); false from older edges and lanes without one",
+    )
     images: list[ImageRef] = Field(default_factory=list, max_length=32)
     frames_processed: int = Field(default=0, ge=0)
 

@@ -129,6 +129,7 @@ def test_every_protocol_family_weighs_a_passage_central_decides(tmp_path: Path, 
         assert passage["gross_kg"] == pytest.approx(gross, abs=50), (protocol, passage)
         assert passage["plate_text"] == plate, protocol
         assert passage["payload"]["weight"]["gross_kg"] == passage["gross_kg"]
+        assert passage["payload"]["weighbridge_expected"] is True  # the lane has a scale
         # Cleared; a synthetic plate read at low confidence may flag it, never the weight.
         reasons = {r["reason"] for r in passage["decision"]["reasons"]}
         assert passage["decision"]["outcome"] == "cleared" or reasons == {"low_read_confidence"}, (
@@ -140,6 +141,6 @@ def test_every_protocol_family_weighs_a_passage_central_decides(tmp_path: Path, 
     assert "250000 kg refused" in over["payload"]["weight_error"]
     assert over["decision"]["outcome"] == "flagged"
     weight_reasons = [r for r in over["decision"]["reasons"] if r["reason"].startswith("weight")]
-    assert [r["reason"] for r in weight_reasons] == ["weight_out_of_tolerance"], over["decision"]
+    assert [r["reason"] for r in weight_reasons] == ["weight_missing"], over["decision"]
     assert weight_reasons[0]["detail"].startswith("no weight: captured 250000 kg refused")
     assert stats[OVER_RANGE[0]]["weights_rejected"] == 1

@@ -560,7 +560,9 @@ def _weight_findings(
 ) -> list[tuple[Reason, str]]:
     weight = passage.weight
     if weight is None and passage.weight_error:  # weighed, but the weight was refused
-        return [(Reason.WEIGHT_OUT_OF_TOLERANCE, f"no weight: {passage.weight_error}")]
+        return [(Reason.WEIGHT_MISSING, f"no weight: {passage.weight_error}")]
+    if weight is None and passage.weighbridge_expected:  # the scale never gave a stable weight
+        return [(Reason.WEIGHT_MISSING, "no weight: the lane's weighbridge gave no stable weight")]
     if weight is None or decl.gross_weight_kg is None:
         return []
     out: list[tuple[Reason, str]] = []

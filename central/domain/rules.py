@@ -24,6 +24,7 @@ class Reason(StrEnum):
     CONTAINER_UNDECLARED = "container_undeclared"
     CONTAINER_CHECK_DIGIT_INVALID = "container_check_digit_invalid"
     WEIGHT_OUT_OF_TOLERANCE = "weight_out_of_tolerance"
+    WEIGHT_MISSING = "weight_missing"
     OUTSIDE_TIME_WINDOW = "outside_time_window"
     DECLARATION_ALREADY_USED = "declaration_already_used"
     DECLARATION_CANCELLED = "declaration_cancelled"
@@ -48,6 +49,7 @@ DEFAULT_SEVERITY: dict[Reason, Severity] = {
     Reason.CONTAINER_UNDECLARED: Severity.FLAG,
     Reason.CONTAINER_CHECK_DIGIT_INVALID: Severity.FLAG,
     Reason.WEIGHT_OUT_OF_TOLERANCE: Severity.FLAG,
+    Reason.WEIGHT_MISSING: Severity.FLAG,
     Reason.OUTSIDE_TIME_WINDOW: Severity.FLAG,
     Reason.DECLARATION_ALREADY_USED: Severity.FLAG,
     Reason.DECLARATION_CANCELLED: Severity.FLAG,

@@ -33,13 +33,14 @@ QUEUE_SHOWN = 200
 # Which side-by-side row each mismatch reason belongs to.
 REASON_FIELDS: dict[str, str] = {
     Reason.PLATE_NOT_DECLARED: "tractor_plate",
-    Reason.LOW_READ_CONFIDENCE: "tractor_plate",
     Reason.PLATES_DISAGREE: "tractor_plate",
+    Reason.LOW_READ_CONFIDENCE: "tractor_plate",
     Reason.TRAILER_MISMATCH: "trailer_plate",
     Reason.CONTAINER_MISSING: "containers",
     Reason.CONTAINER_UNDECLARED: "containers",
     Reason.CONTAINER_CHECK_DIGIT_INVALID: "containers",
     Reason.WEIGHT_OUT_OF_TOLERANCE: "gross_kg",
+    Reason.WEIGHT_MISSING: "gross_kg",
     Reason.OUTSIDE_TIME_WINDOW: "window",
     Reason.DIRECTION_MISMATCH: "declaration",
     Reason.WRONG_GATE: "declaration",

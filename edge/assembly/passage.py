@@ -12,6 +12,8 @@ container reads and the captured weight, and returns the finished `PassageEvent`
   merged into that passage (nothing emitted, counted in `merged`).
 * With the `plate` trigger (no presence sensor) `feed_frame` opens on the first plate and closes
   after `gap_frames` frames of a camera without one.
+* A lane with a weighbridge (`weighbridge=True`) marks each passage `weighbridge_expected`, so
+  central flags one that closed without a weight (`weight_missing`).
 """
 
 from __future__ import annotations
@@ -199,6 +201,7 @@ class PassageAssembler:
         direction: str = "unknown",
         *,
         role: str | None = None,
+        weighbridge: bool = False,
         min_reads: int = 1,
         split_reads: int = 2,
         merge_window_s: float = 30.0,
@@ -207,6 +210,7 @@ class PassageAssembler:
     ) -> None:
         self.site, self.node_id, self.lane, self.direction = site, node_id, lane, direction
         self.role = role
+        self.weighbridge = weighbridge
         self.min_reads, self.split_reads = min_reads, split_reads
         self.merge_window_s, self.max_images, self.gap_frames = (
             merge_window_s,
@@ -358,6 +362,7 @@ class PassageAssembler:
             ],
             weight=current.weight,
             weight_error=current.weight_error,
+            weighbridge_expected=self.weighbridge,
             images=self._images(plates),
             frames_processed=len(current.frames) or len({(o.camera, o.timestamp) for o in plates}),
         )

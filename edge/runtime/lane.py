@@ -102,6 +102,7 @@ class LaneRuntime:
         p = cfg.passage
         self.assembler = PassageAssembler(
             host.site, host.node_id, cfg.lane, cfg.direction, role=cfg.role,
+            weighbridge=cfg.weighbridge is not None,
             min_reads=p.min_reads, split_reads=p.split_reads, merge_window_s=p.merge_window_s,
             max_images=p.max_images,
             gap_frames=cfg.trigger.gap_frames if isinstance(cfg.trigger, PlateTrigger) else 1,

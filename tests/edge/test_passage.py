@@ -55,6 +55,17 @@ def test_trigger_on_to_off_gives_one_event_with_weight_and_containers() -> None:
     assert {i.camera for i in event.images} == {"L1/front", "L1/rear"}
 
 
+def test_a_weighbridge_lane_says_its_passages_should_carry_a_weight() -> None:
+    """`weighbridge_expected` lets central flag a passage that closed without a weight."""
+    for weighbridge in (True, False):
+        a = lane(weighbridge=weighbridge)
+        a.open(100.0)
+        a.add_plates([obs("29C12345", 100.5)])
+        event = a.close(101.0)
+        assert event is not None and event.weight is None
+        assert event.weighbridge_expected is weighbridge
+
+
 def test_rear_camera_on_a_semi_trailer_reads_the_trailer_plate() -> None:
     """Camera roles → fields: a trailer plate seen by the rear camera is the trailer's."""
     cases = [  # rear read, trailer-camera read -> plate_rear, trailer_plate
