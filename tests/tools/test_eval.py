@@ -84,3 +84,22 @@ def test_real_data_smoke(name: str, limit: int, minimum: float) -> None:
     if not (folder / "labels.csv").is_file():
         pytest.skip(f"real evaluation data not present at {folder}")
     assert evaluate(folder, limit=limit).summary()["accuracy"] >= minimum
+
+
+def test_error_sheets_without_a_cjk_font(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                         caplog: pytest.LogCaptureFixture) -> None:
+    """A machine without a CJK font still gets its error sheets (Chinese shown as '?')."""
+    from tools.eval.evaluation import error_sheet
+    from tools.synth import plates
+
+    folder = write_dataset(tmp_path / "set", "cn", count=1, seed=4)
+    row = load_labels(folder)[0]
+    assert any(not ch.isascii() for ch in row.text)  # a Chinese label to caption
+    monkeypatch.setattr(plates, "CJK_FONTS", ())
+    plates._font.cache_clear()
+    try:
+        paths = error_sheet(Report([Outcome(row, "GA12345", 1.0)]), folder, tmp_path / "err")
+    finally:
+        plates._font.cache_clear()
+    assert len(paths) == 1 and cv2.imread(str(paths[0])) is not None
+    assert "no CJK font installed" in caplog.text

@@ -80,9 +80,14 @@ def run_eval(args: argparse.Namespace) -> int:
         summary = {"dataset": str(args.dataset or f"synthetic-{args.synthetic}"),
                    **report.summary(), "province_prior": args.province_prior,
                    "recognizer": args.recognizer}
+        _print_summary(summary, args.json)  # first: nothing after it can lose the result
         if args.errors:
             for path in error_sheet(report, folder, args.errors):
                 print(f"errors: {path}", file=sys.stderr)
+    return 0
+
+
+def _print_summary(summary: dict, as_json: bool) -> None:
     print(f"{summary['dataset']}: {summary['correct']}/{summary['images']} correct "
           f"({summary['accuracy']:.1%}, O≡0 {summary['accuracy_o_equals_0']:.1%}, "
           f"in top-N {summary['accuracy_top_n']:.1%}), "
@@ -93,9 +98,8 @@ def run_eval(args: argparse.Namespace) -> int:
             print(f"    {rows}-row: {rs['correct']}/{rs['images']} ({rs['accuracy']:.1%})")
     if summary["unreadable_images"]:
         print(f"  not scored, unreadable: {len(summary['unreadable_images'])} image(s)")
-    if args.json:
-        print(json.dumps(summary, ensure_ascii=False))
-    return 0
+    if as_json:
+        print(json.dumps(summary, ensure_ascii=False), flush=True)
 
 
 def run_eval_adapted(args: argparse.Namespace) -> int:

@@ -227,10 +227,27 @@ def _container_outcome(row: LabelRow, image: np.ndarray) -> Outcome:
     return Outcome(row, read, ms, label_error=not is_valid(row.text))
 
 
-def error_sheet(report: Report, folder: Path, out_dir: Path, per_sheet: int = 48) -> list[Path]:
-    """PNG contact sheets of the misses: image (or its labeled box), label and read."""
-    from tools.synth.plates import draw_text
+def _caption(tile: np.ndarray, text: str) -> tuple[np.ndarray, bool]:
+    """`text` drawn under the tile's image; without a CJK (or any) font, OpenCV's own font with
+    each non-ASCII character as `?`. Returns the tile and whether characters were replaced."""
+    from tools.synth.plates import FontMissingError, draw_text
 
+    try:
+        return draw_text(tile, text, (4, 104), 20, (0, 0, 160)), False
+    except FontMissingError:
+        ascii_text = "".join(ch if ch.isascii() else "?" for ch in text)
+        for k, line in enumerate(ascii_text.split("\n")):
+            cv2.putText(tile, line, (4, 122 + 22 * k), cv2.FONT_HERSHEY_SIMPLEX, 0.6,
+                        (0, 0, 160), 1, cv2.LINE_AA)  # fmt: skip
+        return tile, ascii_text != text
+
+
+def error_sheet(report: Report, folder: Path, out_dir: Path, per_sheet: int = 48) -> list[Path]:
+    """PNG contact sheets of the misses: image (or its labeled box), label and read.
+
+    Without a CJK font the captions are written with `?` for Chinese characters (logged once)
+    instead of failing: the sheets come last, after the results."""
+    replaced = False
     misses = [o for o in report.outcomes
               if not (o.correct or o.label_error or o.unreadable)]
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -248,7 +265,8 @@ def error_sheet(report: Report, folder: Path, out_dir: Path, per_sheet: int = 48
             scale = min(236 / image.shape[1], 100 / image.shape[0])
             small = cv2.resize(image, None, fx=scale, fy=scale)
             tile[2 : 2 + small.shape[0], 2 : 2 + small.shape[1]] = small
-            tile = draw_text(tile, f"{o.row.text}\n{o.read or '∅'}", (4, 104), 20, (0, 0, 160))
+            tile, lost = _caption(tile, f"{o.row.text}\n{o.read or '∅'}")
+            replaced |= lost
             tiles.append(tile)
         while len(tiles) % 6:
             tiles.append(np.full((150, 240, 3), 255, np.uint8))
@@ -256,6 +274,9 @@ def error_sheet(report: Report, folder: Path, out_dir: Path, per_sheet: int = 48
         path = out_dir / f"{folder.name}_errors_{start // per_sheet:02d}.png"
         cv2.imwrite(str(path), sheet)
         paths.append(path)
+    if replaced:
+        log.warning("no CJK font installed (apt-get install fonts-wqy-microhei): Chinese "
+                    "characters on the error sheets are shown as '?'")
     return paths
 
 
