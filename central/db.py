@@ -258,6 +258,8 @@ class JourneyRow(Base):
     zone: Mapped[str | None] = mapped_column(String(64))
     zone_since: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+    first_role: Mapped[str] = mapped_column(String(32))
+    marks: Mapped[list] = mapped_column(JSON, default=list)
     last_role: Mapped[str] = mapped_column(String(32))
     last_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     ended_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), index=True)

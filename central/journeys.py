@@ -62,9 +62,11 @@ def sighting_of(event: PassageEvent, role: str) -> core.Sighting:
 
 def _open(row: Any) -> core.OpenJourney:
     """A stored journey (row or `linkable_journeys` result) as the core sees it."""
+    marks = tuple(core.Checkpoint(role, store.utc(datetime.fromisoformat(at)))
+                  for role, at in row.marks or ())  # fmt: skip
     return core.OpenJourney(
         row.id, tuple(row.plates or ()) or (row.plate,), row.last_role, store.utc(row.last_at),
-        tuple(row.alternatives or ()),
+        tuple(row.alternatives or ()), marks,
     )  # fmt: skip
 
 
@@ -140,11 +142,9 @@ class JourneyService:
         sighting = sighting_of(event, role)
         before = store.zone_counts(session, event.site)
         decision = core.Link(core.LinkKind.NEW)
-        if role not in self.site.start_roles and sighting.plate:
-            lower = [r for r in self.site.role_rank if self.site.rank(r) < self.site.rank(role)]
-            since = sighting.at - timedelta(seconds=self.site.linking.max_gap_s)
-            candidates = store.linkable_journeys(session, event.site, lower, since)
-            decision = core.link(sighting, [_open(r) for r in candidates], self.site)
+        if sighting.plate:
+            decision = core.link(sighting, self._candidates(session, event.site, sighting),
+                                 self.site)  # fmt: skip
         self.stats[decision.kind.value] += 1
         if decision.kind is core.LinkKind.LINKED:
             assert decision.journey_id is not None
@@ -155,31 +155,24 @@ class JourneyService:
             row = store.add_journey(session, JourneyRow(
                 site=event.site, plate=sighting.plate or "", plates=[sighting.plate] if
                 sighting.plate else [], alternatives=list(sighting.alternatives), status="open",
-                zone=None, zone_since=None, started_at=sighting.at, last_role=role,
-                last_at=sighting.at, ambiguous=decision.kind is core.LinkKind.AMBIGUOUS,
-                rivals=list(decision.rivals), priority=False, updated_at=utcnow(),
+                zone=None, zone_since=None, started_at=sighting.at, first_role=role,
+                last_role=role, last_at=sighting.at, marks=[],
+                ambiguous=decision.kind is core.LinkKind.AMBIGUOUS, rivals=list(decision.rivals),
+                priority=False, updated_at=utcnow(),
             ))  # fmt: skip
-        was = row.zone
+        was, was_open = row.zone if row.status == "open" else None, row.status == "open"
         store.add_journey_passage(session, JourneyPassage(
             passage_event_id=event.event_id, journey_id=row.id, site=event.site, lane=event.lane,
             role=role, at=sighting.at, ended_at=store.utc(event.ended_at),
             score=round(decision.score, 4) if decision.kind is core.LinkKind.LINKED else None,
         ))  # fmt: skip
-        zone = core.zone_after(role, row.zone, self.site)
-        if zone != row.zone:
-            row.zone, row.zone_since = zone, store.utc(event.ended_at)
-        out: list[YardEvent] = []
-        if core.is_final(role, self.site):
-            row.status, row.ended_at, row.zone = "completed", store.utc(event.ended_at), None
-            out.append(YardEvent(site=event.site, kind="journey_completed", journey_id=row.id,
-                                 plate=row.plate[:16], lane=event.lane, at=event.ended_at))
         session.flush()
-        checkpoints = [core.Checkpoint(c.role, store.utc(c.at))
-                       for c in store.journey_checkpoints(session, row.id)]  # fmt: skip
-        st = core.stages(checkpoints)
-        row.yard_wait_s, row.inspection_s, row.total_s = st.yard_wait_s, st.inspection_s, st.total_s
+        self._replay(session, row)
+        out: list[YardEvent] = []
+        if was_open and row.status == "completed":
+            out.append(YardEvent(site=event.site, kind="journey_completed", journey_id=row.id,
+                                 plate=row.plate[:16], lane=event.lane, at=row.ended_at))
         self._goods(session, row, event)
-        row.updated_at = utcnow()
         if self._serves_queue(role):
             store.close_calls(session, row.id, "arrived")
         after = Counter(before)
@@ -190,13 +183,41 @@ class JourneyService:
         out += self._capacity_events(event.site, before, after, event.ended_at)
         return out
 
+    def _candidates(self, session: Session, site: str, s: core.Sighting) -> list[core.OpenJourney]:
+        """Journeys the sighting could belong to: for a start role (`yard_entry`) those that
+        began without one after it (their entry passage is this late one); otherwise the open
+        ones and those completed after it (a checkpoint whose edge sent it late)."""
+        link = self.site.linking
+        skew, gap = timedelta(seconds=link.clock_skew_s), timedelta(seconds=link.max_gap_s)
+        if s.role in self.site.start_roles:
+            rows = store.orphan_journeys(session, site, self.site.start_roles, s.at - skew,
+                                         s.at + gap)  # fmt: skip
+        else:
+            rows = store.linkable_journeys(session, site, s.at - gap, s.at - skew)
+        return [_open(r) for r in rows]
+
+    def _replay(self, session: Session, row: JourneyRow) -> None:
+        """Zone, status, first/last checkpoint and stages from all the journey's passages."""
+        marks = [core.Checkpoint(c.role, store.utc(c.at), store.utc(c.ended_at))
+                 for c in store.journey_checkpoints(session, row.id)]  # fmt: skip
+        where = core.replay(marks, self.site)
+        if where.zone != row.zone or where.completed:
+            row.zone, row.zone_since = where.zone, where.since
+        row.status = "completed" if where.completed else "open"
+        row.ended_at = where.ended_at
+        row.started_at, row.first_role = marks[0].at, marks[0].role
+        row.last_at, row.last_role = marks[-1].at, marks[-1].role
+        row.marks = [[m.role, m.at.isoformat()] for m in marks]
+        st = core.stages(marks)
+        row.yard_wait_s, row.inspection_s, row.total_s = st.yard_wait_s, st.inspection_s, st.total_s
+        row.updated_at = utcnow()
+
     def _extend(self, row: JourneyRow, sighting: core.Sighting) -> None:
         if sighting.plate and sighting.plate not in (row.plates or []):
             row.plates = [*(row.plates or []), sighting.plate]
         new_alts = [a for a in sighting.alternatives if a not in (row.alternatives or [])]
         if new_alts:
             row.alternatives = [*(row.alternatives or []), *new_alts][:32]
-        row.last_role, row.last_at = sighting.role, sighting.at
 
     def _goods(self, session: Session, row: JourneyRow, event: PassageEvent) -> None:
         """Company, goods class and priority from the declaration: the one this passage's

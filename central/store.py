@@ -43,6 +43,7 @@ from central.db import (
     JourneyRow,
     LaneStatusRow,
     Passage,
+    PurgedPassage,
     RejectedMessage,
     utcnow,
 )
@@ -870,6 +871,66 @@ def read_corrections(session: Session, event_id: str) -> list[dict]:
     )
 
 
+# An officer's verdict that says the passage's reads were looked at (hold only postpones).
+CONFIRMING_VERDICTS = tuple(
+    f"decision.{v.value}" for v in (Verdict.APPROVE, Verdict.REJECT, Verdict.INSPECT)
+)
+
+
+@dataclass(frozen=True)
+class OfficerReview:
+    """A passage an officer decided or corrected (what `smartgate central export-training`
+    labels): whether an officer gave a verdict, and the last plate an officer corrected it to."""
+
+    passage: Passage
+    confirmed: bool
+    corrected_plate: str | None
+
+
+def officer_reviews(
+    session: Session, since: datetime | None = None, chunk: int = 500
+) -> Iterator[OfficerReview]:
+    """Passages an officer approved, rejected or sent to inspection, or whose reads an officer
+    corrected, at or after `since`; purged ones (retention) left out; by passage id. Each
+    passage's verdicts and corrections are taken from its whole history, so the label of a
+    passage corrected before `since` and approved after it is still the corrected plate."""
+    actions = (*CONFIRMING_VERDICTS, CORRECTION)
+    reviewed = select(AuditEntry.target_id).where(
+        AuditEntry.target_type == "passage", AuditEntry.action.in_(actions)
+    )
+    if since is not None:
+        reviewed = reviewed.where(AuditEntry.at >= utc(since))
+    not_purged = ~exists().where(PurgedPassage.passage_event_id == Passage.event_id)
+    last_id = 0
+    while True:
+        rows = session.scalars(
+            select(Passage)
+            .where(Passage.event_id.in_(reviewed), not_purged, Passage.id > last_id)
+            .order_by(Passage.id)
+            .limit(chunk)
+        ).all()
+        if not rows:
+            return
+        last_id = rows[-1].id
+        confirmed: set[str] = set()
+        corrected: dict[str, str] = {}
+        for event_id, action, detail in session.execute(
+            select(AuditEntry.target_id, AuditEntry.action, AuditEntry.detail)
+            .where(
+                AuditEntry.target_type == "passage",
+                AuditEntry.target_id.in_([p.event_id for p in rows]),
+                AuditEntry.action.in_(actions),
+            )
+            .order_by(AuditEntry.at, AuditEntry.id)
+        ):
+            if action != CORRECTION:
+                confirmed.add(event_id)
+            elif isinstance(detail, dict) and detail.get("plate"):
+                corrected[event_id] = str(detail["plate"])
+        for p in rows:
+            yield OfficerReview(p, p.event_id in confirmed, corrected.get(p.event_id))
+
+
 # --------------------------------------------------------------------------------------------
 # Pages: review queue, passage detail, lane statistics
 # --------------------------------------------------------------------------------------------
@@ -1037,17 +1098,32 @@ def zone_counts(session: Session, site: str) -> Counter[str]:
     return Counter({str(zone): int(n) for zone, n in rows})
 
 
+_LINK_COLUMNS = (JourneyRow.id, JourneyRow.plate, JourneyRow.plates, JourneyRow.alternatives,
+                 JourneyRow.last_role, JourneyRow.last_at, JourneyRow.marks)
+
+
 def linkable_journeys(
-    session: Session, site: str, last_roles: Collection[str], since: datetime
+    session: Session, site: str, seen_since: datetime, ended_since: datetime
 ) -> Sequence[Any]:
-    """Open journeys of the site whose last checkpoint has one of `last_roles` and is not
-    older than `since`: the columns linking needs (id, plate, plates, alternatives,
-    last_role, last_at)."""
+    """Journeys of the site a passage could continue: open and seen since `seen_since`, or
+    completed at or after `ended_since`; the columns linking needs."""
     return session.execute(
-        select(JourneyRow.id, JourneyRow.plate, JourneyRow.plates, JourneyRow.alternatives,
-               JourneyRow.last_role, JourneyRow.last_at)
-        .where(JourneyRow.site == site, JourneyRow.status == "open",
-               JourneyRow.last_role.in_(list(last_roles)), JourneyRow.last_at >= utc(since))
+        select(*_LINK_COLUMNS).where(
+            JourneyRow.site == site,
+            or_((JourneyRow.status == "open") & (JourneyRow.last_at >= utc(seen_since)),
+                JourneyRow.ended_at >= utc(ended_since)))
+    ).all()  # fmt: skip
+
+
+def orphan_journeys(
+    session: Session, site: str, start_roles: Collection[str], since: datetime, until: datetime
+) -> Sequence[Any]:
+    """Journeys of the site that began in [since, until] without a start checkpoint (their
+    yard entry may still come, sent late); the columns linking needs."""
+    return session.execute(
+        select(*_LINK_COLUMNS).where(
+            JourneyRow.site == site, JourneyRow.first_role.not_in(list(start_roles)),
+            JourneyRow.started_at >= utc(since), JourneyRow.started_at <= utc(until))
     ).all()  # fmt: skip
 
 

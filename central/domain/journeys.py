@@ -54,14 +54,29 @@ class Sighting:
 
 
 @dataclass(frozen=True)
+class Checkpoint:
+    """One linked passage of a journey: role, arrival and (for zones) when it ended."""
+
+    role: str
+    at: datetime
+    ended_at: datetime | None = None
+
+
+@dataclass(frozen=True)
 class OpenJourney:
-    """What linking needs of a journey still in the site."""
+    """What linking needs of a journey: its texts and checkpoints (`last_*` when none given)."""
 
     journey_id: int
     plates: tuple[str, ...]
     last_role: str
     last_at: datetime
     alternatives: tuple[str, ...] = ()
+    checkpoints: tuple[Checkpoint, ...] = ()
+
+    @property
+    def marks(self) -> tuple[Checkpoint, ...]:
+        """The checkpoints, or the last one alone."""
+        return self.checkpoints or (Checkpoint(self.last_role, self.last_at),)
 
 
 class LinkKind(StrEnum):
@@ -107,11 +122,19 @@ def similarity(sighting: Sighting, journey: OpenJourney, candidate_penalty: floa
 
 
 def eligible(sighting: Sighting, journey: OpenJourney, site: SiteConfig) -> bool:
-    """Whether the sighting could continue the journey: a later checkpoint, times that fit."""
-    if site.rank(sighting.role) <= site.rank(journey.last_role):
-        return False
-    gap = (sighting.at - journey.last_at).total_seconds()
-    return -site.linking.clock_skew_s <= gap <= site.linking.max_gap_s
+    """Whether the sighting fits into the journey's checkpoints in time order: every earlier
+    checkpoint ranks lower, every later one higher (a passage sent late by an edge that was
+    offline still fits), none of the same rank within the clock skew, and the nearest is not
+    more than `max_gap_s` away."""
+    rank, skew = site.rank(sighting.role), site.linking.clock_skew_s
+    nearest = float("inf")
+    for c in journey.marks:
+        dt = (sighting.at - c.at).total_seconds()
+        nearest = min(nearest, abs(dt))
+        other = site.rank(c.role)
+        if (dt > skew and other >= rank) or (dt < -skew and other <= rank) or other == rank:
+            return False
+    return nearest <= site.linking.max_gap_s
 
 
 @lru_cache(maxsize=1 << 16)
@@ -129,7 +152,7 @@ def _scored(sighting: Sighting, journeys: Iterable[OpenJourney], penalty: float,
 
 def link(sighting: Sighting, journeys: Sequence[OpenJourney], site: SiteConfig) -> Link:
     """Decide which open journey (if any) the sighting continues."""
-    if sighting.role in site.start_roles or not sighting.plate:
+    if not sighting.plate:
         return Link(LinkKind.NEW)
     cfg = site.linking
     pool = [j for j in journeys if eligible(sighting, j, site)]
@@ -160,17 +183,34 @@ def zone_after(role: str, current: str | None, site: SiteConfig) -> str | None:
     return current
 
 
+@dataclass(frozen=True)
+class Where:
+    """Where a journey's checkpoints leave the truck: zone and since when, or left the site."""
+
+    zone: str | None
+    since: datetime | None
+    completed: bool
+    ended_at: datetime | None
+
+
+def replay(checkpoints: Sequence[Checkpoint], site: SiteConfig) -> Where:
+    """The journey's state from its checkpoints (any order): zones change when a passage
+    ends; a final role completes it. Replaying makes a late, out-of-order passage land right."""
+    zone: str | None = None
+    since: datetime | None = None
+    for c in sorted(checkpoints, key=lambda c: c.at):
+        ended = c.ended_at or c.at
+        if is_final(c.role, site):
+            return Where(None, None, True, ended)
+        nxt = zone_after(c.role, zone, site)
+        if nxt != zone:
+            zone, since = nxt, ended
+    return Where(zone, since, False, None)
+
+
 def is_final(role: str, site: SiteConfig) -> bool:
     """Whether a checkpoint of `role` ends a journey (the truck left the site)."""
     return role in site.final_roles
-
-
-@dataclass(frozen=True)
-class Checkpoint:
-    """One linked passage of a journey: role and time."""
-
-    role: str
-    at: datetime
 
 
 @dataclass(frozen=True)

@@ -65,6 +65,34 @@ def test_entry_always_starts_a_journey_and_times_must_fit() -> None:
     assert core.link(days_later, YARD, DEFAULT_SITE).kind == "new"
 
 
+def test_a_passage_sent_late_fits_where_it_belongs() -> None:
+    """An edge that was offline sends its passages late: they still join the right journey."""
+    cp = core.Checkpoint
+    orphan = core.OpenJourney(8, ("29C12345",), "inspection", T0 + timedelta(minutes=60),
+                              checkpoints=(cp("inspection", T0 + timedelta(minutes=60)),))
+    late_entry = sighting("29C12345", "yard_entry", minutes=10)
+    assert core.link(late_entry, [orphan], DEFAULT_SITE).journey_id == 8
+    done = core.OpenJourney(9, ("51D67890",), "border_exit", T0 + timedelta(minutes=90),
+                            checkpoints=(cp("yard_entry", T0), cp("border_exit",
+                                                                 T0 + timedelta(minutes=90))))
+    assert core.link(sighting("51D67890", minutes=40), [done], DEFAULT_SITE).journey_id == 9
+    # but never a second inspection, nor an entry after the journey began
+    twice = core.OpenJourney(9, ("51D67890",), "inspection", T0,
+                             checkpoints=(cp("yard_entry", T0), cp("inspection", T0)))
+    assert core.link(sighting("51D67890", minutes=40), [twice], DEFAULT_SITE).kind == "new"
+    assert core.link(sighting("51D67890", "yard_entry", 40), [done], DEFAULT_SITE).kind == "new"
+
+
+def test_replay_gives_zone_and_completion_in_any_order() -> None:
+    cp, m = core.Checkpoint, timedelta(minutes=1)
+    entry, insp = cp("yard_entry", T0, T0 + m), cp("inspection", T0 + 30 * m, T0 + 35 * m)
+    assert core.replay([insp, entry], DEFAULT_SITE) == core.Where(
+        "inspection_area", T0 + 35 * m, False, None)
+    assert core.replay([entry], DEFAULT_SITE).zone == "yard"
+    out = cp("border_exit", T0 + 50 * m, T0 + 51 * m)
+    assert core.replay([out, entry, insp], DEFAULT_SITE) == core.Where(None, None, True, T0 + 51 * m)
+
+
 def test_misread_at_one_checkpoint_neither_splits_nor_swaps() -> None:
     """Two trucks with close plates go yard → inspection → border; one is misread once."""
     site = DEFAULT_SITE

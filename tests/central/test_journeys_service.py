@@ -262,3 +262,22 @@ def test_watch_announces_overstays_once_and_requeues_lapsed_calls(client: TestCl
     assert watch.run_once(utcnow() + timedelta(seconds=302)) == []
     queue = client.get("/api/yard/queue", headers=op).json()
     assert [q["called_lane"] for q in queue] == [None, None]
+
+
+def test_passages_sent_late_by_an_offline_edge_join_their_journey(client: TestClient) -> None:
+    """The yard-entry edge was offline: its passage comes after the truck's inspection and
+    border exit. It joins that journey, and the yard count stays right throughout."""
+    op = bearer(client, "oscar", "operator")
+    late_in = passage("E1", "29C12345", 100)
+    ingest(client, passage("L3", "29C12345", 60, "inspection", seconds=300))
+    zones = lambda: {z["zone"]: z["count"] for z in  # noqa: E731
+                     client.get("/api/yard/occupancy", headers=op).json()}  # fmt: skip
+    assert zones() == {"yard": 0, "inspection_area": 1}
+    ingest(client, passage("BX", "29C12345", 20, "border_exit"), late_in)
+    assert zones() == {"yard": 0, "inspection_area": 0}
+    journeys = client.get("/api/yard/journeys", headers=op).json()
+    assert len(journeys) == 1
+    j = client.get(f"/api/yard/journeys/{journeys[0]['id']}", headers=op).json()
+    assert [c["role"] for c in j["checkpoints"]] == ["yard_entry", "inspection", "border_exit"]
+    assert (j["status"], j["yard_wait_s"], j["total_s"]) == ("completed", 2400, 4800)
+

@@ -25,6 +25,8 @@ def upgrade() -> None:
         sa.Column("zone", sa.String(64), nullable=True),
         sa.Column("zone_since", sa.DateTime(timezone=True), nullable=True),
         sa.Column("started_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("first_role", sa.String(32), nullable=False),
+        sa.Column("marks", sa.JSON, nullable=False),
         sa.Column("last_role", sa.String(32), nullable=False),
         sa.Column("last_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("ended_at", sa.DateTime(timezone=True), nullable=True),
