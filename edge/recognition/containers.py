@@ -5,6 +5,12 @@ top-to-bottom on corner posts) are split into character cells that are laid side
 as one line. Fragments (owner code, serial, boxed check digit; one or two rows) are chained by
 position and every chain is scored with the check-digit-guided corrector of `smartgate.iso6346`.
 
+Whole photos are read as a cascade (`ContainerReader.read_frames`): a coarse detector pass over
+the photo at `COARSE_SIDE` pixels, then its text boxes read a few at a time, largest text first
+(the code is among the largest text on a container face), until the fragments read so far spell a
+code whose check digit holds at a confident score; only photos where that fails are searched
+again at full resolution with every box read.
+
 API used by the edge runtime and `smartgate eval`: `ContainerReader.read_frames(frames)`,
 `ContainerReader.read_crops(crops)`, and the one-image helpers `find_codes`, `read_code_crop`.
 Result types live in `edge.recognition.results`; multi-frame voting in `edge.assembly.container_vote`.
@@ -44,6 +50,9 @@ log = logging.getLogger(__name__)
 
 TALL = 2.5  # a text box this many times taller than wide is read as a vertical code
 MIN_CONFIDENCE = 0.05  # results below this are dropped from frame searches
+COARSE_SIDE = 640  # longest side (pixels) of the first, whole-photo detector pass
+CROP_SIDE = 960  # longest side of the detector pass over a code crop
+STAGE = 6  # text lines read per cascade stage, largest text first
 
 
 @dataclass(frozen=True)
@@ -322,74 +331,146 @@ class ContainerReader:
         self.allowed = self.recognizer.alphabet_mask(CODE_ALPHABET)
         self.min_confidence = min_confidence
 
+    def _items(self, image: np.ndarray, found: Sequence[TextBox]) -> list[_Item]:
+        """What to read in one image: its vertical code columns (cells laid side by side), then its
+        text lines, the tallest text first."""
+        items: list[_Item] = []
+        for column_box in vertical_columns([tb.bbox for tb in found], image.shape):
+            x1, y1, x2, y2 = column_box
+            column = image[y1:y2, x1:x2]
+            cells = split_cells(column)
+            if len(cells) >= 4:
+                items.append(_Item(cells_to_line(column, cells), column_box, True))
+        lines = [tb for tb in found if tb.bbox[3] - tb.bbox[1] <= TALL * (tb.bbox[2] - tb.bbox[0])]
+        lines.sort(key=lambda tb: -(tb.bbox[3] - tb.bbox[1]))
+        return items + [_Item(warp_quad(image, tb.quad), tb.bbox, False) for tb in lines]
+
+    def _recognize(self, items: Sequence[_Item]) -> list[Fragment | None]:
+        """The fragment read in each item (one recognizer batch); None where no code character
+        was read."""
+        lines = self.recognizer.recognize([it.crop for it in items], allowed=self.allowed) \
+            if items else []
+        frags = [fragment_from_line(line, it.box, it.vertical)
+                 for it, line in zip(items, lines, strict=True)]
+        return [f if f.text else None for f in frags]
+
     def _fragments(
         self, images: Sequence[np.ndarray], boxes: Sequence[Sequence[TextBox]]
     ) -> list[list[Fragment]]:
         """Recognize every text box and every vertical column of every image in one batch."""
-        crops: list[np.ndarray] = []
-        owners: list[tuple[int, Box, bool]] = []
-        for i, (image, found) in enumerate(zip(images, boxes, strict=True)):
-            for tb in found:
-                x1, y1, x2, y2 = tb.bbox
-                if y2 - y1 <= TALL * (x2 - x1):
-                    crops.append(warp_quad(image, tb.quad))
-                    owners.append((i, tb.bbox, False))
-            for column_box in vertical_columns([tb.bbox for tb in found], image.shape):
-                x1, y1, x2, y2 = column_box
-                column = image[y1:y2, x1:x2]
-                cells = split_cells(column)
-                if len(cells) >= 4:
-                    crops.append(cells_to_line(column, cells))
-                    owners.append((i, column_box, True))
-        lines = self.recognizer.recognize(crops, allowed=self.allowed) if crops else []
+        items = [(i, it) for i, (image, found) in enumerate(zip(images, boxes, strict=True))
+                 for it in self._items(image, found)]
         out: list[list[Fragment]] = [[] for _ in images]
-        for (i, box, vertical), line in zip(owners, lines, strict=True):
-            frag = fragment_from_line(line, box, vertical)
-            if frag.text:
+        for (i, _), frag in zip(items, self._recognize([it for _, it in items]), strict=True):
+            if frag is not None:
                 out[i].append(frag)
         return out
 
-    def _detect(self, images: Sequence[np.ndarray]) -> list[list[TextBox]]:
-        """Text boxes per image; images of one shape share a detector batch (no padding)."""
+    def _detect(
+        self, images: Sequence[np.ndarray], side: int | None = None
+    ) -> list[list[TextBox]]:
+        """Text boxes per image; images of one shape share a detector batch (no padding). With
+        `side`, images are searched at that longest side at most (never above the detector's
+        default scale)."""
         by_shape: dict[tuple[int, ...], list[int]] = {}
         for i, image in enumerate(images):
             by_shape.setdefault(image.shape, []).append(i)
         out: list[list[TextBox]] = [[] for _ in images]
-        for idx in by_shape.values():
-            for i, found in zip(idx, self.detector.detect([images[i] for i in idx]), strict=True):
-                out[i] = found
+        for shape, idx in by_shape.items():
+            scale = None
+            if side is not None:
+                scale = min(side / max(shape[:2]), self.detector.input_scale(*shape[:2]))
+            found = self.detector.detect([images[i] for i in idx], scale=scale)
+            for i, boxes in zip(idx, found, strict=True):
+                out[i] = boxes
         return out
 
+    def _assemble(self, frags: list[Fragment]) -> list[ContainerCodeResult]:
+        return [r for r in assemble(_with_columns(frags)) if r.confidence >= self.min_confidence]
+
+    def _read_staged(
+        self, frames: Sequence[np.ndarray], boxes: Sequence[Sequence[TextBox]]
+    ) -> list[list[ContainerCodeResult]]:
+        """Codes per frame, reading `STAGE` items of every undecided frame per recognizer batch
+        (`_items` order) until a frame's best code is confident or its items run out."""
+        todo = [self._items(f, b) for f, b in zip(frames, boxes, strict=True)]
+        frags: list[list[Fragment]] = [[] for _ in frames]
+        results: list[list[ContainerCodeResult]] = [[] for _ in frames]
+        while any(todo):
+            stage = [(i, it) for i, items in enumerate(todo) for it in items[:STAGE]]
+            todo = [items[STAGE:] for items in todo]
+            for (i, _), frag in zip(stage, self._recognize([it for _, it in stage]), strict=True):
+                if frag is not None:
+                    frags[i].append(frag)
+            for i in {i for i, _ in stage}:
+                results[i] = self._assemble(frags[i])
+                if results[i] and is_confident(results[i][0]):
+                    todo[i] = []
+        return results
+
     def read_frames(self, frames: Sequence[np.ndarray]) -> list[list[ContainerCodeResult]]:
-        """Container codes found in each frame, best first."""
+        """Container codes found in each frame, best first.
+
+        The cascade: a detector pass at `COARSE_SIDE`, its boxes read in stages
+        (`_read_staged`); frames without a confident code are searched again at the detector's
+        full scale with every box read, and keep whichever search ranks its best code higher.
+        """
         if not frames:
             return []
         frames = [check_image(f, f"frame {i}") for i, f in enumerate(frames)]
-        boxes = self._detect(frames)
-        frags = self._fragments(frames, boxes)
-        results = []
-        for i, found in enumerate(frags):
-            found = _with_columns(found)
-            log.debug("frame %d: %d text fragments", i, len(found))
-            results.append([r for r in assemble(found) if r.confidence >= self.min_confidence])
+        results = self._read_staged(frames, self._detect(frames, COARSE_SIDE))
+        unsure = [i for i, found in enumerate(results) if not (found and is_confident(found[0]))]
+        if unsure:
+            again = [frames[i] for i in unsure]
+            for i, frags in zip(unsure, self._fragments(again, self._detect(again)), strict=True):
+                full = self._assemble(frags)
+                if _rank(full[0] if full else None) >= _rank(results[i][0] if results[i] else None):
+                    results[i] = full
+        for i, found in enumerate(results):
+            log.debug("frame %d: %d codes", i, len(found))
         return results
 
     def read_crops(self, crops: Sequence[np.ndarray]) -> list[ContainerCodeResult | None]:
         """The code in each crop (horizontal, two-row or vertical), or None when unreadable."""
         crops = [check_image(c, f"crop {i}") for i, c in enumerate(crops)]
         padded = [_pad(c) for c in crops]
+        best = self._read_padded(padded, CROP_SIDE)
+        unsure = [i for i, r in enumerate(best) if r is None or not is_confident(r)]
+        if unsure:
+            again = self._read_padded([padded[i] for i in unsure], None)
+            for i, full in zip(unsure, again, strict=True):
+                if _rank(full) >= _rank(best[i]):
+                    best[i] = full
+        return [_shift(r, c.shape) if r is not None else None
+                for r, c in zip(best, crops, strict=True)]
+
+    def _read_padded(
+        self, padded: Sequence[np.ndarray], side: int | None
+    ) -> list[ContainerCodeResult | None]:
+        """The best code in each padded crop: its detected text boxes and the whole crop read."""
         whole = [TextBox(_full_quad(p), 1.0) for p in padded]
-        boxes = self._detect(padded)
-        boxes = [[*b, w] for b, w in zip(boxes, whole, strict=True)]
-        frags = self._fragments(padded, boxes)
+        boxes = [[*b, w] for b, w in zip(self._detect(padded, side), whole, strict=True)]
         out: list[ContainerCodeResult | None] = []
-        for crop, found in zip(crops, frags, strict=True):
+        for found in self._fragments(padded, boxes):
             results = assemble(_with_columns(found))
-            best = results[0] if results else None
-            if best is not None:
-                best = _shift(best, crop.shape)
-            out.append(best)
+            out.append(results[0] if results else None)
         return out
+
+
+@dataclass(frozen=True)
+class _Item:
+    """A line image to recognize: a text line, or a vertical code's cells laid side by side."""
+
+    crop: np.ndarray
+    box: Box
+    vertical: bool
+
+
+def _rank(best: ContainerCodeResult | None) -> float:
+    """How good a search's best code is (as `assemble` ranks: confidence, check digit)."""
+    if best is None:
+        return -1.0
+    return best.confidence + (0.5 if best.check_digit_ok else 0.0)
 
 
 PAD = 0.1

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import pytest
 
 from edge.recognition.containers import (
+    COARSE_SIDE,
+    STAGE,
     ContainerCodeResult,
+    ContainerReader,
     Fragment,
     assemble,
     default_reader,
@@ -100,3 +104,31 @@ def test_assemble_joins_owner_serial_and_check_digit() -> None:
     assert assemble(two_rows)[0].code == "CSQU3054383"
     apart = [_frag("CSQU", (0, 0, 80, 30)), _frag("3054383", (600, 400, 750, 430))]
     assert all(r.code != "CSQU3054383" for r in assemble(apart))
+
+
+def test_a_photo_is_read_coarsely_in_stages_largest_text_first(faces) -> None:
+    face = next(f for f in faces if f.layout == "row")
+    photo = cv2.copyMakeBorder(face.image, 0, 260, 0, 0, cv2.BORDER_CONSTANT, value=(200, 200, 200))
+    for k in range(12):  # a door's small print: many lines, none of them a code
+        cv2.putText(photo, f"MAX GROSS {30480 + k} KG", (20 + 300 * (k % 2), photo.shape[0] - 20
+                    - 20 * (k // 2)), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (20, 20, 20), 1)
+    shared = default_reader()
+    reader = ContainerReader(shared.detector, shared.recognizer)
+    scales: list[float | None] = []
+    lines: list[int] = []
+    detect, recognize = reader.detector.detect, reader.recognizer.recognize
+    reader.detector.detect = lambda frames, scale=None: scales.append(scale) or detect(  # type: ignore[method-assign]
+        frames, scale)
+    reader.recognizer.recognize = lambda crops, allowed=None: lines.append(len(crops)) or recognize(  # type: ignore[method-assign]
+        crops, allowed)
+    try:
+        found = reader.read_frames([photo])[0]
+        photo_scales, photo_lines = list(scales), list(lines)
+        blank = reader.read_frames([np.full((900, 1200, 3), 90, np.uint8)])[0]
+    finally:
+        del reader.detector.detect, reader.recognizer.recognize
+    boxes = len(detect([photo], COARSE_SIDE / max(photo.shape[:2]))[0])
+    assert found and found[0].code == face.code and found[0].check_digit_ok
+    assert photo_scales == [pytest.approx(COARSE_SIDE / max(photo.shape[:2]))]  # no 2nd search
+    assert photo_lines == [STAGE] and STAGE < boxes  # the code read in the first stage
+    assert blank == [] and scales[1:] == [pytest.approx(COARSE_SIDE / 1200), None]
