@@ -1,9 +1,10 @@
-"""`smartgate central run|ingest` and `smartgate declarations import`."""
+"""`smartgate central run|ingest|export-training` and `smartgate declarations import`."""
 
 from __future__ import annotations
 
 import argparse
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 
 from smartgate.cli import CommandGroups, subcommands
@@ -110,8 +111,52 @@ def import_declarations(args: argparse.Namespace) -> int:
     return 1 if bad.count else 0
 
 
+def _since(text: str) -> datetime:
+    """An ISO date or time for --since (UTC unless it names its zone)."""
+    try:
+        at = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an ISO date: {text!r}") from None
+    return at if at.tzinfo else at.replace(tzinfo=UTC)
+
+
+def export_training(args: argparse.Namespace) -> int:
+    """Write the plates officers confirmed or corrected as a labeled folder (crops +
+    labels.csv) that `smartgate eval` and `smartgate models adapt` read; adds to it on re-runs."""
+    from tqdm import tqdm
+
+    from central.config import CentralSettings
+    from central.db import make_engine, session_factory, upgrade_database
+    from central.evidence.store import open_store
+    from central.evidence.training import TrainingExportError
+    from central.evidence.training import export_training as export
+
+    settings = CentralSettings(**({"database_url": args.database_url} if args.database_url
+                                  else {}))
+    engine = make_engine(settings.database_url)
+    upgrade_database(engine)
+    folder = Path(args.dir)
+    try:
+        with tqdm(unit="passage", disable=not sys.stderr.isatty()) as bar:
+            report = export(session_factory(engine), open_store(settings), folder, args.since,
+                            progress=bar.update)
+    except TrainingExportError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"error: cannot write {folder}: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        engine.dispose()
+    skipped = ", ".join(f"{n} {why}" for why, n in sorted(report.skipped.items())) or "none"
+    print(f"{folder}: {report.added} crops added, {report.updated} labels updated, "
+          f"{report.unchanged} unchanged; left out: {skipped}")
+    return 0
+
+
 def register(commands: CommandGroups) -> None:
-    """Attach `smartgate central run|ingest` and `smartgate declarations import`."""
+    """Attach `smartgate central run|ingest|export-training` and `smartgate declarations
+    import`."""
     sub = subcommands(commands.top.add_parser("central", help="the central service"),
                       "central_command")
     run = sub.add_parser("run", help="run the API, web pages and MQTT ingest")
@@ -148,6 +193,15 @@ def register(commands: CommandGroups) -> None:
     ingest.add_argument("--no-shared", dest="shared", action="store_false",
                         help="the only worker: plain persistent subscription (MQTT 3.1.1)")
     ingest.set_defaults(func=run_ingest)
+    training = sub.add_parser(
+        "export-training",
+        help="plates officers confirmed or corrected, as a labeled folder for smartgate eval "
+             "and models adapt (docs/plates.md)")
+    training.add_argument("dir", help="folder to write (images/ and labels.csv; added to)")
+    training.add_argument("--since", type=_since,
+                          help="only passages an officer decided or corrected since (ISO date)")
+    training.add_argument("--database-url", help="SQLAlchemy URL (default: central settings)")
+    training.set_defaults(func=export_training)
 
     dsub = subcommands(
         commands.top.add_parser("declarations", help="customs declarations in central's DB"),
