@@ -81,7 +81,9 @@ class Linking(_Strict):
     """How passages are linked into journeys (central/domain/journeys.py)."""
 
     min_similarity: float = Field(
-        default=0.7, gt=0, le=1, description="best plate similarity needed to link"
+        default=0.8, gt=0, le=1,
+        description="best plate similarity needed to link (0.8: about one arbitrary substitution "
+        "plus a look-alike in an 8-character plate; two arbitrary ones are another truck)",
     )
     margin: float = Field(
         default=0.6, ge=0, le=5,
