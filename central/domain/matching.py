@@ -129,9 +129,9 @@ class PlateEvidence:
     """A passage's plate reads sorted by what they show (docs/mqtt.md, camera roles).
 
     `front` and `rear` are the alternatives of the reads of the tractor (the rear camera shows
-    it on a rigid truck); `trailer` is `trailer_plate`, or a `plate_rear` whose text is a trailer
-    plate (`is_trailer_plate`: what the rear camera of a semi-trailer sees, sent by an edge that
-    predates the trailer field).
+    it on a rigid truck); `trailer` is `trailer_plate`, or else a `plate_rear` whose text is a
+    trailer plate (`is_trailer_plate`: what the rear camera of a semi-trailer sees, sent by an
+    edge that predates the trailer field). A trailer plate is never tractor evidence.
     """
 
     front_read: PlateRead | None
@@ -158,8 +158,8 @@ class PlateEvidence:
 def plate_evidence(passage: PassageEvent, min_confidence: float) -> PlateEvidence:
     """Sort the passage's plate reads into tractor (front, rear) and trailer evidence."""
     rear, trailer = passage.plate_rear, passage.trailer_plate
-    if rear is not None and trailer is None and is_trailer_plate(rear.text):
-        rear, trailer = None, rear
+    if rear is not None and is_trailer_plate(rear.text):  # never the tractor's
+        rear, trailer = None, trailer or rear
     return PlateEvidence(
         front_read=passage.plate_front,
         rear_read=rear,

@@ -333,8 +333,8 @@ class PassageAssembler:
         front = vote_plates([o for o in plates if o.role not in ("rear_plate", "trailer_plate")])
         rear = vote_plates([o for o in plates if o.role == "rear_plate"])
         trailer = vote_plates([o for o in plates if o.role == "trailer_plate"])
-        if rear is not None and trailer is None and contract.is_trailer_plate(rear.text):
-            rear, trailer = None, rear
+        if rear is not None and contract.is_trailer_plate(rear.text):  # a semi-trailer
+            rear, trailer = None, trailer or rear
         key = front or rear or trailer
         assert key is not None
         for earlier in self.recent:

@@ -73,6 +73,7 @@ def test_rear_camera_on_a_semi_trailer_reads_the_trailer_plate() -> None:
         ("29R01234", None, None, "29R01234"),  # semi-trailer (VN trailer series R)
         ("桂A1234挂", None, None, "桂A1234挂"),  # semi-trailer (CN 挂)
         ("29C12345", "29R01234", "29C12345", "29R01234"),  # trailer camera
+        ("29R01234", "29R01284", None, "29R01284"),  # both see the trailer: its camera's read
     ]
     for rear, trailer, want_rear, want_trailer in cases:
         a = lane()
