@@ -24,6 +24,7 @@ from central.domain.plate_similarity import (
     plate_keys,
     plate_similarity,
     probe_keys,
+    province_conflict,
 )
 from central.domain.rules import Reason, RuleSet, Severity
 from smartgate import iso6346
@@ -148,6 +149,13 @@ class PlateEvidence:
             merged[text] = max(conf, merged.get(text, 0.0))
         return list(merged.items())
 
+    def score(self, declared: str, front_only: bool = False) -> float:
+        """Best similarity of the tractor reads to a declared plate (`read_score` of each)."""
+        front = read_score(self.front_read, self.front, declared)
+        if front_only:
+            return front
+        return max(front, read_score(self.rear_read, self.rear, declared))
+
     @property
     def best_read(self) -> PlateRead | None:
         """The more confident of the tractor reads."""
@@ -199,6 +207,24 @@ def plates_disagree(evidence: PlateEvidence, rules: RuleSet) -> str | None:
 def best_plate_score(alternatives: Iterable[tuple[str, float]], declared: str) -> float:
     """Highest similarity of any alternative to a declared plate (0.0 when nothing was read)."""
     return max((plate_similarity(text, declared) for text, _ in alternatives), default=0.0)
+
+
+def read_score(
+    read: PlateRead | None, alternatives: Iterable[tuple[str, float]], declared: str
+) -> float:
+    """How well one read (with its `alternatives`) matches a declared plate.
+
+    The best alternative counts, except that a province glyph the read itself shows overrules
+    its candidates: when it conflicts with the declared plate's (`province_conflict`), only the
+    read's own text is scored, so a low-ranked candidate with the declared province cannot
+    clear another registration.
+    """
+    if read is None:
+        return 0.0
+    text = normalize_plate(read.text)
+    if text and province_conflict(text, declared):
+        return plate_similarity(text, declared)
+    return best_plate_score(alternatives, declared)
 
 
 def _fold_container(norm: str) -> str:
@@ -522,7 +548,7 @@ def _trailer_findings(
     if decl.trailer_plate is None:
         return [(Reason.TRAILER_MISMATCH, f"trailer {read.text} read, none declared")]
     alts = plate_alternatives(read, rules.candidate_min_confidence)
-    score = best_plate_score(alts, decl.trailer_plate)
+    score = read_score(read, alts, decl.trailer_plate)
     if score < rules.plate_min_score:
         return [
             (Reason.TRAILER_MISMATCH,
@@ -670,15 +696,14 @@ def decide(
     """
     evidence = container_evidence(passage.containers, rules.candidate_min_confidence)
     plates = plate_evidence(passage, rules.candidate_min_confidence)
-    alts = plates.tractor
     disagree = plates_disagree(plates, rules)
     scored = []
     plate_scores: dict[str, tuple[float, float]] = {}  # a truck often has many declarations
     for decl in candidates:
         scores = plate_scores.get(decl.tractor_plate)
         if scores is None:
-            score = best_plate_score(alts, decl.tractor_plate)
-            front = best_plate_score(plates.front, decl.tractor_plate) if plates.rear else score
+            score = plates.score(decl.tractor_plate)
+            front = plates.score(decl.tractor_plate, front_only=True) if plates.rear else score
             scores = plate_scores[decl.tractor_plate] = (score, front)
         check = check_containers(evidence, decl.containers)
         if scores[0] >= rules.plate_min_score or check.matched:

@@ -77,7 +77,7 @@ def plate_distance(a: str, b: str) -> float:
     if a == b:
         return 0.0
     cjk_a, cjk_b = set(_CJK.findall(a)), set(_CJK.findall(b))
-    swapped = bool(cjk_a - cjk_b) and bool(cjk_b - cjk_a)  # each has a glyph the other lacks
+    swapped = bool(cjk_a - cjk_b) and bool(cjk_b - cjk_a)  # another province (province_conflict)
     cjk_indel = CJK_SUBSTITUTION_COST / 2 if swapped else CJK_INDEL_COST
     indel_b = [cjk_indel if ch in cjk_b else 1.0 for ch in b]
     prev = [0.0]
@@ -107,6 +107,13 @@ def plate_distance(a: str, b: str) -> float:
             cur.append(left)
         prev = cur
     return prev[-1]
+
+
+def province_conflict(a: str, b: str) -> bool:
+    """Whether each plate has a CJK glyph the other lacks (`粤A23456` / `桂A23456`): another
+    registration, however alike the rest. A glyph missing from one plate is no conflict."""
+    cjk_a, cjk_b = set(_CJK.findall(a)), set(_CJK.findall(b))
+    return bool(cjk_a - cjk_b) and bool(cjk_b - cjk_a)
 
 
 def plate_similarity(read: str, declared: str) -> float:

@@ -13,12 +13,11 @@ from central.domain.declarations import Declaration
 from central.domain.matching import (
     DeclarationIndex,
     Outcome,
-    best_plate_score,
     check_containers,
     command_for,
     container_evidence,
     decide,
-    tractor_alternatives,
+    plate_evidence,
 )
 from central.domain.rules import DEFAULT_RULES, Reason, RuleSet, RuleSetError, Severity, parse_rules
 from smartgate.contract import (
@@ -390,6 +389,12 @@ SAFETY: list[tuple[str, dict[str, Any], list[dict[str, Any]], set[str], Outcome,
     ("province_substituted_container_found", {"plate_front": plate("粤A23456", 0.93),
      "containers": [container(C1)]}, [{**CN_TRUCK, "containers": [C1]}], set(),
      Outcome.FLAGGED, {Reason.PLATE_NOT_DECLARED}, "200000000001"),
+    ("province_substituted_candidate_declared", {"plate_front": plate(
+     "粤A23456", 0.9, candidates=(("粤A23456", 0.9), ("桂A23456", 0.08)))}, [CN_TRUCK], set(),
+     Outcome.NO_DECLARATION, {Reason.PLATE_NOT_DECLARED}, None),
+    ("province_dropped_candidate_has_it", {"plate_front": plate(
+     "A23456", 0.9, candidates=(("A23456", 0.9), ("桂A23456", 0.3)))}, [CN_TRUCK], set(),
+     Outcome.CLEARED, set(), "200000000001"),
     ("province_dropped", {"plate_front": plate("A23456", 0.93)}, [CN_TRUCK], set(),
      Outcome.CLEARED, set(), "200000000001"),
     ("province_read_right", {"plate_front": plate("桂A23456", 0.93)}, [CN_TRUCK], set(),
@@ -599,7 +604,5 @@ def test_fuzzed_passages_never_crash(
     if decision.outcome is Outcome.CLEARED:
         assert decision.declaration_number is not None and not decision.flags
     if decision.plate_score >= DEFAULT_RULES.plate_min_score:  # never a worse-matching plate
-        alts = tractor_alternatives(p, DEFAULT_RULES.candidate_min_confidence)
-        assert all(
-            best_plate_score(alts, c.tractor_plate) <= decision.plate_score for c in candidates
-        )
+        plates = plate_evidence(p, DEFAULT_RULES.candidate_min_confidence)
+        assert all(plates.score(c.tractor_plate) <= decision.plate_score for c in candidates)
