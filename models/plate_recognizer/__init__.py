@@ -1,0 +1,1 @@
+"""SmartGate's own plate recognizer: renderer, model, training and export (issue 18)."""

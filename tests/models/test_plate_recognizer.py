@@ -1,0 +1,72 @@
+"""The plate recognizer's renderer, training and export (models/plate_recognizer)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edge.recognition.grammar import CN, VN, Grammar
+from models.plate_recognizer import render
+
+GRAMMAR_OF = {"vn": VN, "cn": CN}
+
+
+@pytest.mark.parametrize("layout", render.LAYOUTS)
+def test_every_layout_renders_labels_its_grammar_accepts(layout: str) -> None:
+    rng = np.random.default_rng(7)
+    for _ in range(25):
+        sample = render.render_plate(rng, layout)
+        assert sample.image.shape == (render.HEIGHT, render.WIDTH, 3)
+        assert sample.image.dtype == np.uint8
+        assert sample.rows in (1, 2)
+        assert set(sample.text) <= set(render.CHARSET)
+        grammar: Grammar = GRAMMAR_OF[sample.region]
+        assert grammar.matches(sample.text), (layout, sample.text)
+
+
+def test_layouts_cover_one_and_two_rows_of_both_regions() -> None:
+    rng = np.random.default_rng(3)
+    seen = {(s.region, s.rows) for s in (render.render_plate(rng, layout)
+                                         for layout in render.LAYOUTS for _ in range(10))}
+    assert seen == {("vn", 1), ("vn", 2), ("cn", 1), ("cn", 2)}
+
+
+def test_rendering_is_seeded() -> None:
+    a = render.render_plate(np.random.default_rng(11))
+    b = render.render_plate(np.random.default_rng(11))
+    assert a.text == b.text and np.array_equal(a.image, b.image)
+
+
+def test_dataset_is_the_same_whatever_the_workers(tmp_path: Path) -> None:
+    one = render.render_dataset(tmp_path / "a", 1200, seed=5, workers=0)
+    two = render.render_dataset(tmp_path / "b", 1200, seed=5, workers=1)
+    assert np.array_equal(np.load(one / "images.npy"), np.load(two / "images.npy"))
+    assert render.read_labels(one / "labels.csv") == render.read_labels(two / "labels.csv")
+
+
+@pytest.mark.slow
+def test_tiny_training_run_lowers_loss_resumes_and_exports(tmp_path: Path) -> None:
+    ort = pytest.importorskip("onnxruntime")
+    pytest.importorskip("torch")
+    from models.plate_recognizer.train import TrainConfig, train
+
+    config = TrainConfig(
+        data_dir=tmp_path / "train", val_dir=tmp_path / "val", train_samples=400,
+        val_samples=64, render_workers=0, batch_size=16, lr=3e-3, warmup_steps=20,
+        total_steps=160, threads=2, eval_every=80, eval_samples=64,
+    )
+    ckpt, onnx_path = tmp_path / "ckpt.pt", tmp_path / "plate_rec.onnx"
+    metrics = train(config, steps=150, resume=False, out=ckpt, export_to=None)
+    assert metrics["step"] == 150
+    assert metrics["loss"] < 0.6 * metrics["initial_loss"]
+    resumed = train(config, steps=10, resume=True, out=ckpt, export_to=onnx_path)
+    assert resumed["step"] == 160
+
+    session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    x = np.random.default_rng(0).random((5, 1, render.HEIGHT, render.WIDTH), dtype=np.float32)
+    probs = session.run(None, {session.get_inputs()[0].name: x})[0]
+    assert probs.shape[0] == 5 and probs.shape[2] == 1 + len(render.CHARSET)
+    assert np.allclose(probs.sum(axis=-1), 1.0, atol=1e-4)
+    assert onnx_path.with_suffix(".json").is_file()
