@@ -18,7 +18,14 @@ from central import store
 from central.db import utcnow
 from central.domain.declarations import Declaration
 from central.domain.fees import DEFAULT_FEE_TABLE, FeeAssessment, FeeError, FeeTable, assess_fee
-from central.domain.matching import Decision, Outcome, command_for, decide, passage_keys
+from central.domain.matching import (
+    Decision,
+    Outcome,
+    candidate_filter,
+    command_for,
+    decide,
+    passage_keys,
+)
 from central.domain.plate_similarity import normalize_plate
 from central.domain.rules import DEFAULT_RULES, RuleSet
 from smartgate import iso6346
@@ -143,7 +150,8 @@ class DecisionService:
         `actor` names the officer whose corrected reads are decided (default: the rules).
         """
         keys = passage_keys(event, self.rules.candidate_min_confidence)
-        candidates, used = store.candidate_declarations(session, keys)
+        keep = candidate_filter(event, self.rules)
+        candidates, used = store.candidate_declarations(session, keys, keep)
         decision = decide(event, candidates, self.rules, used, utcnow())
         row = store.add_rules_decision(session, event.event_id, decision, first, actor, note)
         number = decision.declaration_number

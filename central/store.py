@@ -474,6 +474,8 @@ def cancel_declaration(session: Session, number: str, actor: str) -> Declaration
 _CANDIDATE_COLUMNS = tuple(_DECLARATIONS.c)
 _CandidateRow = namedtuple("_CandidateRow", [c.name for c in _CANDIDATE_COLUMNS])  # type: ignore[misc]
 _USED_AT = _CandidateRow._fields.index("used_by_event_id")  # then used_at: the last two
+_PLATE_AT = _CandidateRow._fields.index("tractor_plate")
+_CONTAINERS_AT = _CandidateRow._fields.index("containers")
 _CANDIDATES = select(*_CANDIDATE_COLUMNS).where(
     _DECLARATIONS.c.number.in_(
         select(_DECLARATION_KEYS.c.declaration_number).where(
@@ -489,22 +491,30 @@ _MARK_USED = (
 
 
 def candidate_declarations(
-    session: Session, keys: Collection[str]
+    session: Session,
+    keys: Collection[str],
+    keep: Callable[[str, tuple[str, ...]], bool] | None = None,
 ) -> tuple[list[Declaration], set[str]]:
     """Declarations stored under any of `keys` (`passage_keys`), and which of them are used.
 
     The database counterpart of `DeclarationIndex.candidates`: one indexed `key IN (...)`.
+    `keep(tractor_plate, containers)` (`matching.candidate_filter`) skips, before they are
+    built, rows the decision would drop anyway.
     """
     if not keys:
         return [], set()
     ahead = _prefetched(session)
     if ahead is not None and ahead.keys.issuperset(keys):
         numbers = dict.fromkeys(n for k in sorted(keys) for n in ahead.numbers_by_key.get(k, ()))
-        used = {n for n in numbers if ahead.used[n] is not None}
-        return [_cached_declaration(ahead.rows[n][:_USED_AT]) for n in numbers], used
-    rows = session.connection().execute(_CANDIDATES, {"keys": sorted(keys)}).all()
-    used = {r.number for r in rows if r.used_by_event_id is not None}
-    return [_cached_declaration(tuple(r)[:_USED_AT]) for r in rows], used
+        rows = [ahead.rows[n] for n in numbers]
+        used_by = ahead.used
+    else:
+        rows = [tuple(r) for r in session.connection().execute(_CANDIDATES, {"keys": sorted(keys)})]
+        used_by = {r[0]: r[_USED_AT] for r in rows}
+    if keep is not None:
+        rows = [r for r in rows if keep(r[_PLATE_AT], tuple(r[_CONTAINERS_AT].split()))]
+    used = {r[0] for r in rows if used_by[r[0]] is not None}
+    return [_cached_declaration(r[:_USED_AT]) for r in rows], used
 
 
 @dataclass

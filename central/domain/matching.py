@@ -13,7 +13,7 @@ Two steps, kept apart so central can hold declarations in memory or in the datab
 from __future__ import annotations
 
 import logging
-from collections.abc import Collection, Iterable
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
@@ -346,6 +346,25 @@ def passage_keys(passage: PassageEvent, min_confidence: float = 0.0) -> set[str]
     for read in passage.containers:
         keys.update(f"c:{c}" for c in container_interpretations(read, min_confidence))
     return keys
+
+
+def candidate_filter(passage: PassageEvent, rules: RuleSet) -> Callable[[str, Sequence[str]], bool]:
+    """`keep(tractor_plate, containers)`: whether `decide` would score a declaration with that
+    plate and those containers (plate score at least `plate_min_score`, or a container paired).
+    The same test `decide` applies, run on raw rows so the others are never built."""
+    plates = plate_evidence(passage, rules.candidate_min_confidence)
+    evidence = container_evidence(passage.containers, rules.candidate_min_confidence)
+    scores: dict[str, float] = {}
+
+    def keep(tractor_plate: str, containers: Sequence[str]) -> bool:
+        score = scores.get(tractor_plate)
+        if score is None:
+            score = scores[tractor_plate] = plates.score(tractor_plate)
+        if score >= rules.plate_min_score:
+            return True
+        return bool(evidence and containers and check_containers(evidence, containers).matched)
+
+    return keep
 
 
 class DeclarationIndex:
