@@ -1,10 +1,12 @@
 """Journeys: one truck's passages across a site's checkpoints, linked in time order (pure).
 
 A passage becomes a `Sighting` (its role, time, best plate read and the read's alternatives).
-`link` decides, for one sighting and the site's open journeys, whether it
+`link` decides, for one sighting and the journeys it could belong to, whether it
 
-- starts a new journey (a start role such as `yard_entry`, or nothing matches),
-- continues one journey: the journey's last checkpoint ranks lower, the times fit, and the
+- starts a new journey (nothing matches, or there is no read),
+- continues one journey: the sighting fits into the journey's checkpoints in time order (every
+  earlier one ranks lower, every later one higher: a passage an offline edge sends late still
+  fits), and the
   OCR-aware plate similarity of the best text pair (the reads so far and their alternatives
   against the sighting's read and alternatives) is at least `min_similarity` and beats every
   other journey by `margin` (in edit-cost units: 1 is one arbitrary substitution, 0.3 a

@@ -115,7 +115,8 @@ class SiteConfig(_Strict):
     )  # fmt: skip
     start_roles: list[CheckpointRole] = Field(
         default=["yard_entry", "border_entry"],
-        description="roles that always begin a new journey",
+        description="roles that begin a journey (or join one that began without them: their "
+        "passage came late)",
     )
     decide_roles: list[CheckpointRole] = Field(
         default=["inspection", "weighbridge", "checkpoint"],

@@ -50,12 +50,13 @@ def test_small_day_over_mosquitto(capsys) -> None:  # type: ignore[no-untyped-de
     if mosquitto_binary() is None:
         pytest.skip("mosquitto is not installed")
     argv = ["bench", "yard", "--trucks", "150", "--lanes", "2", "--misread-rate", "0.08",
-            "--sample-min", "30", "--broker", "mosquitto", "--json"]
+            "--sample-min", "30", "--outage-min", "40", "--broker", "mosquitto", "--json"]
     assert main(argv) == 0
     r = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert r["trucks"] == 150 and r["lost"] == 0 and r["misreads"] > 0
     assert r["journeys_exact"] >= 0.98 * 150 and r["journeys_swapped"] == 0
     assert r["occupancy_max_abs_error"] <= 2 and r["occupancy_samples"] >= 40
+    assert r["outage_min"] == 40  # the E2 entries sent late still joined their journeys
     assert r["forecast_samples"] > 0 and r["dwell_p50_error_s"] <= 60
     for key in ("forecast_mae_s", "forecast_naive_mae_s", "dwell_p50_error_s"):
         assert r[key] >= 0
