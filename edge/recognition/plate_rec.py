@@ -42,7 +42,8 @@ class PlateRecognizer:
 
         meta = json.loads(onnx_path.with_suffix(".json").read_text(encoding="utf-8"))
         session = create_session(onnx_path, threads)
-        return cls(session, meta["charset"], tuple(meta["input_hw"]), chars)
+        _, _, height, width = meta["input"]["shape"]
+        return cls(session, meta["charset"], (int(height), int(width)), chars)
 
     def preprocess(self, crops: Sequence[np.ndarray]) -> np.ndarray:
         """BGR (or grey) crops -> (N, 1, H, W) float32 grey in [0, 1]."""
