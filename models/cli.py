@@ -57,6 +57,21 @@ def run_train_plates(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_export_plates(args: argparse.Namespace) -> int:
+    """Export a plate-recognizer checkpoint to ONNX (+ its JSON), checked in onnxruntime."""
+    try:
+        from models.plate_recognizer.export import export
+        from models.plate_recognizer.train import CHECKPOINT, ONNX_OUT, load_checkpoint, load_config
+    except ImportError as exc:
+        print(f"smartgate models export-plates needs the [train] extra: {exc}", file=sys.stderr)
+        return 2
+    model, state = load_checkpoint(args.checkpoint or CHECKPOINT, load_config())
+    out = export(model, args.out or ONNX_OUT,
+                 metrics={**state.get("metrics", {}), "steps": state["step"]})
+    print(f"exported step {state['step']} to {out}")
+    return 0
+
+
 def run_adapt(args: argparse.Namespace) -> int:
     """Fine-tune the plate recognizer on labeled folders into a model folder."""
     try:
@@ -95,6 +110,11 @@ def register(commands: CommandGroups) -> None:
     t.add_argument("--threads", type=int, default=0, help="torch threads (default: config)")
     t.add_argument("--restart", action="store_true", help="start over instead of resuming")
     t.set_defaults(func=run_train_plates)
+
+    e = sub.add_parser("export-plates", help="export a plate-recognizer checkpoint to ONNX")
+    e.add_argument("--checkpoint", type=Path, help="default: the committed checkpoint")
+    e.add_argument("--out", type=Path, help="default: models/weights/plate_rec.onnx")
+    e.set_defaults(func=run_export_plates)
 
     a = sub.add_parser("adapt", help="fine-tune the plate recognizer on a site's labeled plates")
     a.add_argument("--data", action="append", required=True, metavar="DIR",

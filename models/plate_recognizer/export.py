@@ -1,12 +1,11 @@
 """Export the plate recognizer to ONNX (dynamo exporter, opset 18, dynamic batch) with the JSON
 that travels beside it, checked against eager PyTorch in onnxruntime.
 
-    python -m models.plate_recognizer.export [--checkpoint PATH] [--out models/weights/plate_rec.onnx]
+    smartgate models export-plates [--checkpoint PATH] [--out models/weights/plate_rec.onnx]
 """
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import logging
@@ -82,20 +81,3 @@ def export(model: nn.Module, out: Path, metrics: dict | None = None, atol: float
                                         encoding="utf-8")
     log.info("exported %s (%.2f MB, max diff vs eager %.1e)", out, out.stat().st_size / 1e6, diff)
     return out
-
-
-def main(argv: list[str] | None = None) -> None:
-    """Command line: export a checkpoint."""
-    from models.plate_recognizer.train import CHECKPOINT, ONNX_OUT, load_checkpoint, load_config
-
-    parser = argparse.ArgumentParser(description="export the plate recognizer to ONNX")
-    parser.add_argument("--checkpoint", type=Path, default=CHECKPOINT)
-    parser.add_argument("--out", type=Path, default=ONNX_OUT)
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    model, state = load_checkpoint(args.checkpoint, load_config())
-    export(model, args.out, metrics={**state.get("metrics", {}), "steps": state["step"]})
-
-
-if __name__ == "__main__":
-    main()
