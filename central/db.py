@@ -266,6 +266,7 @@ class JourneyRow(Base):
     ambiguous: Mapped[bool] = mapped_column(Boolean, default=False)
     rivals: Mapped[list] = mapped_column(JSON, default=list)
     priority: Mapped[bool] = mapped_column(Boolean, default=False)
+    declared_plate: Mapped[str | None] = mapped_column(String(16))
     company: Mapped[str | None] = mapped_column(String(200))
     goods_category: Mapped[str | None] = mapped_column(String(32))
     yard_wait_s: Mapped[float | None] = mapped_column(Float)

@@ -32,7 +32,6 @@ from central.config import CentralSettings
 from central.db import DispatchCall, JourneyPassage, JourneyRow, utcnow
 from central.decisions import PassageDecided
 from central.domain import journeys as core
-from central.domain.declarations import Declaration
 from central.domain.matching import passage_keys
 from central.domain.plate_similarity import plate_similarity
 from central.domain.queueing import Forecast, forecast
@@ -42,10 +41,13 @@ from smartgate.contract import CommandAction, LaneCommand, PassageEvent, YardEve
 log = logging.getLogger(__name__)
 
 FORECAST_WINDOW = timedelta(hours=1)
+DECLARED_SIMILARITY = 0.9  # a declaration tells which truck a passage is only this close
 
 
-def sighting_of(event: PassageEvent, role: str) -> core.Sighting:
-    """The journey core's view of a passage: best read, its alternatives and the other reads."""
+def sighting_of(event: PassageEvent, role: str, declared_plate: str | None = None
+                ) -> core.Sighting:
+    """The journey core's view of a passage: best read, its alternatives and the other reads,
+    and the tractor plate of its declaration when known."""
     best = event.best_plate
     alternatives: list[str] = []
     if best is not None:
@@ -57,6 +59,7 @@ def sighting_of(event: PassageEvent, role: str) -> core.Sighting:
     return core.Sighting(
         event_id=event.event_id, lane=event.lane, role=role, at=store.utc(event.started_at),
         plate=plate or None, alternatives=alts, confidence=best.confidence if best else 0.0,
+        declared_plate=declared_plate,
     )  # fmt: skip
 
 
@@ -66,7 +69,7 @@ def _open(row: Any) -> core.OpenJourney:
                   for role, at in row.marks or ())  # fmt: skip
     return core.OpenJourney(
         row.id, tuple(row.plates or ()) or (row.plate,), row.last_role, store.utc(row.last_at),
-        tuple(row.alternatives or ()), marks,
+        tuple(row.alternatives or ()), marks, row.declared_plate,
     )  # fmt: skip
 
 
@@ -139,7 +142,8 @@ class JourneyService:
     def _record(self, session: Session, event: PassageEvent, role: str) -> list[YardEvent]:
         if store.journey_passage_exists(session, event.event_id):
             return []
-        sighting = sighting_of(event, role)
+        decl = self._declaration(session, event)
+        sighting = sighting_of(event, role, decl.tractor_plate if decl is not None else None)
         before = store.zone_counts(session, event.site)
         decision = core.Link(core.LinkKind.NEW)
         if sighting.plate:
@@ -172,7 +176,7 @@ class JourneyService:
         if was_open and row.status == "completed":
             out.append(YardEvent(site=event.site, kind="journey_completed", journey_id=row.id,
                                  plate=row.plate[:16], lane=event.lane, at=row.ended_at))
-        self._goods(session, row, event)
+        self._goods(row, decl)
         if self._serves_queue(role):
             store.close_calls(session, row.id, "arrived")
         after = Counter(before)
@@ -219,33 +223,31 @@ class JourneyService:
         if new_alts:
             row.alternatives = [*(row.alternatives or []), *new_alts][:32]
 
-    def _goods(self, session: Session, row: JourneyRow, event: PassageEvent) -> None:
-        """Company, goods class and priority from the declaration: the one this passage's
-        decision matched, else (a yard checkpoint is not decided) the declaration whose tractor
-        plate is closest to the read (similarity ≥ 0.9) and whose window holds the passage."""
-        if row.goods_category is not None:
+    def _goods(self, row: JourneyRow, decl: Any) -> None:
+        """Declared plate, company, goods class and priority from the passage's declaration."""
+        if decl is None or row.goods_category is not None:
             return
-        decl = store.declaration_of_passage(session, event.event_id)
-        if decl is not None:
-            company, goods = decl.company, decl.goods_category
-        else:
-            found = self._declared(session, event)
-            if found is None:
-                return
-            company, goods = found.company, found.goods_category
-        row.company, row.goods_category = company, goods
-        row.priority = goods in self.site.dispatch.priority_goods
+        row.declared_plate = decl.tractor_plate
+        row.company, row.goods_category = decl.company, decl.goods_category
+        row.priority = decl.goods_category in self.site.dispatch.priority_goods
 
-    def _declared(self, session: Session, event: PassageEvent) -> Declaration | None:
+    def _declaration(self, session: Session, event: PassageEvent) -> Any:
+        """The passage's declaration: the one its decision matched, else (a yard checkpoint is
+        not decided) the one whose window holds the passage and whose tractor plate is closest
+        to the read; either only when that plate is close to the read (similarity ≥ 0.9)."""
         best = event.best_plate
         if best is None:
             return None
+        decided = store.declaration_of_passage(session, event.event_id)
+        if decided is not None:
+            close = plate_similarity(best.text, decided.tractor_plate) >= DECLARED_SIMILARITY
+            return decided if close else None
         candidates, _used = store.candidate_declarations(session, passage_keys(event))
         at = store.utc(event.started_at)
         scored = [(plate_similarity(best.text, d.tractor_plate), d) for d in candidates
                   if d.window_start <= at <= d.window_end]  # fmt: skip
         score, decl = max(scored, key=lambda x: x[0], default=(0.0, None))
-        return decl if score >= 0.9 else None
+        return decl if score >= DECLARED_SIMILARITY else None
 
     def _serves_queue(self, role: str) -> bool:
         return any(role in self._service_roles(z) for z in self.site.zones)

@@ -1109,7 +1109,8 @@ def zone_counts(session: Session, site: str) -> Counter[str]:
 
 
 _LINK_COLUMNS = (JourneyRow.id, JourneyRow.plate, JourneyRow.plates, JourneyRow.alternatives,
-                 JourneyRow.last_role, JourneyRow.last_at, JourneyRow.marks)
+                 JourneyRow.last_role, JourneyRow.last_at, JourneyRow.marks,
+                 JourneyRow.declared_plate)
 
 
 def linkable_journeys(

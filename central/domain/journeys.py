@@ -53,6 +53,7 @@ class Sighting:
     plate: str | None
     alternatives: tuple[str, ...] = ()
     confidence: float = 0.0
+    declared_plate: str | None = None
 
 
 @dataclass(frozen=True)
@@ -74,6 +75,7 @@ class OpenJourney:
     last_at: datetime
     alternatives: tuple[str, ...] = ()
     checkpoints: tuple[Checkpoint, ...] = ()
+    declared_plate: str | None = None
 
     @property
     def marks(self) -> tuple[Checkpoint, ...]:
@@ -127,7 +129,11 @@ def eligible(sighting: Sighting, journey: OpenJourney, site: SiteConfig) -> bool
     """Whether the sighting fits into the journey's checkpoints in time order: every earlier
     checkpoint ranks lower, every later one higher (a passage sent late by an edge that was
     offline still fits), none of the same rank within the clock skew, and the nearest is not
-    more than `max_gap_s` away."""
+    more than `max_gap_s` away; and, when both have a declaration, it is for the same tractor
+    plate."""
+    if (sighting.declared_plate and journey.declared_plate
+            and normalize_plate(sighting.declared_plate) != normalize_plate(journey.declared_plate)):
+        return False  # declared for different trucks: a near plate is not a misread
     rank, skew = site.rank(sighting.role), site.linking.clock_skew_s
     nearest = float("inf")
     for c in journey.marks:

@@ -83,6 +83,20 @@ def test_a_passage_sent_late_fits_where_it_belongs() -> None:
     assert core.link(sighting("51D67890", "yard_entry", 40), [done], DEFAULT_SITE).kind == "new"
 
 
+def test_declared_for_different_trucks_never_links() -> None:
+    """29LD94567's entry is still held back by an offline edge; 29LD94767 waits in the yard.
+    One arbitrary edit apart, but their declarations name different tractors: a new journey."""
+    waiting = core.OpenJourney(1, ("29LD94767",), "yard_entry", T0, declared_plate="29LD94767")
+    s = core.Sighting("e", "L3", "inspection", T0 + timedelta(minutes=30), "29LD94567",
+                      declared_plate="29LD94567")
+    assert core.link(s, [waiting], DEFAULT_SITE).kind == "new"
+    undeclared = core.Sighting("e", "L3", "inspection", T0 + timedelta(minutes=30), "29LD94567")
+    assert core.link(undeclared, [waiting], DEFAULT_SITE).journey_id == 1
+    misread = core.Sighting("e", "L3", "inspection", T0 + timedelta(minutes=30), "29LD9A767",
+                            declared_plate="29LD94767")
+    assert core.link(misread, [waiting], DEFAULT_SITE).journey_id == 1
+
+
 def test_replay_gives_zone_and_completion_in_any_order() -> None:
     cp, m = core.Checkpoint, timedelta(minutes=1)
     entry, insp = cp("yard_entry", T0, T0 + m), cp("inspection", T0 + 30 * m, T0 + 35 * m)

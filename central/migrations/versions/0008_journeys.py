@@ -33,6 +33,7 @@ def upgrade() -> None:
         sa.Column("ambiguous", sa.Boolean, nullable=False),
         sa.Column("rivals", sa.JSON, nullable=False),
         sa.Column("priority", sa.Boolean, nullable=False),
+        sa.Column("declared_plate", sa.String(16), nullable=True),
         sa.Column("company", sa.String(200), nullable=True),
         sa.Column("goods_category", sa.String(32), nullable=True),
         sa.Column("yard_wait_s", sa.Float, nullable=True),
