@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 from sqlalchemy import create_engine, text
 
 from tools.broker import EmbeddedBroker, Mosquitto, free_port, mosquitto_binary
@@ -20,6 +21,11 @@ from tools.postgres import postgres_bin
 REPO = Path(__file__).resolve().parents[1]
 POSTGRES_BIN = postgres_bin()  # highest installed version (or SMARTGATE_POSTGRES_BIN)
 SHARED_DATA = REPO.parent / "shared" / "data"
+
+# Property tests assert outcomes, never durations: no per-example deadline (a shared 2-core
+# machine makes any example slow now and then). Each test's own @settings keep their counts.
+settings.register_profile("smartgate", deadline=None)
+settings.load_profile("smartgate")
 
 
 def wait_until(condition: Callable[[], bool], timeout_s: float = 15.0) -> bool:
