@@ -6,8 +6,14 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
+import sys
+from typing import TYPE_CHECKING
 
 from smartgate.cli import CommandGroups
+
+if TYPE_CHECKING:
+    from tools.bench.edge import BenchSetup
 
 
 def run_bench_edge(args: argparse.Namespace) -> int:
@@ -21,8 +27,11 @@ def run_bench_edge(args: argparse.Namespace) -> int:
     setup = BenchSetup(lanes=args.lanes, cameras=args.cameras, seconds=args.seconds,
                        fps=args.fps, max_batch=args.max_batch, max_delay_ms=args.max_delay_ms,
                        threads=args.threads, roi=not args.no_roi,
-                       scale=args.scale, det_limit_side=args.det_side, rounds=args.rounds)
-    trucks = render_trucks(setup.cameras)
+                       scale=args.scale, det_limit_side=args.det_side, rounds=args.rounds,
+                       full_frame=args.full_frame)
+    trucks = render_trucks(setup.cameras, setup.full_frame)
+    if args.sweep:
+        return _run_sweep(args, setup, trucks)
     with tqdm(total=round(2 * setup.seconds), desc=f"batch {setup.max_batch} vs 1", unit="s",
               leave=False, disable=args.json) as bar:
         results = run_modes(setup, trucks, lambda s: bar.update(max(0, int(s) - bar.n)))
@@ -30,8 +39,10 @@ def run_bench_edge(args: argparse.Namespace) -> int:
     speedup = b.frames_per_s / u.frames_per_s if u.frames_per_s else float("inf")
     print(f"edge pipeline: {setup.lanes} lanes x {setup.cameras} cameras, {setup.fps:g} fps each, "
           f"{setup.seconds:g} s per mode in {setup.rounds} rounds, "
-          f"roi={'on' if setup.roi else 'off'}, "
-          f"scale {setup.scale:g}, det side {setup.det_limit_side if setup.roi else 736}")
+          f"roi={'on' if setup.roi and not setup.full_frame else 'off'}, "
+          f"{'full frame 1920x1080, ' if setup.full_frame else ''}"
+          f"scale {1.0 if setup.full_frame else setup.scale:g}, "
+          f"det side {setup.det_limit_side if setup.roi and not setup.full_frame else 736}")
     print(f"{'':22}{'batched':>12}{'unbatched':>12}{'ratio':>8}")
     rows = [("frames/s", b.frames_per_s, u.frames_per_s),
             ("plates/s", b.plates_per_s, u.plates_per_s),
@@ -51,6 +62,7 @@ def run_bench_edge(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps({
             "lanes": setup.lanes, "cameras": setup.cameras, "seconds": setup.seconds,
+            "full_frame": setup.full_frame,
             "frames_per_s": round(b.frames_per_s, 3), "plates_per_s": round(b.plates_per_s, 3),
             "unbatched_frames_per_s": round(u.frames_per_s, 3),
             "unbatched_plates_per_s": round(u.plates_per_s, 3),
@@ -64,6 +76,44 @@ def run_bench_edge(args: argparse.Namespace) -> int:
                                     "rec": round(r.ms_per_frame(r.onnx_s["rec"]), 1),
                                     "other": round(r.ms_per_frame(r.other_s), 1)}
                              for mode, r in (("batched", b), ("unbatched", u))},
+        }))
+    return 0
+
+
+def _number(x: float) -> float | None:
+    """`x` rounded to 0.1, or None (JSON null) where no frame or passage made it a number."""
+    return None if math.isnan(x) else round(x, 1)
+
+
+def _run_sweep(args: argparse.Namespace, setup: BenchSetup, trucks: list) -> int:
+    """`--sweep`: the batched node at 1, 2, 4, 8, ... lanes; lanes_per_box and frames_per_s."""
+    from tools.bench.edge import LATENCY_BUDGET_MS, lanes_per_box, sweep
+
+    rows = sweep(setup, trucks, args.max_lanes,
+                 lambda n: print(f"{n} lanes ...", file=sys.stderr) if not args.json else None)
+    best = lanes_per_box(rows)
+    at_best = next((r for n, r in rows if n == best), None)
+    print(f"edge sweep: {setup.cameras} cameras per lane at {setup.fps:g} fps, "
+          f"{setup.seconds:g} s per run, {'full frame 1920x1080' if setup.full_frame else 'ROI'}")
+    print(f"{'lanes':>6}{'frames/s':>10}{'p95 ms':>9}{'correct':>9}{'expected':>9}{'dropped':>9}")
+    for n, r in rows:
+        print(f"{n:6d}{r.frames_per_s:10.2f}{r.percentile(95):9.0f}{r.correct:9d}"
+              f"{r.passages_expected:9d}{r.dropped:9d}")
+    frames_per_s = at_best.frames_per_s if at_best else rows[0][1].frames_per_s
+    print(f"lanes_per_box: {best} (p95 trigger->event <= {LATENCY_BUDGET_MS:g} ms, every passage "
+          f"read right); frames_per_s: {frames_per_s:.2f}")
+    if args.json:
+        print(json.dumps({
+            "cameras": setup.cameras, "fps": setup.fps, "seconds": setup.seconds,
+            "full_frame": setup.full_frame, "lanes_per_box": best,
+            "frames_per_s": round(frames_per_s, 3),
+            "sweep": [{"lanes": n, "frames_per_s": round(r.frames_per_s, 3),
+                       "p95_ms": _number(r.percentile(95)), "plates_correct": r.correct,
+                       "passages_expected": r.passages_expected, "frames_dropped": r.dropped,
+                       "ms_per_frame": {"det": _number(r.ms_per_frame(r.onnx_s["det"])),
+                                        "rec": _number(r.ms_per_frame(r.onnx_s["rec"])),
+                                        "other": _number(r.ms_per_frame(r.other_s))}}
+                      for n, r in rows],
         }))
     return 0
 
@@ -113,5 +163,11 @@ def register(commands: CommandGroups) -> None:
     p.add_argument("--scale", type=float, default=0.5, help="inference scale of the ROI")
     p.add_argument("--det-side", type=int, default=144, help="detector input side with the ROI")
     p.add_argument("--no-roi", action="store_true", help="infer on whole frames")
+    p.add_argument("--full-frame", action="store_true",
+                   help="1920x1080 gate scenes (vehicles, signs, non-plate text), no ROI, "
+                   "scale 1, every lane's first truck in the same second")
+    p.add_argument("--sweep", action="store_true",
+                   help="batched runs at 1, 2, 4, 8, ... lanes: prints lanes_per_box, frames_per_s")
+    p.add_argument("--max-lanes", type=int, default=16, help="largest lane count of --sweep")
     p.add_argument("--json", action="store_true", help="last line: one JSON object")
     p.set_defaults(func=run_bench_edge)

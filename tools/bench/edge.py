@@ -7,6 +7,11 @@ The same script runs with dynamic batching (`max_batch`) and with batching disab
 1 for frames and for recognizer crops), alternating in `rounds` segments per mode in ABBA order
 (batched, unbatched, unbatched, batched, ...) so a machine whose load drifts favours neither.
 Trigger-to-event latency is measured from the trigger going off to the passage being spooled.
+With `full_frame` the cameras send whole 1920x1080 gate frames (`render_gate_scene`: the truck,
+other vehicles with livery text, gate signs, the timestamp overlay) with no ROI at scale 1, and
+every lane's first truck arrives in the same second (a burst). `sweep` runs the batched node at
+1, 2, 4, 8, ... lanes and reports `lanes_per_box`: the most lanes whose p95 trigger-to-event
+latency stays within `LATENCY_BUDGET_MS` with every passage read right.
 Time inside the detector and recognizer sessions is measured per frame, so the part of the
 pipeline batching can speed up (ONNX) and the part it cannot (pre/post-processing, grammar
 decoding inside the reader) are reported apart.
@@ -37,7 +42,9 @@ log = logging.getLogger(__name__)
 PLATES = (("29C12345", "vn", 1), ("51D67890", "vn", 2), ("30H98765", "vn", 1),
           ("15C24680", "vn", 2), ("88C13579", "vn", 1), ("43A11223", "vn", 1))
 SIZE = (1280, 720)
+FULL_SIZE = (1920, 1080)  # --full-frame: what a site's cameras send
 ROI = (0, 272, 1280, 288)  # the band where render_scene puts plates
+LATENCY_BUDGET_MS = 1000.0  # p95 trigger -> event a lane may take (lanes_per_box)
 
 
 @dataclass(frozen=True)
@@ -58,6 +65,12 @@ class BenchSetup:
     det_limit_side: int = 144
     close_wait_ms: float = 200.0
     rounds: int = 2  # segments per mode, `seconds / rounds` each
+    full_frame: bool = False  # 1080p gate scenes, no ROI, scale 1, all lanes' trucks at once
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """Frame (width, height) the cameras send."""
+        return FULL_SIZE if self.full_frame else SIZE
 
 
 @dataclass
@@ -130,10 +143,15 @@ class _TimedSession:
         return getattr(self._session, attr)
 
 
-def render_trucks(cameras: int) -> list[list[np.ndarray]]:
-    """For each benchmark plate, one frame per camera (different viewpoints via seeds)."""
-    from tools.synth.plates import render_scene
+def render_trucks(cameras: int, full_frame: bool = False) -> list[list[np.ndarray]]:
+    """For each benchmark plate, one frame per camera (different viewpoints via seeds); with
+    `full_frame`, whole 1080p gate scenes with vehicles, signs and text that are not plates."""
+    from tools.synth.plates import render_gate_scene, render_scene
 
+    if full_frame:
+        return [[render_gate_scene(text, region, rows, seed=1000 * i + c, size=FULL_SIZE,
+                                   lane=1 + c)[0]
+                 for c in range(cameras)] for i, (text, region, rows) in enumerate(PLATES)]
     return [[render_scene(text, region, rows, seed=1000 * i + c, size=SIZE)
              for c in range(cameras)] for i, (text, region, rows) in enumerate(PLATES)]
 
@@ -146,7 +164,8 @@ def bench_config(setup: BenchSetup, data_dir: Path, batched: bool) -> EdgeConfig
             "lane": f"L{k + 1}",
             "cameras": [
                 {"name": f"cam{c + 1}", "role": roles[c % 2], "source": "sim", "fps": setup.fps,
-                 "roi": list(ROI) if setup.roi else None, "scale": setup.scale}
+                 "roi": list(ROI) if setup.roi and not setup.full_frame else None,
+                 "scale": 1.0 if setup.full_frame else setup.scale}
                 for c in range(setup.cameras)
             ],
             "trigger": {"type": "mqtt"},
@@ -159,7 +178,8 @@ def bench_config(setup: BenchSetup, data_dir: Path, batched: bool) -> EdgeConfig
         "mqtt": {"host": "127.0.0.1", "port": 9},  # no broker: events stay spooled
         "inference": {"threads": setup.threads, "max_batch": setup.max_batch if batched else 1,
                       "max_delay_ms": setup.max_delay_ms, "queue_frames": 1,
-                      "det_limit_side": setup.det_limit_side if setup.roi else 736},
+                      "det_limit_side": setup.det_limit_side
+                      if setup.roi and not setup.full_frame else 736},
         "lanes": lanes,
     })
 
@@ -192,8 +212,11 @@ def _timed_readers(
     onnx: defaultdict[str, float] = defaultdict(float)
     readers = Readers.from_config(config.inference, rec_batch=32 if batched else 1,
                                   wrap=lambda name, s: _TimedSession(name, s, onnx))
-    view = trucks[0][0][ROI[1]:ROI[1] + ROI[3]] if setup.roi else trucks[0][0]
-    warm = cv2.resize(view, None, fx=setup.scale, fy=setup.scale)
+    if setup.full_frame:
+        warm = trucks[0][0]
+    else:
+        view = trucks[0][0][ROI[1]:ROI[1] + ROI[3]] if setup.roi else trucks[0][0]
+        warm = cv2.resize(view, None, fx=setup.scale, fy=setup.scale)
     readers.plates.read_frames([warm] * (setup.max_batch if batched else 1))
     onnx.clear()
     return readers, onnx
@@ -227,7 +250,8 @@ class _Traffic:
         """Lane k: show a truck to its cameras, trigger on, dwell, trigger off, gap; repeat."""
         setup, name = self.setup, f"L{k + 1}"
         lane = node.lanes[name]
-        self.stop.wait(k * (setup.dwell_s + setup.gap_s) / setup.lanes)
+        if not setup.full_frame:  # staggered; full frame: every lane's truck at once
+            self.stop.wait(k * (setup.dwell_s + setup.gap_s) / setup.lanes)
         v = k
         while not self.stop.is_set():
             frames = self.trucks[v % len(self.trucks)]
@@ -280,7 +304,8 @@ def run_once(
     with tempfile.TemporaryDirectory(prefix="smartgate-bench-") as tmp:
         config = bench_config(setup, Path(tmp), batched)
         readers, onnx = _timed_readers(setup, config, trucks, batched)
-        cams = {f"L{k + 1}/cam{c + 1}": SimulatedCamera(np.zeros((SIZE[1], SIZE[0], 3), np.uint8))
+        width, height = setup.size
+        cams = {f"L{k + 1}/cam{c + 1}": SimulatedCamera(np.zeros((height, width, 3), np.uint8))
                 for k in range(setup.lanes) for c in range(setup.cameras)}
         traffic = _Traffic(setup, trucks, cams)
         node = EdgeNode(config, readers=readers, on_passage=traffic.on_passage, simulated=cams)
@@ -299,6 +324,33 @@ def run_once(
         result = _collect(node, traffic, onnx, start)
         node.stop()
         return result
+
+
+def lanes_per_box(rows: list[tuple[int, RunResult]]) -> int:
+    """The most lanes (of (lanes, batched run) rows) whose p95 trigger-to-event latency is within
+    `LATENCY_BUDGET_MS` with every expected passage read right; 0 when none."""
+    ok = [lanes for lanes, r in rows
+          if r.passages_expected and r.correct == r.passages_expected
+          and r.percentile(95) <= LATENCY_BUDGET_MS]
+    return max(ok, default=0)
+
+
+def sweep(
+    setup: BenchSetup, trucks: list[list[np.ndarray]], max_lanes: int,
+    progress: Callable[[int], None] = lambda _n: None,
+) -> list[tuple[int, RunResult]]:
+    """Batched runs at 1, 2, 4, 8, ... lanes (up to `max_lanes`), stopping after the first lane
+    count that misses the latency budget or misreads a passage."""
+    rows: list[tuple[int, RunResult]] = []
+    lanes = 1
+    while lanes <= max_lanes:
+        progress(lanes)
+        result = run_once(replace(setup, lanes=lanes), trucks, batched=True)
+        rows.append((lanes, result))
+        if lanes_per_box(rows[-1:]) != lanes:
+            break
+        lanes *= 2
+    return rows
 
 
 BATCH_INPUTS = {  # the inputs the edge benchmark feeds: a scaled ROI, short and long plate lines

@@ -266,3 +266,63 @@ def write_dataset(
         cv2.imwrite(str(images / name), image)
     (folder / "labels.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
     return folder
+
+
+SIGNS = ("HUU NGHI BORDER GATE", "LANE {lane}", "SLOW 5 km/h", "STOP AT BARRIER",
+         "CUSTOMS INSPECTION", "NO PARKING", "WEIGH STATION 500 m", "TOLL 35000 VND")
+LIVERIES = ("VINATRANS LOGISTICS", "HOTLINE 0912 345 678", "TAI TRONG 15000 KG",
+            "DONG A EXPRESS", "COLD CHAIN -18 C", "SAO VIET CARGO", "GUANGXI FREIGHT 0771")
+
+
+def _vehicle(scene: np.ndarray, box: tuple[int, int, int, int], rng: np.random.Generator,
+             livery: str | None) -> np.ndarray:
+    """A boxy vehicle (van, car, truck cab) with windows, wheels and maybe a livery line."""
+    x1, y1, x2, y2 = box
+    b, g, r = (int(c) for c in rng.integers(40, 230, 3))
+    body = (b, g, r)
+    cv2.rectangle(scene, (x1, y1), (x2, y2), body, -1)
+    cv2.rectangle(scene, (x1, y1), (x2, y2), (25, 25, 25), 3)
+    h, w = y2 - y1, x2 - x1
+    cv2.rectangle(scene, (x1 + w // 10, y1 + h // 10), (x2 - w // 10, y1 + h // 3), (70, 60, 50),
+                  -1)  # windscreen
+    for x in (x1 + w // 5, x2 - w // 5):
+        cv2.circle(scene, (x, y2), max(6, h // 8), (20, 20, 20), -1)
+    if livery:
+        size = max(12, h // 9)
+        scene = draw_text(scene, livery, (x1 + w // 12, y1 + h // 2), size,
+                          (255 - b, 255 - g, 255 - r))
+    return scene
+
+
+def render_gate_scene(
+    text: str, region: str, rows: int, seed: int, size: tuple[int, int] = (1920, 1080),
+    lane: int = 1,
+) -> tuple[np.ndarray, tuple[int, int, int, int]]:
+    """A whole gate camera frame (default 1080p, no ROI): a truck with plate `text` in the lane,
+    other vehicles with livery text behind it, gate signs, and the camera's timestamp overlay;
+    returns the scene and the plate's pixel box. Only the truck carries a plate."""
+    rng = np.random.default_rng(seed)
+    width, height = size
+    scene, box = render_scene_with_box(text, region, rows, seed, size)
+    for k in range(int(rng.integers(2, 4))):  # traffic in the next lanes, at the frame sides
+        vw = int(width * rng.uniform(0.1, 0.16))
+        vh = int(vw * rng.uniform(0.45, 0.7))
+        vx = int(rng.uniform(0, 0.05) * width) if k % 2 == 0 else \
+            int(width * rng.uniform(0.95, 1.0)) - vw
+        vy = int(height * rng.uniform(0.3, 0.5))
+        if vx < box[2] + 40 and vx + vw > box[0] - 40 and vy + vh > box[1] - 40:
+            continue  # never over the plate
+        scene = _vehicle(scene, (vx, vy, vx + vw, vy + vh), rng,
+                         LIVERIES[(seed + k) % len(LIVERIES)])
+    for k in range(2):  # gantry signs, white on green or blue, along the top
+        sw, sh = int(width * 0.27), int(height * 0.07)
+        sx = int(width * (0.05 + 0.5 * k + rng.uniform(0, 0.15)))
+        sy = int(height * 0.04)
+        colour = (60, 120, 20) if k == 0 else (140, 70, 20)
+        cv2.rectangle(scene, (sx, sy), (sx + sw, sy + sh), colour, -1)
+        sign = SIGNS[(seed + 3 * k) % len(SIGNS)].format(lane=lane)
+        scene = draw_text(scene, sign, (sx + sw // 14, sy + sh // 5), sh // 2, (240, 240, 240))
+    stamp = f"2026-12-03 09:{seed % 60:02d}:{(seed * 7) % 60:02d}  CAM {lane}"
+    scene = draw_text(scene, stamp, (width // 60, height - height // 22), height // 40,
+                      (250, 250, 250))
+    return scene, box
