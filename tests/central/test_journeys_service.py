@@ -22,6 +22,9 @@ from central.db import utcnow
 from central.domain.declarations import Declaration
 from central.ingest import handle_message
 from central.journeys import YardEvents, YardWatch, sign
+from hardware.config import LaneControllerConfig
+from hardware.display import encode_show
+from hardware.lane import Command, LaneControlState, Show, decide
 from smartgate import contract
 from smartgate.contract import Candidate, PassageEvent, PlateRead, YardEvent
 from tests.central.test_api import SECRET, bearer
@@ -169,6 +172,10 @@ def test_call_next_board_and_requeue(client: TestClient) -> None:
     assert first["plate"] == "15C04321" and first["lane"] == "L4"  # perishable first
     assert [(c.lane, c.action.value, c.message) for c in sent] == [
         ("YB", "show_message", "15C04321 -> L4")]
+    # the yard board's lane controller shows it, in the display protocol
+    board = LaneControllerConfig(site="huunghi", lane="YB", node_id="edge-yard")
+    shown = decide(LaneControlState(), Command(sent[0], 0.0), board).actions
+    assert isinstance(shown[0], Show) and encode_show(shown[0].message) == b"SHOW WHITE 15C04321 -> L4\n"
     second = client.post("/api/yard/call", json={"lane": "L3"}, headers=op).json()
     assert second["plate"] == "51D67890"
     assert client.post("/api/yard/call", json={"lane": "L3"}, headers=op).json() is None
