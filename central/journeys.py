@@ -278,13 +278,15 @@ class JourneyService:
         rows = store.open_journeys(session, site)
         return core.occupancy((_inside(r) for r in rows if r.zone), self.site)
 
-    def queue(self, session: Session, site: str, zone: str | None = None) -> list[QueueEntry]:
+    def queue(self, session: Session, site: str, zone: str | None = None,
+              occ: list[core.ZoneOccupancy] | None = None) -> list[QueueEntry]:
         """The queue of a zone (default: the first zone with service lanes) in dispatch order."""
         target = self._queue_zone(zone)
         if target is None:
             return []
         calls = {c.journey_id: c for c in store.active_calls(session, site)}
-        inside = next(z.inside for z in self.occupancy(session, site) if z.zone == target.name)
+        occ = occ if occ is not None else self.occupancy(session, site)
+        inside = next(z.inside for z in occ if z.zone == target.name)
         return [
             QueueEntry(k + 1, t, calls[t.journey_id].lane if t.journey_id in calls else None,
                        store.aware(calls[t.journey_id].called_at) if t.journey_id in calls
@@ -297,13 +299,14 @@ class JourneyService:
             return self.site.zone(zone)
         return next((z for z in self.site.zones if self._service_roles(z)), None)
 
-    def forecast(self, session: Session, site: str, now: datetime, zone: str | None = None
-                 ) -> Forecast | None:
+    def forecast(self, session: Session, site: str, now: datetime, zone: str | None = None,
+                 occ: list[core.ZoneOccupancy] | None = None) -> Forecast | None:
         """Expected wait for a truck arriving now in the zone's queue (M/M/c-style)."""
         target = self._queue_zone(zone)
         if target is None:
             return None
-        count = next(z.count for z in self.occupancy(session, site) if z.zone == target.name)
+        occ = occ if occ is not None else self.occupancy(session, site)
+        count = next(z.count for z in occ if z.zone == target.name)
         times = store.lane_times_by_role(session, site, self._service_roles(target),
                                          now - FORECAST_WINDOW)  # fmt: skip
         times = {lane: [t for t in ts if t <= now] for lane, ts in times.items()}
@@ -312,10 +315,12 @@ class JourneyService:
         priority = store.priority_arrivals(session, site, now - FORECAST_WINDOW, now)
         return forecast(count, times, priority_rate_per_s=priority / FORECAST_WINDOW.total_seconds())
 
-    def overstaying(self, session: Session, site: str, now: datetime) -> list[core.Inside]:
+    def overstaying(self, session: Session, site: str, now: datetime,
+                    occ: list[core.ZoneOccupancy] | None = None) -> list[core.Inside]:
         """Trucks inside a zone for longer than the overstay threshold, longest first."""
         limit = timedelta(seconds=self.site.alerts.overstay_s)
-        return [t for z in self.occupancy(session, site) for t in z.inside
+        occ = occ if occ is not None else self.occupancy(session, site)
+        return [t for z in occ for t in z.inside
                 if now - t.since > limit]  # fmt: skip
 
     def never_seen(self, session: Session, site: str, now: datetime) -> list[JourneyRow]:
@@ -324,11 +329,12 @@ class JourneyService:
         return [r for r in store.open_journeys(session, site) if now - store.utc(r.last_at) > limit]
 
     def dwell(self, session: Session, site: str, now: datetime,
+              occ: list[core.ZoneOccupancy] | None = None,
               edges_s: Iterable[float] = (900, 1800, 3600, 7200, 14400, 28800)) -> dict:
         """Dwell of the trucks inside each zone: a histogram over `edges_s` and percentiles."""
         edges = list(edges_s)
         out = {}
-        for z in self.occupancy(session, site):
+        for z in occ if occ is not None else self.occupancy(session, site):
             secs = [(now - t.since).total_seconds() for t in z.inside]
             counts = [0] * (len(edges) + 1)
             for s in secs:
@@ -350,6 +356,32 @@ class JourneyService:
                     detail=f"in {t.zone} for {(now - t.since).total_seconds() / 3600:.1f} h",
                 ))  # fmt: skip
         return out
+
+    def merge(self, session: Session, source_id: int, target_id: int, actor: str) -> JourneyRow:
+        """An operator resolves an ambiguous link: journey `source_id`'s passages join
+        `target_id` (they must fit its checkpoints in time order); the source is kept as
+        `merged`, audited. Raises LookupError or ValueError naming the problem."""
+        source, target = store.get_journey(session, source_id), store.get_journey(session, target_id)
+        if source is None or target is None or source_id == target_id:
+            raise LookupError(f"no journeys {source_id} and {target_id} to merge")
+        if source.status == "merged" or target.status == "merged":
+            raise ValueError("a merged journey cannot be merged again")
+        mine = _open(target)
+        for c in store.journey_checkpoints(session, source_id):
+            s = core.Sighting(c.passage_event_id, c.lane, c.role, store.utc(c.at), source.plate)
+            if not core.eligible(s, mine, self.site):
+                raise ValueError(f"the {c.role} passage of journey {source_id} does not fit "
+                                 f"journey {target_id}'s checkpoints")
+        store.move_journey_passages(session, source_id, target_id)
+        session.flush()
+        target.plates = list(dict.fromkeys([*(target.plates or []), *(source.plates or [])]))
+        target.ambiguous = target.ambiguous and target.id not in (source.rivals or [])
+        source.status, source.zone, source.marks = "merged", None, []
+        source.ended_at, source.updated_at = utcnow(), utcnow()
+        self._replay(session, target)
+        store.add_audit(session, actor, "journey_merge", "journey", str(target_id),
+                        {"merged": source_id})
+        return target
 
     # ---- dispatch --------------------------------------------------------------------------
 

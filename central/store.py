@@ -1147,6 +1147,15 @@ def priority_arrivals(session: Session, site: str, since: datetime, until: datet
     ) or 0)  # fmt: skip
 
 
+def move_journey_passages(session: Session, source: int, target: int) -> int:
+    """Relink every passage of journey `source` into `target`; how many."""
+    result = session.execute(
+        update(JourneyPassage).where(JourneyPassage.journey_id == source)
+        .values(journey_id=target)
+    )  # fmt: skip
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+
 def sites_with_open_journeys(session: Session) -> list[str]:
     """Sites that have open journeys."""
     return [str(s) for s in session.scalars(

@@ -19,7 +19,7 @@ from pydantic import BaseModel, Field
 from central import store
 from central.db import JourneyRow, utcnow
 from central.deps import Db, Reader
-from central.domain.journeys import Inside
+from central.domain.journeys import Inside, ZoneOccupancy
 from central.journeys import DailyReport, JourneyService, YardEvents
 from central.routes.web_render import render
 from smartgate.contract import LaneCommand, YardEvent
@@ -87,7 +87,8 @@ class JourneyOut(BaseModel):
     site: str
     plate: str
     plates: list[str] = Field(description="every distinct text read on the way")
-    status: str = Field(description="open (still in the site) or completed")
+    status: str = Field(description="open (still in the site), completed, or merged into "
+                        "another journey by an operator")
     zone: str | None
     zone_since: datetime | None
     started_at: datetime
@@ -174,27 +175,33 @@ class CallOut(BaseModel):
     deadline: datetime
 
 
-def _zones(service: JourneyService, db: Db, site: str, now: datetime) -> list[ZoneOut]:
+Occ = list[ZoneOccupancy] | None  # one read shared by the parts of a page (consistent counts)
+
+
+def _zones(service: JourneyService, db: Db, site: str, now: datetime, occ: Occ = None
+           ) -> list[ZoneOut]:
     levels = sorted(service.site.alerts.capacity_levels)
     return [
         ZoneOut(zone=z.zone, capacity=z.capacity, count=z.count, level=round(z.level, 3),
                 alert_level=max((lv for lv in levels if z.level >= lv), default=None),
                 inside=[InsideOut.of(t, now) for t in z.inside])
-        for z in service.occupancy(db, site)
+        for z in (occ if occ is not None else service.occupancy(db, site))
     ]  # fmt: skip
 
 
-def _queue(service: JourneyService, db: Db, site: str, now: datetime) -> list[QueueOut]:
+def _queue(service: JourneyService, db: Db, site: str, now: datetime, occ: Occ = None
+           ) -> list[QueueOut]:
     return [
         QueueOut(position=e.position, journey_id=e.truck.journey_id, plate=e.truck.plate,
                  since=e.truck.since, wait_s=round((now - e.truck.since).total_seconds(), 1),
                  priority=e.truck.priority, called_lane=e.called_lane, called_at=e.called_at)
-        for e in service.queue(db, site)
+        for e in service.queue(db, site, occ=occ)
     ]  # fmt: skip
 
 
-def _forecast(service: JourneyService, db: Db, site: str, now: datetime) -> ForecastOut | None:
-    f = service.forecast(db, site, now)
+def _forecast(service: JourneyService, db: Db, site: str, now: datetime, occ: Occ = None
+              ) -> ForecastOut | None:
+    f = service.forecast(db, site, now, occ=occ)
     if f is None:
         return None
     return ForecastOut(
@@ -205,12 +212,13 @@ def _forecast(service: JourneyService, db: Db, site: str, now: datetime) -> Fore
     )  # fmt: skip
 
 
-def _alerts(service: JourneyService, db: Db, site: str, now: datetime) -> AlertsOut:
+def _alerts(service: JourneyService, db: Db, site: str, now: datetime, occ: Occ = None
+            ) -> AlertsOut:
     ambiguous = store.list_journeys(db, store.JourneyFilter(site=site, status="open",
                                                             ambiguous=True, limit=50))
     return AlertsOut(
-        capacity=[z for z in _zones(service, db, site, now) if z.alert_level is not None],
-        overstaying=[InsideOut.of(t, now) for t in service.overstaying(db, site, now)],
+        capacity=[z for z in _zones(service, db, site, now, occ) if z.alert_level is not None],
+        overstaying=[InsideOut.of(t, now) for t in service.overstaying(db, site, now, occ)],
         never_seen=[JourneyOut.of(r) for r in service.never_seen(db, site, now)],
         ambiguous=[JourneyOut.of(r) for r in ambiguous],
     )
@@ -274,6 +282,28 @@ def dwell(request: Request, db: Db, _user: Reader, site: Site = None) -> dict[st
 def alerts(request: Request, db: Db, _user: Reader, site: Site = None) -> AlertsOut:
     """Zones at an alert level, overstaying trucks, trucks never seen again, ambiguous links."""
     return _alerts(_service(request), db, _site(request, site), utcnow())
+
+
+class MergeIn(BaseModel):
+    """Resolve an ambiguous link: this journey's passages belong to journey `into`."""
+
+    into: int
+
+
+@router.post("/journeys/{journey_id}/merge", response_model=JourneyOut)
+def merge_journeys(
+    request: Request, journey_id: int, body: MergeIn, db: Db, user: Reader
+) -> JourneyOut:
+    """Merge an ambiguous journey into the one it belongs to (its passages must fit in time
+    order); audited. 404 for an unknown journey, 409 when they do not fit."""
+    try:
+        row = _service(request).merge(db, journey_id, body.into, user.username)
+    except LookupError as exc:
+        raise HTTPException(404, str(exc)) from None
+    except ValueError as exc:
+        raise HTTPException(409, str(exc)) from None
+    db.commit()
+    return journey_detail(row.id, db, user)
 
 
 def _publish(request: Request, events: list[YardEvent], command: LaneCommand | None) -> None:
@@ -363,13 +393,14 @@ def _page_context(request: Request, db: Db, site: str) -> dict[str, Any]:
     service = _service(request)
     now = utcnow()
     service_lanes = sorted({lane for z in service.site.zones for lane in z.queue_for})
-    fc = _forecast(service, db, site, now)
+    occ = service.occupancy(db, site)
+    fc = _forecast(service, db, site, now, occ)
     if not service_lanes and fc is not None:
         service_lanes = [r.lane for r in fc.lanes]
-    return {"site": site, "zones": _zones(service, db, site, now),
-            "queue": _queue(service, db, site, now)[:50], "forecast": fc,
-            "alerts": _alerts(service, db, site, now), "lanes": service_lanes, "now": now,
-            "dwell": service.dwell(db, site, now)}
+    return {"site": site, "zones": _zones(service, db, site, now, occ),
+            "queue": _queue(service, db, site, now, occ)[:50], "forecast": fc,
+            "alerts": _alerts(service, db, site, now, occ), "lanes": service_lanes, "now": now,
+            "dwell": service.dwell(db, site, now, occ)}
 
 
 @pages.get("/yard", response_class=HTMLResponse)
@@ -396,6 +427,20 @@ def yard_call(
     made = _call(request, db, user, _site(request, site or None), lane)
     called = f"{made.plate}:{lane}" if made else "none"
     return RedirectResponse(f"/yard?called={called}", status_code=303)
+
+
+@pages.post("/yard/merge")
+def yard_merge(
+    request: Request, db: Db, user: Reader, journey: Annotated[int, Form()],
+    into: Annotated[int, Form()],
+) -> Response:
+    """The page's 'belongs to' button on an ambiguous link."""
+    try:
+        _service(request).merge(db, journey, into, user.username)
+    except (LookupError, ValueError) as exc:
+        raise HTTPException(409, str(exc)) from None
+    db.commit()
+    return RedirectResponse("/yard", status_code=303)
 
 
 @pages.get("/yard/report", response_class=HTMLResponse)

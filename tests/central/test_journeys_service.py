@@ -288,3 +288,34 @@ def test_passages_sent_late_by_an_offline_edge_join_their_journey(client: TestCl
     assert [c["role"] for c in j["checkpoints"]] == ["yard_entry", "inspection", "border_exit"]
     assert (j["status"], j["yard_wait_s"], j["total_s"]) == ("completed", 2400, 4800)
 
+
+def test_an_ambiguous_link_is_marked_then_merged_by_an_operator(client: TestClient) -> None:
+    """29C123B5 at the lane could be 29C12385 (B/8) or 29C12335 (B/3): not guessed."""
+    op = bearer(client, "oscar", "operator")
+    ingest(client, passage("E1", "29C12385", 60), passage("E1", "29C12335", 55),
+           passage("L3", "29C123B5", 20, "inspection"))  # fmt: skip
+    alerts = client.get("/api/yard/alerts", headers=op).json()
+    [odd] = alerts["ambiguous"]
+    by_plate = {j["plate"]: j["id"] for j in client.get("/api/yard/journeys", headers=op).json()}
+    assert sorted(odd["rivals"]) == sorted([by_plate["29C12385"], by_plate["29C12335"]])
+    zones = lambda: {z["zone"]: z["count"] for z in  # noqa: E731
+                     client.get("/api/yard/occupancy", headers=op).json()}  # fmt: skip
+    assert zones() == {"yard": 2, "inspection_area": 1}
+    url = f"/api/yard/journeys/{odd['id']}/merge"
+    into = by_plate["29C12385"]
+    assert client.post(url, json={"into": 999}, headers=op).status_code == 404
+    merged = client.post(url, json={"into": into}, headers=op)
+    assert merged.status_code == 200, merged.text
+    body = merged.json()
+    assert [c["role"] for c in body["checkpoints"]] == ["yard_entry", "inspection"]
+    assert body["zone"] == "inspection_area" and body["yard_wait_s"] == 2400
+    assert zones() == {"yard": 1, "inspection_area": 1}
+    assert client.get("/api/yard/alerts", headers=op).json()["ambiguous"] == []
+    again = client.post(url, json={"into": by_plate["29C12335"]}, headers=op)
+    assert again.status_code == 409
+    # a passage that does not fit (a second inspection) is refused
+    ingest(client, passage("L4", "29C12335", 10, "inspection"))
+    other = client.get(f"/api/yard/journeys/{by_plate['29C12335']}", headers=op).json()
+    assert client.post(f"/api/yard/journeys/{other['id']}/merge", json={"into": into},
+                       headers=op).status_code == 409
+

@@ -72,3 +72,19 @@ def test_yard_page_live_queue_call_next_and_report(browser, central_url: str, la
     assert page.inner_text(".vehicles-in") == "3"
     page.wait_for_selector("#hourly-chart svg rect")
     page.screenshot(path=str(ARTIFACTS / "yard-report.png"), full_page=True)
+
+    # 12C123B5 at the lane could be 12C12385 or 12C12335: marked, and the operator resolves it
+    send(checkpoint("12C12385", "E1", "yard_entry", 2))
+    send(checkpoint("12C12335", "E2", "yard_entry", 2))
+    send(checkpoint("12C123B5", "L3", "inspection", 1))
+    page.goto(f"{central_url}/yard?lang=en")
+    odd = "#yard-alerts li.ambiguous"
+    for _ in range(40):
+        if page.locator(odd).count():
+            break
+        page.wait_for_timeout(250)
+        page.reload()
+    assert "12C123B5" in page.inner_text(odd)
+    page.click(f"{odd} form.merge:first-of-type button")
+    page.wait_for_url("**/yard")
+    assert page.locator(odd).count() == 0
