@@ -43,6 +43,23 @@ def register(commands: CommandGroups) -> None:
     cv.add_argument("--json", action="store_true", help="last stdout line: one JSON summary")
     cv.set_defaults(func=run_eval_adapted)
 
+    ho = commands.top.add_parser(
+        "eval-holdout", help="does a tuned threshold/prior hold under k-fold cross-validation?")
+    ho.add_argument("dataset", type=Path, help="folder with labels.csv and images/")
+    ho.add_argument("--param", required=True,
+                    help="vn-one, tall-line, province-prior or province-strength")
+    ho.add_argument("--values", required=True,
+                    help="candidates, comma-separated, the neutral one first (it wins ties), "
+                    "e.g. 1,2,4,8 or off,240 or off,adaptive")
+    ho.add_argument("--folds", type=int, default=5, help="k (default 5)")
+    ho.add_argument("--seed", type=int, default=0, help="fold seed (default 0)")
+    ho.add_argument("--limit", type=int, help="only the first N rows")
+    ho.add_argument("--recognizer", choices=("ppocr", "own", "fused"), default="ppocr")
+    ho.add_argument("--cache", type=Path, metavar="DIR",
+                    help="keep each value's per-image outcomes here and reuse them")
+    ho.add_argument("--json", action="store_true", help="last stdout line: one JSON summary")
+    ho.set_defaults(func=run_eval_holdout)
+
     b = commands.bench.add_parser("plates", help="plate reading speed vs rapidocr's pipeline")
     b.add_argument("--json", action="store_true", help="last stdout line: one JSON summary")
     b.add_argument("--scenes", type=int, default=12, help="scenes to time (default 12)")
@@ -114,6 +131,29 @@ def run_eval_adapted(args: argparse.Namespace) -> int:
           f"({summary['accuracy_adapted']:.1%})")
     if args.json:
         print(json.dumps(summary, ensure_ascii=False))
+    return 0
+
+
+def run_eval_holdout(args: argparse.Namespace) -> int:
+    """`smartgate eval-holdout`: CV selection of one parameter vs each fixed value."""
+    from tools.eval.evaluation import LabelFileError
+    from tools.eval.holdout import ParamError, holdout
+
+    try:
+        s = holdout(args.dataset, args.param, args.values.split(","), args.folds, args.seed,
+                    args.limit, args.recognizer, args.cache)
+    except (LabelFileError, ParamError) as exc:
+        print(f"smartgate eval-holdout: {exc}", file=sys.stderr)
+        return 2
+    print(f"{s['dataset']} {s['param']}: {s['folds']}-fold select-by-CV "
+          f"{s['cv_correct']}/{s['images']} ({s['cv_accuracy']:.1%})")
+    for value, fixed in s["fixed"].items():
+        print(f"  {value}: fixed {fixed['correct']}/{s['images']} ({fixed['accuracy']:.1%}), "
+              f"chosen in {s['chosen'][value]}/{s['folds']} folds")
+    print(f"  default {s['default']}: {'holds' if s['holds'] else 'does not hold'}"
+          f" (CV winner {s['cv_winner']})")
+    if args.json:
+        print(json.dumps(s, ensure_ascii=False))
     return 0
 
 
