@@ -173,6 +173,34 @@ class TextDetector:
         prob = self.session.run(None, {self.input_name: batch})[0][:, 0]
         return [self.postprocess(prob[i], meta[i]) for i in range(len(meta))]
 
+    def detect_windows(
+        self, frame: np.ndarray, windows: Sequence[tuple[int, int, int, int]], scale: float
+    ) -> list[TextBox]:
+        """Text boxes inside `windows` (x1, y1, x2, y2 in frame pixels) of one frame, in frame
+        pixels, searched as a whole-frame pass at `scale` sees them there: the frame is resized
+        once, and each window, widened to the 32-pixel grid of the detector input, is cut from
+        it and run alone. A line in two windows is found in both."""
+        frame = check_image(frame, "frame")
+        h, w = frame.shape[:2]
+        th, tw = self._target_size(h, w, scale)
+        resized = cv2.resize(frame, (tw, th))
+        rx, ry = tw / w, th / h
+        found: list[TextBox] = []
+        for x1, y1, x2, y2 in windows:
+            ix1, iy1 = int(x1 * rx) // 32 * 32, int(y1 * ry) // 32 * 32
+            ix2 = min(tw, -(-int(np.ceil(x2 * rx)) // 32) * 32)
+            iy2 = min(th, -(-int(np.ceil(y2 * ry)) // 32) * 32)
+            if ix2 <= ix1 or iy2 <= iy1:
+                continue
+            crop = resized[iy1:iy2, ix1:ix2]
+            batch = (crop.astype(np.float32).transpose(2, 0, 1) / 127.5 - 1.0)[None]
+            prob = self.session.run(None, {self.input_name: batch})[0][0, 0]
+            ch, cw = crop.shape[:2]
+            offset = np.array([ix1 / rx, iy1 / ry], dtype=np.float32)
+            found += [TextBox(b.quad + offset, b.score)
+                      for b in self.postprocess(prob, (ch, cw, (ch / ry, cw / rx)))]
+        return found
+
     def postprocess(self, prob: np.ndarray, meta: tuple) -> list[TextBox]:
         """DB post-processing of one probability map into boxes in original pixels."""
         h, w, (oh, ow) = meta

@@ -2,8 +2,10 @@
 
 Pure functions over boxes and frame shapes: a plate-likeness prior from a candidate's geometry
 (ranks the detector's text-line groups so only the top few are read, and with `read_prior` the
-reads of a frame) and the expanded window around a small candidate that a second, upscaled
-detector pass searches.
+reads of a frame), the expanded window around a small candidate that a second, upscaled
+detector pass searches, and the cascade's plan: the scale of a coarse whole-frame pass
+(`coarse_scale`) and the merged windows around its best candidates (`cascade_windows`) that the
+full-scale pass then searches instead of the whole frame.
 """
 
 from __future__ import annotations
@@ -15,6 +17,13 @@ MIN_ROW_FRACTION = 0.006  # rows lower than this share of the frame height are t
 EDGE_BAND = 0.04  # timestamps and captions hug the top and bottom frame borders
 CUT_MARGIN = 1  # a box within this many pixels of the left or right frame edge is cut by it
 UNLIKELY = 0.4  # prior factor for each feature that does not look like a plate
+COARSE_SIDE = 800  # longest side (pixels) of the cascade's coarse whole-frame detector pass
+COARSE_GAIN = 0.65  # the cascade runs only where the coarse pass is at most this share of full scale
+COARSE_THRESH = (0.2, 0.3)  # the coarse pass's DB pixel and box thresholds (full pass: 0.3, 0.5):
+# small plates are faint at the coarse scale, and a false candidate costs only a small window
+WINDOW_MARGIN = 0.5  # coarse boxes are loose: windows grow by this many rows more on each side
+WINDOW_CONTEXT = 32  # and by this many pixels (frame pixels at scale 1) of context for the detector
+WINDOW_SHARE = 0.5  # windows covering more of the frame than this: search the frame whole
 
 
 def plate_prior(bbox: Box, rows: int, frame_shape: tuple[int, ...]) -> float:
@@ -51,3 +60,48 @@ def search_window(bbox: Box, rows: int, frame_shape: tuple[int, ...]) -> Box:
     dx, dy = 0.25 * (x2 - x1) + row_h, 1.2 * row_h
     return (max(0, int(x1 - dx)), max(0, int(y1 - dy)),
             min(width, int(x2 + dx)), min(height, int(y2 + dy)))
+
+
+def coarse_scale(full_scale: float, frame_shape: tuple[int, ...]) -> float | None:
+    """Detector scale of the coarse pass over a frame whose full pass runs at `full_scale`, or
+    None where a coarse pass would save too little (small frames: search them whole)."""
+    scale = COARSE_SIDE / max(frame_shape[:2])
+    return scale if scale <= COARSE_GAIN * full_scale else None
+
+
+def _merge(windows: list[Box]) -> list[Box]:
+    """Overlapping or touching windows joined into their bounding boxes, until none overlap."""
+    merged = list(windows)
+    changed = True
+    while changed:
+        changed = False
+        for i in range(len(merged)):
+            for j in range(i + 1, len(merged)):
+                a, b = merged[i], merged[j]
+                if a[0] <= b[2] and b[0] <= a[2] and a[1] <= b[3] and b[1] <= a[3]:
+                    merged[i] = (min(a[0], b[0]), min(a[1], b[1]), max(a[2], b[2]),
+                                 max(a[3], b[3]))
+                    del merged[j]
+                    changed = True
+                    break
+            if changed:
+                break
+    return merged
+
+
+def cascade_windows(
+    candidates: list[tuple[Box, int]], frame_shape: tuple[int, ...]
+) -> list[Box] | None:
+    """Windows for the full-scale pass around the coarse pass's best plate candidates
+    ((bbox, rows), best first), merged where they overlap; None when they would cover more than
+    `WINDOW_SHARE` of the frame (the whole frame is then cheaper to search in one pass)."""
+    height, width = frame_shape[:2]
+    windows = []
+    for bbox, rows in candidates:
+        x1, y1, x2, y2 = search_window(bbox, rows, frame_shape)
+        pad = int(WINDOW_MARGIN * max(1, bbox[3] - bbox[1]) / rows + WINDOW_CONTEXT)
+        windows.append((max(0, x1 - pad), max(0, y1 - pad), min(width, x2 + pad),
+                        min(height, y2 + pad)))
+    merged = _merge(windows)
+    covered = sum((x2 - x1) * (y2 - y1) for x1, y1, x2, y2 in merged)
+    return merged if covered <= WINDOW_SHARE * height * width else None

@@ -36,7 +36,14 @@ from edge.recognition.ocr import (
     order_quad,
     warp_quad,
 )
-from edge.recognition.plate_locate import plate_prior, read_prior, search_window
+from edge.recognition.plate_locate import (
+    COARSE_THRESH,
+    cascade_windows,
+    coarse_scale,
+    plate_prior,
+    read_prior,
+    search_window,
+)
 from edge.recognition.plate_rec import PlateRecognizer, widen_quad
 from edge.recognition.province_prior import ProvincePrior
 from edge.recognition.results import Box, PlateResult
@@ -51,6 +58,8 @@ CROP_DETECT_SIDE = 320  # crops are searched for text lines at this longest side
 MAX_CROP_GROUPS = 3
 MAX_FRAME_GROUPS = 8  # plate candidates read per frame, most plate-like first
 MAX_SPLIT_GROUPS = 3  # of those, the most plate-like single boxes also read as 2 rows
+MAX_WINDOW_GROUPS = 4  # cascade: the most plate-like coarse candidates searched at full scale
+CASCADE_CERTAIN = 0.8  # a cascaded frame whose best read is less sure is searched again whole
 SIZE_TOLERANCE = 0.8  # reads with rows at least this share of the tallest read rank unscaled
 SMALL_ROW = 24  # candidates with rows lower than this (px) get an upscaled second pass
 LINE_HEIGHT = 48  # the recognizer's input height: lines are brought to it before reading
@@ -66,6 +75,12 @@ TOP_CANDIDATES = 5  # readings kept per plate
 RECOGNIZERS = ("ppocr", "own", "fused")  # who reads the text: PP-OCR, our plate model, or both
 OWN_WEIGHT = 0.5  # share of our plate model in a fused score (the rest is PP-OCR's)
 PROVINCE_ALIGN = 3  # frames over which the second opinion's province glyph may peak (±1)
+# A Chinese reading at least this confident skips the second opinion: chosen by 5-fold
+# cross-validation over the CN candidates of cn-real, lprnet-cn-crops and ccpd-samples-clpr
+# (the most confident reading the second opinion changed in the training folds, plus 0.1, came
+# to 0.8 in every fold; on the held-out folds 277 of 387 readings skipped it, none of which it
+# would have changed). docs/plates.md has the table.
+PROVINCE_CERTAIN = 0.8
 # Shape test of the ink under each read glyph of a Latin plate line (emblems, crests, cacti):
 GLYPH_SHORT = 0.7  # ink lower than this share of the line's character height is no character
 GLYPH_OFFSET = 0.25  # ink ending this share of the character height inside the row's top/bottom
@@ -297,6 +312,27 @@ def _group_bbox(group: Sequence[TextBox]) -> Box:
             max(b[2] for b in boxes), max(b[3] for b in boxes))
 
 
+def _ranked_groups(groups: list[list[TextBox]], shape: tuple[int, ...]) -> list[list[TextBox]]:
+    """Text-line groups most plate-like first: weakest line score times `plate_prior`."""
+    return sorted(groups, key=lambda g: -min(b.score for b in g) * plate_prior(_group_bbox(g),
+                                                                              len(g), shape))
+
+
+def _distinct(boxes: Sequence[TextBox]) -> list[TextBox]:
+    """The boxes, best first, without those mostly inside a kept one (a line found in two
+    neighbouring windows)."""
+    kept: list[TextBox] = []
+    for b in sorted(boxes, key=lambda b: -b.score):
+        if all(_overlap(b.bbox, k.bbox) < 0.8 for k in kept):
+            kept.append(b)
+    return kept
+
+
+def _inside(inner: Box, outer: Box) -> bool:
+    return (inner[0] >= outer[0] and inner[1] >= outer[1] and inner[2] <= outer[2]
+            and inner[3] <= outer[3])
+
+
 def _area(box: Box) -> int:
     return max(0, box[2] - box[0]) * max(0, box[3] - box[1])
 
@@ -382,9 +418,12 @@ class PlateReader:
         recognizer_mode: str = "ppocr",
         plate_model: Path | None = None,
         threads: int = 0,
+        cascade: bool = True,
     ) -> None:
         self.detector = detector or TextDetector()
         self.crop_detector = TextDetector(self.detector.session, limit_side=32)
+        self.coarse_detector = TextDetector(self.detector.session, thresh=COARSE_THRESH[0],
+                                            box_thresh=COARSE_THRESH[1])
         self.recognizer = recognizer or TextRecognizer()
         self.grammars: tuple[Grammar, ...] = tuple(
             dict.fromkeys(g for r in regions for g in GRAMMARS[r]))
@@ -417,6 +456,7 @@ class PlateReader:
         if recognizer_mode not in RECOGNIZERS:
             raise ValueError(f"recognizer_mode must be one of {RECOGNIZERS}, got {recognizer_mode!r}")
         self.mode = recognizer_mode
+        self.cascade = cascade
         self.own: PlateRecognizer | None = None
         if recognizer_mode != "ppocr":
             if plate_model is None:
@@ -428,13 +468,31 @@ class PlateReader:
     def read_frames(self, frames: Sequence[np.ndarray]) -> list[list[PlateResult]]:
         """Plates found in each frame, most confident first.
 
+        Frames are searched by a cascade (`_locate`, with `cascade` on): a coarse detector pass
+        over the whole frame, then the full-scale pass only in windows around its most
+        plate-like candidates; a cascaded frame where nothing is read, or whose best read is
+        below `CASCADE_CERTAIN`, is searched again whole and takes that search's reads.
         Text-line groups are ranked by detector score times a geometric plate prior and only the
         top `MAX_FRAME_GROUPS` are read (a frame with very tall lines is searched at half scale
         too: `refine_tall_lines`); a candidate with small rows also gets a second detector
         pass over an upscaled window around it. All lines of all frames share one recognizer call.
         """
         frames = [check_image(f, f"frame {i}") for i, f in enumerate(frames)]
-        found = self._candidates(frames)
+        results, cascaded = self._read_frames(frames, self.cascade)
+        missed = [i for i, plates in enumerate(results) if cascaded[i]
+                  and (not plates or plates[0].confidence < CASCADE_CERTAIN)]
+        if missed:
+            again, _ = self._read_frames([frames[i] for i in missed], cascade=False)
+            for i, plates in zip(missed, again, strict=True):
+                results[i] = plates
+        self._learn(plates[0] for plates in results if plates)
+        return results
+
+    def _read_frames(
+        self, frames: Sequence[np.ndarray], cascade: bool
+    ) -> tuple[list[list[PlateResult]], list[bool]]:
+        """The reads of each frame, and whether it was searched by the cascade."""
+        found, cascaded = self._candidates(frames, cascade)
         colours = [plate_colour(warp_quad(frames[o], q))
                    for o, q in zip(found.owners, found.quads, strict=True)]
         plates = ([warp_quad(frames[o], widen_quad(q))
@@ -444,22 +502,65 @@ class PlateReader:
         results = _place(len(frames), found, colours, reads, self.min_confidence)
         results = [_suppress(plates, frame.shape)
                    for plates, frame in zip(results, frames, strict=True)]
-        self._learn(plates[0] for plates in results if plates)
-        return results
+        return results, cascaded
 
-    def _candidates(self, frames: Sequence[np.ndarray]) -> _Candidates:
+    def _locate(self, frames: Sequence[np.ndarray]) -> tuple[list[list[TextBox]], list[bool]]:
+        """Text boxes per frame found by the cascade, and whether each frame went through it.
+
+        Frames of one shape share a coarse detector pass at `coarse_scale`; the merged windows
+        around its top `MAX_WINDOW_GROUPS` candidates (`cascade_windows`) are searched again at
+        the detector's full scale (`TextDetector.detect_windows`: the boxes a whole-frame pass
+        finds there), and their boxes replace the coarse ones inside. Frames too small to gain,
+        or whose windows would cover most of the frame, are searched whole at full scale
+        (`refine_tall_lines`).
+        """
+        out: list[list[TextBox]] = [[] for _ in frames]
+        cascaded = [False] * len(frames)
+        whole: list[int] = []
+        by_shape: dict[tuple[int, ...], list[int]] = {}
+        for i, frame in enumerate(frames):
+            by_shape.setdefault(frame.shape, []).append(i)
+        for shape, idx in by_shape.items():
+            full = self.detector.input_scale(*shape[:2])
+            scale = coarse_scale(full, shape)
+            if scale is None:
+                whole += idx
+                continue
+            for i, coarse in zip(idx, self.coarse_detector.detect([frames[i] for i in idx],
+                                                                  scale=scale), strict=True):
+                ranked = _ranked_groups(plate_groups(coarse), shape)[:MAX_WINDOW_GROUPS]
+                windows = cascade_windows([(_group_bbox(g), len(g)) for g in ranked], shape)
+                if windows is None:
+                    whole.append(i)
+                    continue
+                fine = self.detector.detect_windows(frames[i], windows, full)
+                out[i] = _distinct(fine) + [b for b in coarse
+                                            if not any(_inside(b.bbox, w) for w in windows)]
+                cascaded[i] = True
+        if whole:
+            subset = [frames[i] for i in whole]
+            for i, boxes in zip(whole, refine_tall_lines(self.detector, subset,
+                                                         self.detector.detect(subset)),
+                                strict=True):
+                out[i] = boxes
+        return out, cascaded
+
+    def _candidates(
+        self, frames: Sequence[np.ndarray], cascade: bool = False
+    ) -> tuple[_Candidates, list[bool]]:
         """The plate candidates of every frame: the top-ranked text-line groups, each with its
-        ways to be read, plus what an upscaled second detector pass found around small ones."""
+        ways to be read, plus what an upscaled second detector pass found around small ones;
+        and whether each frame was searched by the cascade (`_locate`) or whole."""
         found = _Candidates()
         windows: list[tuple[int, np.ndarray]] = []  # (candidate index, window image)
-        boxes_per_frame = refine_tall_lines(self.detector, frames, self.detector.detect(frames))
+        if cascade:
+            boxes_per_frame, cascaded = self._locate(frames)
+        else:
+            boxes_per_frame = refine_tall_lines(self.detector, frames, self.detector.detect(frames))
+            cascaded = [False] * len(frames)
         for i, (frame, boxes) in enumerate(zip(frames, boxes_per_frame, strict=True)):
             warped: dict[int, np.ndarray] = {}
-            ranked = sorted(
-                plate_groups(boxes),
-                key=lambda g: -min(b.score for b in g) * plate_prior(_group_bbox(g), len(g),
-                                                                    frame.shape),
-            )
+            ranked = _ranked_groups(plate_groups(boxes), frame.shape)
             for rank, group in enumerate(ranked[:MAX_FRAME_GROUPS]):
                 lines = tuple(warped.setdefault(id(b), warp_quad(frame, b.quad)) for b in group)
                 bbox = _group_bbox(group)
@@ -479,7 +580,7 @@ class PlateReader:
             windows, self._detected_layouts([w for _, w in windows]), strict=True
         ):
             found.layouts[index] += extra
-        return found
+        return found, cascaded
 
     def read_crops(self, crops: Sequence[np.ndarray]) -> list[PlateResult]:
         """Read each crop as one plate (1 or 2 rows, whichever its grammar fits best)."""
@@ -540,9 +641,10 @@ class PlateReader:
         (one per candidate) are read in one more batch and fused with PP-OCR's reading (`fuse`).
 
         Plates whose best reading is Chinese and confident enough to be reported
-        (`min_confidence`) have all their lines read again by the province recognizer (one more
-        batch) and are interpreted again with its `second_opinion`. Fainter reads (mostly other
-        text in the frame) are not worth a second recognizer call.
+        (`min_confidence`) but not already certain (`PROVINCE_CERTAIN`) have all their lines read
+        again by the province recognizer (one more batch) and are interpreted again with its
+        `second_opinion`. Fainter reads (mostly other text in the frame) are not worth a second
+        recognizer call.
         """
         unique = {id(line): line for options in layouts for lay in options for line in lay.lines}
         flat = {key: prepare_line(line) for key, line in unique.items()}
@@ -551,8 +653,8 @@ class PlateReader:
         grammars = self._site_grammars()
         out = [self._best_layout(options, colour, read, grammars)
                for options, colour in zip(layouts, colours, strict=True)]
-        chinese = [k for k, result in enumerate(out)
-                   if result.region == "cn" and result.confidence >= self.min_confidence]
+        chinese = [k for k, result in enumerate(out) if result.region == "cn"
+                   and self.min_confidence <= result.confidence < PROVINCE_CERTAIN]
         if chinese and self.province_recognizer is not None and len(self.province_columns):
             keys = list(dict.fromkeys(id(line) for k in chinese for lay in layouts[k]
                                       for line in lay.lines))

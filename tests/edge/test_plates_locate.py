@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import numpy as np
 
-from edge.recognition.plate_locate import UNLIKELY, plate_prior, read_prior, search_window
+from edge.recognition.plate_locate import (
+    COARSE_SIDE,
+    UNLIKELY,
+    cascade_windows,
+    coarse_scale,
+    plate_prior,
+    read_prior,
+    search_window,
+)
 from edge.recognition.plates import LINE_HEIGHT, PlateResult, _suppress, prepare_line
 
 FRAME = (720, 1280, 3)
@@ -47,3 +55,23 @@ def test_timestamps_and_cut_text_rank_after_the_plate() -> None:
     cut = PlateResult("6F1A", "6F1A", 0.8, "other", box=(0, 323, 47, 359))
     assert [p.text for p in _suppress([stamp, cut, plate], FRAME)][0] == "1365847"
     assert read_prior(cut.box, 1, FRAME) < plate_prior(cut.box, 1, FRAME)
+
+
+def test_coarse_pass_only_where_it_saves_enough() -> None:
+    assert coarse_scale(1.0, (1080, 1920, 3)) == COARSE_SIDE / 1920
+    assert coarse_scale(1.0, (600, 800, 3)) is None  # 0.8 of full scale: search it whole
+    assert coarse_scale(736 / 480, (480, 640, 3)) is None  # upscaled small frame
+
+
+def test_cascade_windows_merge_and_give_up_on_most_of_the_frame() -> None:
+    frame = (1080, 1920, 3)
+    one = cascade_windows([((900, 800, 1000, 820), 1)], frame)
+    assert one is not None and len(one) == 1
+    x1, y1, x2, y2 = one[0]
+    assert x1 < 900 and y1 < 800 and x2 > 1000 and y2 > 820
+    near = cascade_windows([((900, 800, 1000, 820), 1), ((1010, 805, 1100, 822), 1)], frame)
+    assert near is not None and len(near) == 1  # overlapping windows are searched once
+    apart = cascade_windows([((100, 100, 200, 120), 1), ((1500, 900, 1600, 920), 1)], frame)
+    assert apart is not None and len(apart) == 2
+    assert cascade_windows([], frame) == []
+    assert cascade_windows([((0, 0, 1900, 900), 1)], frame) is None

@@ -8,7 +8,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from edge.recognition import plates
 from edge.recognition.ocr import BUCKET_SPREAD, ImageError, TextBox, decode_image, width_buckets
+from edge.recognition.plate_locate import COARSE_SIDE, WINDOW_SHARE
 from edge.recognition.plates import (
     PlateReader,
     merge_coarse,
@@ -126,11 +128,75 @@ def test_a_frame_with_tall_lines_is_searched_again_at_half_scale(reader: PlateRe
         return detect(frames, scale)
 
     reader.detector.detect = spy  # type: ignore[method-assign]
+    reader.cascade = False  # the whole-frame search
     try:
         found = reader.read_frames([frame, np.full((720, 1280, 3), 80, np.uint8)])
     finally:
         del reader.detector.detect
+        reader.cascade = True
     full = reader.detector.input_scale(1536, 2048)
     assert calls[0] is None and calls[1] == pytest.approx(full / 2)
     assert len([c for c in calls if c is not None]) == 1  # the empty frame: no second pass
     assert found[0][0].text == "14MD104880" and not found[1]
+
+
+def test_cascade_searches_a_full_hd_frame_coarsely_then_only_around_candidates(
+    reader: PlateReader,
+) -> None:
+    frame = np.full((1080, 1920, 3), 90, np.uint8)
+    frame[700:728, 1200:1330] = cv2.resize(render_plate("51R01234", "vn", 1, "white"), (130, 28))
+    large = np.full((1080, 1920, 3), 90, np.uint8)
+    large[500:760, 600:960] = cv2.resize(render_plate("29LD12345", "vn", 2, "white"), (360, 260))
+    passes: list[tuple[str, float | None]] = []
+    searched: list[float] = []  # share of the frame searched at full scale around candidates
+    coarse_detect, detect = reader.coarse_detector.detect, reader.detector.detect
+    windows = reader.detector.detect_windows
+
+    def spy_coarse(frames, scale=None):
+        passes.append(("coarse", scale))
+        return coarse_detect(frames, scale)
+
+    def spy_whole(frames, scale=None):
+        passes.append(("whole", scale))
+        return detect(frames, scale)
+
+    def spy_windows(image, boxes, scale):
+        passes.append(("windows", scale))
+        searched.append(sum((x2 - x1) * (y2 - y1) for x1, y1, x2, y2 in boxes) / 1920 / 1080)
+        return windows(image, boxes, scale)
+
+    reader.coarse_detector.detect = spy_coarse  # type: ignore[method-assign]
+    reader.detector.detect = spy_whole  # type: ignore[method-assign]
+    reader.detector.detect_windows = spy_windows  # type: ignore[method-assign]
+    try:
+        found = reader.read_frames([frame])[0]
+        found_large = reader.read_frames([large])[0]
+        empty = reader.read_frames([np.full((1080, 1920, 3), 90, np.uint8)])[0]
+    finally:
+        del reader.coarse_detector.detect, reader.detector.detect, reader.detector.detect_windows
+    full = reader.detector.input_scale(1080, 1920)
+    coarse = COARSE_SIDE / 1920
+    assert [t.text for t in found] == ["51R01234"]
+    assert [t.text for t in found_large] == ["29LD12345"]
+    assert passes[:4] == [("coarse", pytest.approx(coarse)), ("windows", pytest.approx(full))] * 2
+    assert 0 < searched[0] < 0.15 and 0 < searched[1] <= WINDOW_SHARE  # never the whole frame
+    assert not empty  # nothing read: searched whole at full scale after the coarse pass
+    assert passes[4:] == [("coarse", pytest.approx(coarse)), ("windows", pytest.approx(full)),
+                          ("whole", None)]
+
+
+def test_a_certain_chinese_reading_skips_the_second_opinion(
+    reader: PlateReader, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert reader.province_recognizer is not None
+    calls: list[int] = []
+    second = reader.province_recognizer.probabilities
+    monkeypatch.setattr(reader.province_recognizer, "probabilities",
+                        lambda crops, columns=None: calls.append(len(crops)) or second(crops,
+                                                                                       columns))
+    crop = render_crop("桂FA1234", "cn", 1, seed=3)
+    certain = reader.read_crops([crop])[0]
+    assert certain.text == "桂FA1234" and certain.confidence >= plates.PROVINCE_CERTAIN
+    assert calls == []
+    monkeypatch.setattr(plates, "PROVINCE_CERTAIN", 1.01)  # nothing is certain: ask it
+    assert reader.read_crops([crop])[0].text == "桂FA1234" and calls
