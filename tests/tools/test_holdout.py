@@ -29,7 +29,8 @@ def test_a_value_better_everywhere_is_chosen_in_every_fold() -> None:
     result = select_by_cv(table, k=5, seed=3)
     assert result["chosen"] == {"1": 0, "8": 5}
     assert result["cv_correct"] == n and result["cv_accuracy"] == 1.0
-    assert result["fixed"]["1"] == {"correct": 40, "accuracy": 0.8}
+    assert result["fixed"]["1"] == {"correct": 40, "accuracy": 0.8, "gains": 0, "losses": 0}
+    assert (result["fixed"]["8"]["gains"], result["fixed"]["8"]["losses"]) == (10, 0)
     assert sum(f["images"] for f in result["per_fold"]) == n
     assert verdict(result, "8") == {"default": "8", "holds": True, "cv_winner": "8"}
 

@@ -149,6 +149,7 @@ def run_eval_holdout(args: argparse.Namespace) -> int:
           f"{s['cv_correct']}/{s['images']} ({s['cv_accuracy']:.1%})")
     for value, fixed in s["fixed"].items():
         print(f"  {value}: fixed {fixed['correct']}/{s['images']} ({fixed['accuracy']:.1%}), "
+              f"+{fixed['gains']}/-{fixed['losses']} vs {next(iter(s['fixed']))}, "
               f"chosen in {s['chosen'][value]}/{s['folds']} folds")
     print(f"  default {s['default']}: {'holds' if s['holds'] else 'does not hold'}"
           f" (CV winner {s['cv_winner']})")

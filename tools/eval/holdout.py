@@ -144,8 +144,9 @@ def select_by_cv(table: Mapping[str, Sequence[bool]], k: int = 5, seed: int = 0)
 
     For each seeded fold the value with the most correct reads on the other folds is chosen
     (ties: the value first in `table`'s order) and scored on the fold. Returns the CV accuracy of
-    that selection, each fixed value's accuracy, how often each value was chosen, and per fold
-    the chosen value, the training counts and the held-out score."""
+    that selection, each fixed value's accuracy (with its paired gains and losses against the
+    first value), how often each value was chosen, and per fold the chosen value, the training
+    counts and the held-out score."""
     if not table:
         raise ValueError("no candidate values")
     values = list(table)
@@ -174,7 +175,10 @@ def select_by_cv(table: Mapping[str, Sequence[bool]], k: int = 5, seed: int = 0)
                          "train_correct": dict(zip(values, map(int, train_correct),
                                                    strict=True)),
                          "test_correct": test_correct})
-    fixed = {v: {"correct": int(matrix[i].sum()), "accuracy": round(float(matrix[i].mean()), 4)}
+    fixed = {v: {"correct": int(matrix[i].sum()), "accuracy": round(float(matrix[i].mean()), 4),
+                 # paired with the first (neutral) value: images only this one reads, and back
+                 "gains": int((matrix[i] & ~matrix[0]).sum()),
+                 "losses": int((matrix[0] & ~matrix[i]).sum())}
              for i, v in enumerate(values)}
     return {"images": n, "folds": k, "seed": seed, "cv_correct": cv_correct,
             "cv_accuracy": round(cv_correct / n, 4), "fixed": fixed, "chosen": chosen_counts,
