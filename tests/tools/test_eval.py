@@ -103,3 +103,23 @@ def test_error_sheets_without_a_cjk_font(tmp_path: Path, monkeypatch: pytest.Mon
         plates._font.cache_clear()
     assert len(paths) == 1 and cv2.imread(str(paths[0])) is not None
     assert "no CJK font installed" in caplog.text
+
+
+def test_bench_containers_times_rapidocr_beside_ours(tmp_path: Path) -> None:
+    from rapidocr import RapidOCR
+
+    from tools.eval.cli_containers import score_folder
+    from tools.synth.containers import generate
+
+    (tmp_path / "images").mkdir()
+    rows = ["file,text,region,rows,x1,y1,x2,y2"]
+    for k, face in enumerate(generate(2, seed=7)):
+        cv2.imwrite(str(tmp_path / "images" / f"f{k}.png"), face.image)
+        rows.append(f"f{k}.png,{face.code},container,,{','.join(map(str, face.box))}")
+    (tmp_path / "labels.csv").write_text("\n".join(rows) + "\n")
+    summary = score_folder(tmp_path, RapidOCR()).as_dict()
+    assert summary["total"] == 2 and summary["correct"] == 2
+    ours, theirs = summary["median_ms_per_image"], summary["rapidocr_median_ms_per_image"]
+    assert isinstance(ours, float) and isinstance(theirs, float) and ours > 0 and theirs > 0
+    assert summary["speedup_vs_rapidocr"] == pytest.approx(theirs / ours, rel=0.01, abs=0.01)
+    assert "rapidocr_median_ms_per_image" not in score_folder(tmp_path).as_dict()
