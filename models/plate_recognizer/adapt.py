@@ -2,8 +2,8 @@
 
 `adapt(folders, out_dir)` reads labeled folders in the `labels.csv` format of the evaluation sets
 (`file,text,region,rows,x1,y1,x2,y2`: crops, or scenes with a plate box), starts from the shipped
-checkpoint, fine-tunes on the site's plates mixed half and half with rendered ones (so the model
-keeps every layout it knew), and writes a model folder the edge loads (`inference.model_dir`) and
+checkpoint, fine-tunes on the site's plates mixed half and half with plates rendered on the fly (so
+the model keeps every layout it knew), and writes a model folder the edge loads (`inference.model_dir`) and
 `smartgate eval --model-dir` uses: `plate_rec.onnx` + `plate_rec.json` + `adapted.json` (what it
 was adapted on). Rows of regions the model does not read (US/EU/BR, containers) are skipped.
 """
@@ -25,13 +25,7 @@ from torch import nn
 from tqdm import tqdm
 
 from models.plate_recognizer import render
-from models.plate_recognizer.train import (
-    CHECKPOINT,
-    Dataset,
-    _resolve,
-    load_checkpoint,
-    load_config,
-)
+from models.plate_recognizer.train import CHECKPOINT, load_checkpoint, load_config
 
 log = logging.getLogger(__name__)
 
@@ -125,8 +119,6 @@ def adapt(
     config = load_config()
     model, _ = load_checkpoint(checkpoint, config)
     model = model.to(memory_format=torch.channels_last).train()
-    rendered = Dataset.open(_resolve(config.data_dir), config.train_samples, config.seed,
-                            config.render_workers)
     index = {c: i + 1 for i, c in enumerate(render.CHARSET)}
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
     ctc = nn.CTCLoss(blank=0, zero_infinity=True)
@@ -144,12 +136,13 @@ def adapt(
                 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * step / steps)))
         picks = rng.integers(0, len(plates), own_n)
         own = np.stack([_jitter(plates[i].image, rng) for i in picks])
-        x_r, flat_r, len_r = rendered.batch(rng.integers(0, len(rendered.texts), batch - own_n))
-        x_o = torch.from_numpy(own).float().div_(255).unsqueeze(1)
-        x = torch.cat([x_o, x_r.contiguous()]).contiguous(memory_format=torch.channels_last)
-        own_targets = [[index[c] for c in plates[i].text] for i in picks]
-        flat = torch.cat([torch.tensor([c for t in own_targets for c in t]), flat_r])
-        lengths = torch.cat([torch.tensor([len(t) for t in own_targets]), len_r])
+        samples = [render.render_plate(rng) for _ in range(batch - own_n)]
+        images = np.concatenate([own, np.stack([to_input(s.image) for s in samples])])
+        x = torch.from_numpy(images).float().div_(255).unsqueeze(1)
+        x = x.contiguous(memory_format=torch.channels_last)
+        texts = [plates[i].text for i in picks] + [s.text for s in samples]
+        flat = torch.tensor([index[c] for t in texts for c in t])
+        lengths = torch.tensor([len(t) for t in texts])
         logp = model.logits(x).log_softmax(-1).transpose(0, 1)
         frames = torch.full((x.shape[0],), logp.shape[0], dtype=torch.long)
         loss = ctc(logp, flat, frames, lengths)
