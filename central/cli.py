@@ -111,7 +111,7 @@ def import_declarations(args: argparse.Namespace) -> int:
     return 1 if bad.count else 0
 
 
-def _since(text: str) -> datetime:
+def iso_datetime(text: str) -> datetime:
     """An ISO date or time for --since (UTC unless it names its zone)."""
     try:
         at = datetime.fromisoformat(text)
@@ -198,7 +198,7 @@ def register(commands: CommandGroups) -> None:
         help="plates officers confirmed or corrected, as a labeled folder for smartgate eval "
              "and models adapt (docs/plates.md)")
     training.add_argument("dir", help="folder to write (images/ and labels.csv; added to)")
-    training.add_argument("--since", type=_since,
+    training.add_argument("--since", type=iso_datetime,
                           help="only passages an officer decided or corrected since (ISO date)")
     training.add_argument("--database-url", help="SQLAlchemy URL (default: central settings)")
     training.set_defaults(func=export_training)

@@ -7,6 +7,7 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
+from central.cli import iso_datetime
 from smartgate.cli import CommandGroups, subcommands
 
 
@@ -21,14 +22,6 @@ def _open(args: argparse.Namespace):  # type: ignore[no-untyped-def]
     engine = make_engine(settings.database_url)
     upgrade_database(engine)
     return settings, session_factory(engine), open_store(settings), engine
-
-
-def _date(text: str) -> datetime:
-    try:
-        at = datetime.fromisoformat(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an ISO date: {text!r}") from None
-    return at if at.tzinfo else at.replace(tzinfo=UTC)
 
 
 def purge(args: argparse.Namespace) -> int:
@@ -96,7 +89,8 @@ def register(commands: CommandGroups) -> None:
     p = sub.add_parser("purge", help="delete images and mask plates of passages past retention")
     p.set_defaults(func=purge)
     v = sub.add_parser("verify", help="re-hash stored images; report missing or altered ones")
-    v.add_argument("--since", type=_date, help="only images stored since this date (ISO)")
+    v.add_argument("--since", type=iso_datetime,
+                   help="only images stored since this date (ISO)")
     v.set_defaults(func=verify)
     x = sub.add_parser("export", help="one passage as a ZIP for another agency")
     x.add_argument("event_id")

@@ -41,14 +41,23 @@ def run_quantize(args: argparse.Namespace) -> int:
     return 0
 
 
+def _missing_train_extra(command: str) -> str | None:
+    """Why `smartgate models COMMAND` cannot run: the [train] extra (torch) is not installed."""
+    try:
+        import torch  # noqa: F401
+    except ImportError as exc:
+        return (f"smartgate models {command} needs the [train] extra "
+                f"(pip install -e '.[train]'): {exc}")
+    return None
+
+
 def run_train_plates(args: argparse.Namespace) -> int:
     """Train (resuming from the committed checkpoint) and export the plate recognizer."""
-    try:
-        from models.plate_recognizer.train import load_config, train
-    except ImportError as exc:
-        print(f"smartgate models train-plates needs the [train] extra "
-              f"(pip install -e '.[train]'): {exc}", file=sys.stderr)
+    if missing := _missing_train_extra("train-plates"):
+        print(missing, file=sys.stderr)
         return 2
+    from models.plate_recognizer.train import load_config, train
+
     config = load_config(args.config) if args.config else load_config()
     if args.threads:
         config = config.model_copy(update={"threads": args.threads})
@@ -59,12 +68,12 @@ def run_train_plates(args: argparse.Namespace) -> int:
 
 def run_export_plates(args: argparse.Namespace) -> int:
     """Export a plate-recognizer checkpoint to ONNX (+ its JSON), checked in onnxruntime."""
-    try:
-        from models.plate_recognizer.export import export
-        from models.plate_recognizer.train import CHECKPOINT, ONNX_OUT, load_checkpoint, load_config
-    except ImportError as exc:
-        print(f"smartgate models export-plates needs the [train] extra: {exc}", file=sys.stderr)
+    if missing := _missing_train_extra("export-plates"):
+        print(missing, file=sys.stderr)
         return 2
+    from models.plate_recognizer.export import export
+    from models.plate_recognizer.train import CHECKPOINT, ONNX_OUT, load_checkpoint, load_config
+
     model, state = load_checkpoint(args.checkpoint or CHECKPOINT, load_config())
     out = export(model, args.out or ONNX_OUT,
                  metrics={**state.get("metrics", {}), "steps": state["step"]})
@@ -74,12 +83,11 @@ def run_export_plates(args: argparse.Namespace) -> int:
 
 def run_adapt(args: argparse.Namespace) -> int:
     """Fine-tune the plate recognizer on labeled folders into a model folder."""
-    try:
-        from models.plate_recognizer.adapt import LabeledDataError, adapt, load_labeled
-    except ImportError as exc:
-        print(f"smartgate models adapt needs the [train] extra (pip install -e '.[train]'): "
-              f"{exc}", file=sys.stderr)
+    if missing := _missing_train_extra("adapt"):
+        print(missing, file=sys.stderr)
         return 2
+    from models.plate_recognizer.adapt import LabeledDataError, adapt, load_labeled
+
     try:
         plates = [p for folder in args.data for p in load_labeled(Path(folder))]
         summary = adapt(plates, Path(args.out), steps=args.steps, minutes=args.minutes,
@@ -95,7 +103,7 @@ def run_adapt(args: argparse.Namespace) -> int:
 
 
 def register(commands: CommandGroups) -> None:
-    """Attach `smartgate models quantize|train-plates|adapt`."""
+    """Attach `smartgate models quantize|train-plates|export-plates|adapt`."""
     sub = subcommands(commands.top.add_parser("models", help="model files"), "models_command")
     q = sub.add_parser("quantize", help="write int8 copies of the PP-OCR det/rec models")
     q.add_argument("--out", default="models/int8", help="folder for the quantized models")

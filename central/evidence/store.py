@@ -59,6 +59,16 @@ class EvidenceStore(Protocol):
         """Delete the bytes under `digest`; False when there were none."""
 
 
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write `path` whole or not at all: a temporary file beside it, fsynced, then renamed."""
+    partial = path.with_name(f".{path.name}.{secrets.token_hex(4)}.part")
+    with partial.open("wb") as out:
+        out.write(data)
+        out.flush()
+        os.fsync(out.fileno())
+    partial.replace(path)
+
+
 class FilesystemEvidenceStore:
     """Files under `root/ab/cd/<sha256>`; writes are fsynced (file and folder) before `put`
     returns."""
@@ -81,12 +91,7 @@ class FilesystemEvidenceStore:
             return digest
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            partial = path.with_name(f".{digest}.{secrets.token_hex(4)}.part")
-            with partial.open("wb") as out:
-                out.write(data)
-                out.flush()
-                os.fsync(out.fileno())
-            partial.replace(path)
+            write_atomic(path, data)
             for folder in (path.parent, path.parent.parent):
                 fd = os.open(folder, os.O_RDONLY)
                 try:

@@ -23,8 +23,8 @@ label an officer changed since is updated in place.
 from __future__ import annotations
 
 import csv
+import io
 import logging
-import os
 import re
 from collections import Counter
 from collections.abc import Callable
@@ -40,7 +40,12 @@ from sqlalchemy.orm import Session, sessionmaker
 from central import store
 from central.domain.plate_similarity import is_cjk
 from central.evidence import records
-from central.evidence.store import EvidenceStore, EvidenceStoreError, sha256_hex
+from central.evidence.store import (
+    EvidenceStore,
+    EvidenceStoreError,
+    sha256_hex,
+    write_atomic,
+)
 from smartgate.contract import Box, PassageEvent, PlateRead, normalize_plate_text
 
 log = logging.getLogger(__name__)
@@ -155,15 +160,6 @@ def _read_existing(path: Path) -> dict[str, dict[str, str]]:
         return {row["file"]: row for row in reader}
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    partial = path.with_name(f".{path.name}.part")
-    with partial.open("wb") as out:
-        out.write(data)
-        out.flush()
-        os.fsync(out.fileno())
-    partial.replace(path)
-
-
 def _cut(label: Label, session: Session, evidence: EvidenceStore) -> bytes | str:
     """The label's crop as JPEG bytes, or why there is none."""
     assert label.read.image_id is not None and label.read.box is not None
@@ -226,7 +222,7 @@ def export_training(
                 if isinstance(crop, str):
                     report.skipped[crop] += 1
                     continue
-                _write_atomic(images / label.file, crop)
+                write_atomic(images / label.file, crop)
                 rows[label.file] = want
                 report.added += 1
         _write_labels(labels_path, rows)
@@ -239,11 +235,8 @@ def export_training(
 
 def _write_labels(path: Path, rows: dict[str, dict[str, str]]) -> None:
     """labels.csv replaced in one step (a crash leaves the old one whole)."""
-    partial = path.with_name(f".{path.name}.part")
-    with partial.open("w", newline="", encoding="utf-8") as fh:
-        writer = csv.DictWriter(fh, fieldnames=COLUMNS, lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(rows.values())
-        fh.flush()
-        os.fsync(fh.fileno())
-    partial.replace(path)
+    text = io.StringIO(newline="")
+    writer = csv.DictWriter(text, fieldnames=COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows.values())
+    write_atomic(path, text.getvalue().encode("utf-8"))

@@ -25,7 +25,7 @@ from torch import nn
 from tqdm import tqdm
 
 from models.plate_recognizer import render
-from models.plate_recognizer.train import CHECKPOINT, load_checkpoint, load_config
+from models.plate_recognizer.train import CHECKPOINT, ctc_step, load_checkpoint, load_config
 
 log = logging.getLogger(__name__)
 
@@ -143,14 +143,7 @@ def adapt(
         texts = [plates[i].text for i in picks] + [s.text for s in samples]
         flat = torch.tensor([index[c] for t in texts for c in t])
         lengths = torch.tensor([len(t) for t in texts])
-        logp = model.logits(x).log_softmax(-1).transpose(0, 1)
-        frames = torch.full((x.shape[0],), logp.shape[0], dtype=torch.long)
-        loss = ctc(logp, flat, frames, lengths)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        nn.utils.clip_grad_norm_(model.parameters(), 5.0)
-        opt.step()
-        losses.append(loss.item())
+        losses.append(ctc_step(model, opt, ctc, x, flat, lengths))
         done = step + 1
     out_dir.mkdir(parents=True, exist_ok=True)
     summary = {

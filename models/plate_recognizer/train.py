@@ -153,6 +153,19 @@ def _batch_indices(step: int, n: int, batch: int, seed: int) -> np.ndarray:
     return perm[k * batch:(k + 1) * batch]
 
 
+def ctc_step(model: PlateRecognizer, opt: torch.optim.Optimizer, ctc: nn.CTCLoss,
+             x: torch.Tensor, flat: torch.Tensor, lengths: torch.Tensor) -> float:
+    """One optimizer step on a batch (images, flat targets, target lengths); returns the loss."""
+    logp = model.logits(x).log_softmax(-1).transpose(0, 1)  # (T, N, C)
+    frames = torch.full((x.shape[0],), logp.shape[0], dtype=torch.long)
+    loss = ctc(logp, flat, frames, lengths)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    nn.utils.clip_grad_norm_(model.parameters(), 5.0)
+    opt.step()
+    return float(loss.item())
+
+
 def save_checkpoint(path: Path, model: nn.Module, opt: torch.optim.Optimizer, step: int,
                     config: TrainConfig, metrics: dict) -> None:
     """Write model + optimizer + step + RNG state atomically.
@@ -248,16 +261,9 @@ def _loop(config: TrainConfig, model: PlateRecognizer, opt: torch.optim.Optimize
             group["lr"] = lr_at(step, config)
         x, flat, lengths = train_data.batch(_batch_indices(step, n, config.batch_size,
                                                            config.seed))
-        logp = model.logits(x).log_softmax(-1).transpose(0, 1)  # (T, N, C)
-        frames = torch.full((x.shape[0],), logp.shape[0], dtype=torch.long)
-        loss = ctc(logp, flat, frames, lengths)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        nn.utils.clip_grad_norm_(model.parameters(), 5.0)
-        opt.step()
+        value = ctc_step(model, opt, ctc, x, flat, lengths)
         step += 1
         seen += x.shape[0]
-        value = loss.item()
         if smooth is None:
             initial = value
         smooth = value if smooth is None else 0.98 * smooth + 0.02 * value
