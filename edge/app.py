@@ -75,10 +75,9 @@ class Readers:
         province = "cn" in cfg.regions and TextRecognizer(session("rec", "ppocr_rec_v5"),
                                                           max_batch=rec_batch)
         prior = ProvincePrior() if cfg.province_prior == "adaptive" else None
-        plate_model = get_spec("plate_rec").path if cfg.plate_recognizer != "ppocr" else None
         return cls(PlateReader(det, rec, regions=cfg.regions, province_recognizer=province,
                                province_prior=prior, recognizer_mode=cfg.plate_recognizer,
-                               plate_model=plate_model, threads=cfg.threads),
+                               threads=cfg.threads),
                    ContainerReader(det, rec))
 
 

@@ -737,16 +737,16 @@ def fuse(ppocr: PlateResult, own: Sequence[Candidate], mode: str) -> PlateResult
     OWN_WEIGHT × ours + (1 − OWN_WEIGHT) × PP-OCR's (a reading one model did not produce scores
     0 there), so a reading both models agree on rises and a one-model misread is ranked down.
     """
-    theirs = dict(ppocr.candidates) if mode == "fused" else {}
     ours = {c.text: c.score for c in own}
     regions = {c.text: c.region for c in own}
-    for text in theirs:
-        regions.setdefault(text, next((g.region for gs in GRAMMARS.values() for g in gs
-                                       if g.matches(text)), ppocr.region))
-    scores = {t: OWN_WEIGHT * ours.get(t, 0.0) + (1 - OWN_WEIGHT) * theirs.get(t, 0.0)
-              for t in (theirs.keys() | ours.keys()) if t in regions}
-    if mode == "own":
-        scores = ours
+    scores = ours
+    if mode == "fused":
+        theirs = dict(ppocr.candidates)
+        for text in theirs:
+            regions.setdefault(text, next((g.region for gs in GRAMMARS.values() for g in gs
+                                           if g.matches(text)), ppocr.region))
+        scores = {t: OWN_WEIGHT * ours.get(t, 0.0) + (1 - OWN_WEIGHT) * theirs.get(t, 0.0)
+                  for t in theirs.keys() | ours.keys()}
     if not scores:
         return ppocr if mode == "fused" else replace(ppocr, text="", display_text="",
                                                      confidence=0.0, region="unknown",
