@@ -32,12 +32,10 @@ from smartgate import iso6346
 from smartgate.contract import (
     CommandAction,
     ContainerRead,
-    ContractError,
     LaneCommand,
     PassageDecision,
     PassageEvent,
     PlateRead,
-    parse_passage,
 )
 
 log = logging.getLogger(__name__)
@@ -53,7 +51,9 @@ class PassageDecided:
     decision: PassageDecision | None = None
 
 
-def decision_message(row: store.DecisionRow, site: str, lane: str) -> PassageDecision:
+def decision_message(
+    row: store.DecisionRow | store.DecisionValues, site: str, lane: str
+) -> PassageDecision:
     """The stored decision as the contract's `PassageDecision` (pushed after the commit)."""
     return PassageDecision(
         event_id=row.passage_event_id, site=site, lane=lane, outcome=row.outcome,
@@ -114,18 +114,9 @@ class DecisionService:
         self.rules = rules
         self.fee_table = fee_table
 
-    def prefetch(self, session: Session, messages: Sequence[tuple[str, bytes]]) -> None:
-        """Read ahead for a batch of ingest messages (the ingest's `on_batch` hook): two queries
-        for all its passages instead of two per passage (store.prefetch_passages)."""
-        events = []
-        for topic, payload in messages:
-            if topic.endswith("/passage"):
-                try:
-                    events.append(parse_passage(payload))
-                except ContractError:
-                    continue  # the ingest rejects it with its reason
-        if len(events) < 2:
-            return
+    def prefetch(self, session: Session, events: Sequence[PassageEvent]) -> None:
+        """Read ahead for a batch of ingest passages (the ingest's `on_batch` hook): a few
+        queries for all of them instead of a few per passage (store.prefetch_passages)."""
         keys: set[str] = set()
         for event in events:
             keys |= passage_keys(event, self.rules.candidate_min_confidence)
@@ -144,7 +135,7 @@ class DecisionService:
         first: bool,
         actor: str | None = None,
         note: str = "",
-    ) -> tuple[Decision, store.DecisionRow, LaneCommand]:
+    ) -> tuple[Decision, store.DecisionValues, LaneCommand]:
         """Match, store the decision (current), the declaration's use, the fee and the command.
 
         `actor` names the officer whose corrected reads are decided (default: the rules).
@@ -231,11 +222,13 @@ class DecisionService:
             event = corrected_event(event, earlier.get("plate") or "", earlier_codes)
         event = corrected_event(event, plate, codes)
         store.release_declarations(session, event_id)
-        decision, row, command = self._decide(session, event, False, actor, note)
+        decision, _values, command = self._decide(session, event, False, actor, note)
         store.add_audit(
             session, actor, store.CORRECTION, "passage", event_id,
             {"note": note, "plate": normalize_plate(plate) if plate else None,
              "containers": codes, "outcome": decision.outcome.value},
         )  # fmt: skip
         log.info("%s corrected passage %s -> %s", actor, event_id, decision.outcome.value)
+        row = store.current_decision(session, event_id)
+        assert row is not None  # just written
         return row, command

@@ -84,9 +84,9 @@ OUTCOME_KINDS = ("stored", "duplicate", "rejected", "node", "lane_status", "comm
 # None: the passage is stored but not decided (a yard checkpoint: central/journeys.py)
 PassageHook = Callable[[Session, PassageEvent], PassageDecided | None]
 LaneOwners = Mapping[tuple[str, str], str]  # (site, lane) -> the node id that serves it
-# Called first in each batch's transaction with its (topic, payload)s: reads ahead for them
+# Called first in each batch's transaction with its valid passages: reads ahead for them
 # (DecisionService.prefetch), so a batch costs a few queries instead of a few per passage.
-BatchHook = Callable[[Session, Sequence[tuple[str, bytes]]], None]
+BatchHook = Callable[[Session, Sequence[PassageEvent]], None]
 
 
 def _same_place(what: str, got: tuple[str, ...], topic: tuple[str, ...]) -> None:
@@ -109,12 +109,12 @@ def _owned(owners: LaneOwners | None, site: str, lane: str, node_id: str) -> Non
 
 def _store_passage(
     session: Session, site: str, lane: str, payload: bytes, on_passage: PassageHook | None,
-    owners: LaneOwners | None,
+    owners: LaneOwners | None, event: PassageEvent | None,
 ) -> IngestOutcome:
-    event = contract.parse_passage(payload)
+    event = event or contract.parse_passage(payload)
     _same_place("event", (event.site, event.lane), (site, lane))
     _owned(owners, site, lane, event.node_id)
-    if store.add_passage(session, event) is None:
+    if not store.add_passage(session, event):
         return IngestOutcome("duplicate", event=event,
                              command=store.pending_command(session, event.event_id))
     decided = on_passage(session, event) if on_passage is not None else None
@@ -130,10 +130,10 @@ def _store_passage(
 
 def _handle(
     session: Session, site: str, name: str, kind: str, payload: bytes,
-    on_passage: PassageHook | None, owners: LaneOwners | None,
+    on_passage: PassageHook | None, owners: LaneOwners | None, event: PassageEvent | None,
 ) -> IngestOutcome:
     if kind == "passage":
-        return _store_passage(session, site, name, payload, on_passage, owners)
+        return _store_passage(session, site, name, payload, on_passage, owners, event)
     if kind == "node_available":
         if payload not in (contract.AVAILABLE_ONLINE, contract.AVAILABLE_OFFLINE):
             raise ContractError(f"availability must be online/offline, got {payload[:20]!r}")
@@ -187,16 +187,30 @@ def rejected_receipt(
 
 def handle_message(
     session: Session, topic: str, payload: bytes, on_passage: PassageHook | None = None,
-    lane_owners: LaneOwners | None = None,
+    lane_owners: LaneOwners | None = None, event: PassageEvent | None = None,
 ) -> IngestOutcome:
-    """Validate and store one message in `session` (the caller commits)."""
+    """Validate and store one message in `session` (the caller commits); `event` is the
+    passage already parsed from `payload` (`parse_passages`), if it was."""
     try:
         site, name, kind = contract.parse_topic(topic)
-        return _handle(session, site, name, kind, payload, on_passage, lane_owners)
+        return _handle(session, site, name, kind, payload, on_passage, lane_owners, event)
     except ContractError as exc:
         store.add_rejection(session, topic, exc.reason.value, str(exc), payload)
         return IngestOutcome("rejected", reason=exc.reason, detail=str(exc),
                              receipt=rejected_receipt(topic, payload, exc.reason, str(exc)))
+
+
+def parse_passages(messages: Sequence[tuple[str, bytes]]) -> dict[int, PassageEvent]:
+    """The valid passages among (topic, payload)s, by position; the others are left to
+    `handle_message`, which rejects them with their reason."""
+    events = {}
+    for k, (topic, payload) in enumerate(messages):
+        if topic.endswith("/passage"):
+            try:
+                events[k] = contract.parse_passage(payload)
+            except ContractError:
+                continue
+    return events
 
 
 def connection_options(settings: CentralSettings, suffix: str = "") -> dict[str, Any]:
@@ -450,13 +464,15 @@ class MqttIngest:
                 log.exception("ingest failed on a batch of %d; continuing", len(batch))
 
     def _transaction(self, messages: list[mqtt.MQTTMessage]) -> list[IngestOutcome]:
+        items = [(m.topic, bytes(m.payload)) for m in messages]
+        events = parse_passages(items)  # once: read ahead with them, then store them
         with self.sessions() as session, session.begin():
-            if self.on_batch is not None and len(messages) > 1:
-                self.on_batch(session, [(m.topic, bytes(m.payload)) for m in messages])
+            if self.on_batch is not None and len(events) > 1:
+                self.on_batch(session, list(events.values()))
             return [
-                handle_message(session, m.topic, bytes(m.payload), self.on_passage,
-                               self.lane_owners)
-                for m in messages
+                handle_message(session, topic, payload, self.on_passage, self.lane_owners,
+                               events.get(k))
+                for k, (topic, payload) in enumerate(items)
             ]
 
     def _retrying(self, work: Callable[[], R]) -> R:

@@ -20,6 +20,7 @@ from sqlalchemy import (
     Table,
     bindparam,
     delete,
+    event,
     exists,
     func,
     insert,
@@ -27,11 +28,12 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import ORMExecuteState, Session
 from sqlalchemy.sql import Select
 
 from central.db import (
     AuditEntry,
+    Base,
     CommandRow,
     DecisionRow,
     DeclarationKey,
@@ -56,6 +58,10 @@ from smartgate.contract import CommandAck, CommandAction, LaneCommand, LaneStatu
 REVIEW_OUTCOMES = ("flagged", "no_declaration", "held")
 _DECLARATIONS = cast(Table, DeclarationRow.__table__)
 _DECLARATION_KEYS = cast(Table, DeclarationKey.__table__)
+_PASSAGES = cast(Table, Passage.__table__)
+_DECISIONS = cast(Table, DecisionRow.__table__)
+_FEES = cast(Table, FeeRow.__table__)
+_COMMANDS = cast(Table, CommandRow.__table__)
 
 
 def utc(at: datetime) -> datetime:
@@ -68,25 +74,25 @@ def aware(at: datetime | None) -> datetime | None:
     return None if at is None else utc(at)
 
 
-def passage_row(event: PassageEvent) -> Passage:
-    """The database row for a validated passage event."""
+def passage_values(event: PassageEvent) -> dict[str, Any]:
+    """The `passages` columns of a validated passage event."""
     plate = event.best_plate
-    return Passage(
-        event_id=event.event_id,
-        site=event.site,
-        lane=event.lane,
-        node_id=event.node_id,
-        direction=event.direction,
-        started_at=utc(event.started_at),
-        ended_at=utc(event.ended_at),
-        received_at=utcnow(),
-        plate_text=plate.text if plate else None,
-        plate_confidence=plate.confidence if plate else None,
-        trailer_text=event.trailer_plate.text if event.trailer_plate else None,
-        container_codes=" ".join(c.code for c in event.containers),
-        gross_kg=event.weight.gross_kg if event.weight else None,
-        payload=event.model_dump(mode="json", by_alias=True),
-    )
+    return {
+        "event_id": event.event_id,
+        "site": event.site,
+        "lane": event.lane,
+        "node_id": event.node_id,
+        "direction": event.direction,
+        "started_at": utc(event.started_at),
+        "ended_at": utc(event.ended_at),
+        "received_at": utcnow(),
+        "plate_text": plate.text if plate else None,
+        "plate_confidence": plate.confidence if plate else None,
+        "trailer_text": event.trailer_plate.text if event.trailer_plate else None,
+        "container_codes": " ".join(c.code for c in event.containers),
+        "gross_kg": event.weight.gross_kg if event.weight else None,
+        "payload": event.model_dump(mode="json", by_alias=True),
+    }
 
 
 # The ingest's per-passage statements are built once and run on the session's connection (Core):
@@ -94,9 +100,68 @@ def passage_row(event: PassageEvent) -> Passage:
 _PASSAGE_EXISTS = select(Passage.id).where(Passage.event_id == bindparam("event_id"))
 
 
+# Rows the ingest writes (passages, decisions, fees, commands) are queued per transaction and
+# written with one Core executemany per table (`write_queued`) instead of as ORM objects: the
+# unit of work cost more per passage than deciding it. They are written before any statement
+# the session executes and before its commit, so every query in the transaction sees them.
+_QUEUED = "smartgate.store.queued"
+_QUEUE_ORDER = ("passages", "decisions", "fee_assessments", "commands")
+
+
+@dataclass
+class _Queued:
+    transaction: object
+    rows: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    passages: set[str] = field(default_factory=set)  # event ids queued, written or not
+
+
+def _queued(session: Session, create: bool = False) -> _Queued | None:
+    """This transaction's queue (one left by a rolled-back transaction is dropped)."""
+    queue = session.info.get(_QUEUED)
+    transaction = session.get_transaction()
+    if queue is not None and queue.transaction is transaction:
+        return queue
+    if not create:
+        session.info.pop(_QUEUED, None)
+        return None
+    queue = session.info[_QUEUED] = _Queued(transaction)
+    return queue
+
+
+def _queue_row(session: Session, table: Table, values: dict[str, Any]) -> None:
+    cast(_Queued, _queued(session, create=True)).rows.setdefault(table.name, []).append(values)
+
+
+def write_queued(session: Session) -> None:
+    """Write the rows queued in this transaction (one executemany per table)."""
+    queue = _queued(session)
+    if queue is None or not queue.rows:
+        return
+    rows, queue.rows = queue.rows, {}
+    conn = session.connection()
+    for name in sorted(rows, key=_QUEUE_ORDER.index):
+        conn.execute(insert(Base.metadata.tables[name]), rows[name])
+
+
+@event.listens_for(Session, "do_orm_execute")
+def _write_before_statement(state: ORMExecuteState) -> None:
+    write_queued(state.session)
+
+
+@event.listens_for(Session, "before_flush")
+def _write_before_flush(session: Session, _context: object, _instances: object) -> None:
+    write_queued(session)
+
+
+@event.listens_for(Session, "before_commit")
+def _write_before_commit(session: Session) -> None:
+    write_queued(session)
+
+
 def passage_exists(session: Session, event_id: str) -> bool:
     """Whether a passage with this event id is already stored (or added in this transaction)."""
-    if any(isinstance(o, Passage) and o.event_id == event_id for o in session.new):
+    queue = _queued(session)
+    if queue is not None and event_id in queue.passages:
         return True
     ahead = _prefetched(session)
     if ahead is not None and event_id in ahead.event_ids:
@@ -105,19 +170,19 @@ def passage_exists(session: Session, event_id: str) -> bool:
     return found is not None
 
 
-def add_passage(session: Session, event: PassageEvent) -> Passage | None:
-    """Add the passage in the caller's transaction; None when the event id is already stored.
+def add_passage(session: Session, event: PassageEvent) -> bool:
+    """Add the passage in the caller's transaction; False when the event id is already stored.
 
-    The row is written with the rest of the transaction (one batched INSERT per table for a
-    whole ingest batch, not one statement per row). A concurrent insert of the same event id
-    raises IntegrityError at the commit; the ingest shell then stores the batch's messages one
-    by one, where this one is seen as a duplicate.
+    The row is queued and written with the rest of the transaction (one executemany per table
+    for a whole ingest batch). A concurrent insert of the same event id raises IntegrityError at
+    the commit; the ingest shell then stores the batch's messages one by one, where this one is
+    seen as a duplicate.
     """
     if passage_exists(session, event.event_id):
-        return None
-    row = passage_row(event)
-    session.add(row)
-    return row
+        return False
+    _queue_row(session, _PASSAGES, passage_values(event))
+    cast(_Queued, _queued(session)).passages.add(event.event_id)
+    return True
 
 
 def count_decided(session: Session, event_ids: Sequence[str], chunk: int = 5000) -> int:
@@ -612,6 +677,13 @@ def _supersede(session: Session, event_id: str) -> None:
     )
 
 
+class DecisionValues(namedtuple("DecisionValues", [
+    "passage_event_id", "current", "outcome", "action", "reasons", "declaration_number",
+    "plate_score", "matched_containers", "rules_version", "decided_by", "decided_at", "note",
+])):
+    """A rules decision as written to `decisions` (the columns `decision_message` reads)."""
+
+
 def add_rules_decision(
     session: Session,
     event_id: str,
@@ -619,16 +691,17 @@ def add_rules_decision(
     first: bool = False,
     decided_by: str | None = None,
     note: str = "",
-) -> DecisionRow:
+) -> DecisionValues:
     """Store the rules' decision on a passage as its current decision; `first` (a passage
     just stored, as in the ingest) skips retiring earlier decisions, since there are none.
 
     `decided_by` names the officer whose corrected reads the rules decided (default: the rules).
+    The row is queued (written with the transaction's other queued rows).
     """
     if not first:
         _supersede(session, event_id)
     data = decision.to_dict()
-    row = DecisionRow(
+    values = DecisionValues(
         passage_event_id=event_id,
         current=True,
         outcome=decision.outcome.value,
@@ -642,8 +715,8 @@ def add_rules_decision(
         decided_at=utc(decision.decided_at),
         note=note,
     )
-    session.add(row)
-    return row
+    _queue_row(session, _DECISIONS, values._asdict())
+    return values
 
 
 def current_decision(session: Session, event_id: str) -> DecisionRow | None:
@@ -741,7 +814,12 @@ def set_fee(
 ) -> None:
     """Store (or replace, or with None remove) the fee assessed for a passage; `first` (a
     passage just stored) skips looking for an earlier assessment, since there is none."""
-    row = None if first else session.get(FeeRow, event_id)
+    if first:
+        if fee is not None:
+            _queue_row(session, _FEES, {"passage_event_id": event_id, **_fee_values(fee,
+                       declaration_number)})
+        return
+    row = session.get(FeeRow, event_id)
     if fee is None:
         if row is not None:
             session.delete(row)
@@ -749,30 +827,40 @@ def set_fee(
     if row is None:
         row = FeeRow(passage_event_id=event_id)
         session.add(row)
-    row.declaration_number = declaration_number
-    row.amount_vnd = fee.amount_vnd
-    row.basis = fee.basis
-    row.multiplier = fee.multiplier
-    row.items = [{"label": i.label, "amount_vnd": i.amount_vnd} for i in fee.items]
-    row.table_version = fee.table_version
-    row.assessed_at = utcnow()
+    for name, value in _fee_values(fee, declaration_number).items():
+        setattr(row, name, value)
 
 
-def add_command(session: Session, command: LaneCommand) -> CommandRow:
-    """Store a lane command central issues (before it is published)."""
-    row = CommandRow(
-        command_id=command.command_id,
-        site=command.site,
-        lane=command.lane,
-        action=command.action.value,
-        passage_event_id=command.passage_event_id,
-        message=command.message,
-        inspection_lane=command.inspection_lane,
-        issued_by=command.issued_by,
-        issued_at=utc(command.issued_at),
-    )
-    session.add(row)
-    return row
+def _fee_values(fee: FeeAssessment, declaration_number: str | None) -> dict[str, Any]:
+    return {
+        "declaration_number": declaration_number,
+        "amount_vnd": fee.amount_vnd,
+        "basis": fee.basis,
+        "multiplier": fee.multiplier,
+        "items": [{"label": i.label, "amount_vnd": i.amount_vnd} for i in fee.items],
+        "table_version": fee.table_version,
+        "assessed_at": utcnow(),
+    }
+
+
+def add_command(session: Session, command: LaneCommand) -> None:
+    """Store a lane command central issues (before it is published); queued with the
+    transaction's other rows."""
+    _queue_row(session, _COMMANDS, {
+        "command_id": command.command_id,
+        "site": command.site,
+        "lane": command.lane,
+        "action": command.action.value,
+        "passage_event_id": command.passage_event_id,
+        "message": command.message,
+        "inspection_lane": command.inspection_lane,
+        "issued_by": command.issued_by,
+        "issued_at": utc(command.issued_at),
+        "ack_ok": None,
+        "ack_detail": None,
+        "ack_node_id": None,
+        "acked_at": None,
+    })
 
 
 def get_command(session: Session, command_id: str) -> CommandRow | None:

@@ -17,6 +17,7 @@ from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
+from functools import lru_cache
 
 from central.domain.declarations import Declaration, DeclarationStatus, Direction
 from central.domain.plate_similarity import (
@@ -231,6 +232,7 @@ def _fold_container(norm: str) -> str:
     return norm[:4].translate(_TO_LETTER) + norm[4:].translate(_TO_DIGIT)
 
 
+@lru_cache(maxsize=1 << 14)
 def correct_container(code: str) -> str | None:
     """A read code with letters/digits swapped back by position, if that makes it valid."""
     norm = iso6346.normalize(code)
@@ -242,14 +244,20 @@ def correct_container(code: str) -> str | None:
 
 def container_interpretations(read: ContainerRead, min_confidence: float) -> list[str]:
     """Valid codes the read may stand for: its text, top-N candidates and positional fixes."""
+    texts = (read.code, *(c.text for c in read.candidates if c.confidence >= min_confidence))
+    return list(_interpretations(texts))
+
+
+@lru_cache(maxsize=1 << 14)
+def _interpretations(texts: tuple[str, ...]) -> tuple[str, ...]:
+    """`container_interpretations` of these texts (remembered: asked several times a passage)."""
     out: list[str] = []
-    texts = [read.code] + [c.text for c in read.candidates if c.confidence >= min_confidence]
     for text in texts:
         norm = iso6346.normalize(text)
         for code in (norm, correct_container(norm)):
             if code and code not in out and iso6346.is_valid(code):
                 out.append(code)
-    return out
+    return tuple(out)
 
 
 def _hamming_one(a: str, b: str) -> bool:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from functools import lru_cache
 
 # Cost of substituting one character of a pair for the other (symmetric); anything else costs 1.
 CONFUSABLE_COSTS: dict[frozenset[str], float] = {
@@ -42,6 +43,13 @@ _SEPARATORS = re.compile(r"[\s\-._·•/|:,]+")
 _CJK = re.compile(r"[\u3400-\u9fff]")
 
 
+# The functions below are pure over short strings and matching calls them many times per passage
+# with the same arguments (read-ahead keys, the candidate filter, the decision, every candidate's
+# trailer): they remember their recent results.
+_MEMO = 1 << 16
+
+
+@lru_cache(maxsize=_MEMO)
 def normalize_plate(text: str) -> str:
     """Uppercase, full-width to ASCII, and drop separators (spaces, dashes, dots, bullets, rows)."""
     return _SEPARATORS.sub("", unicodedata.normalize("NFKC", text).upper())
@@ -109,6 +117,7 @@ def plate_distance(a: str, b: str) -> float:
     return prev[-1]
 
 
+@lru_cache(maxsize=_MEMO)
 def province_conflict(a: str, b: str) -> bool:
     """Whether each plate has a CJK glyph the other lacks (`粤A23456` / `桂A23456`): another
     registration, however alike the rest. A glyph missing from one plate is no conflict."""
@@ -116,6 +125,7 @@ def province_conflict(a: str, b: str) -> bool:
     return bool(cjk_a - cjk_b) and bool(cjk_b - cjk_a)
 
 
+@lru_cache(maxsize=_MEMO)
 def plate_similarity(read: str, declared: str) -> float:
     """1 - distance / length, clamped to 0..1; 1.0 only for identical normalized plates."""
     longest = max(len(read), len(declared))

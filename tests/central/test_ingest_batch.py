@@ -12,7 +12,7 @@ from central.db import DecisionRow, make_engine, session_factory, upgrade_databa
 from central.decisions import DecisionService
 from central.domain.declarations import Declaration
 from central.domain.rules import RuleSet
-from central.ingest import handle_message
+from central.ingest import handle_message, parse_passages
 from smartgate import contract
 from smartgate.contract import PlateRead
 from tests.test_contract import T0, make_event
@@ -47,7 +47,7 @@ def _decide(sessions, payloads: list[bytes], prefetch: bool) -> list[tuple[str, 
     event.listen(engine, "before_cursor_execute", count)
     with sessions() as s, s.begin():
         if prefetch:
-            service.prefetch(s, [(topic, p) for p in payloads] + [(topic, b"{not json")])
+            service.prefetch(s, [contract.parse_passage(p) for p in payloads])
         kinds = [handle_message(s, topic, p, service.decide_passage).kind for p in payloads]
     event.remove(engine, "before_cursor_execute", count)
     with sessions() as s:
@@ -77,3 +77,12 @@ def test_prefetched_batch_decides_like_one_by_one(tmp_path: Path) -> None:
     assert batched[2] == ("cleared", "D-29C45638")
     assert batched[3] == ("flagged", "D-29C45638", "declaration_already_used")
     assert batched[5] == ("no_declaration", "None", "plate_not_declared")
+
+
+def test_parse_passages_keeps_only_valid_passages() -> None:
+    """The batch is parsed once; what fails is left to handle_message, which rejects it."""
+    good = make_event()
+    topic = contract.passage_topic(good.site, good.lane)
+    messages = [(topic, b"{not json"), (topic, good.to_json()),
+                (contract.lane_status_topic(good.site, good.lane), good.to_json())]
+    assert parse_passages(messages) == {1: good}

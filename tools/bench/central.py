@@ -23,8 +23,8 @@ import tempfile
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -52,6 +52,7 @@ class CentralBench:
     actions: dict[str, int]
     rate: float | None = None
     cpu_ms_per_passage: float = 0.0
+    workers: int = 1
 
 
 @contextmanager
@@ -184,6 +185,86 @@ def _percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
+def _ingest(sessions, port: int, batch: int, client_id: str, shared: bool):  # type: ignore[no-untyped-def]
+    """Central's ingest with its decision service, connected to the bench broker."""
+    from central.decisions import DecisionService
+    from central.domain.rules import RuleSet
+    from central.ingest import MqttIngest
+
+    service = DecisionService(RuleSet(version="bench"))
+    ingest = MqttIngest(sessions, "127.0.0.1", port, client_id=client_id,
+                        on_passage=service.decide_passage, batch_size=batch,
+                        on_batch=service.prefetch, shared=shared)
+    ingest.start()
+    if not ingest.connected.wait(15):
+        raise RuntimeError(f"central ingest {client_id} could not connect to the broker")
+    return ingest
+
+
+def _worker(url: str, port: int, batch: int, name: str, control: Connection) -> None:
+    """One central ingest process (`--workers N`): MQTT 5 shared subscription, its own engine;
+    says "ready", ingests until told to stop, then sends back its CPU seconds meanwhile."""
+    from central.config import CentralSettings
+    from central.db import session_factory
+    from central.worker import ingest_engine
+
+    engine = ingest_engine(CentralSettings(database_url=url))
+    ingest = _ingest(session_factory(engine), port, batch, name, shared=True)
+    cpu0 = time.process_time()
+    control.send("ready")
+    control.recv()  # stop
+    cpu_s = time.process_time() - cpu0
+    ingest.stop()
+    engine.dispose()
+    control.send(cpu_s)
+
+
+@contextmanager
+def _central(
+    sessions, url: str, port: int, batch: int, workers: int  # type: ignore[no-untyped-def]
+) -> Iterator[Callable[[], float]]:
+    """Central's ingest for the run: in this process (one worker) or `workers` processes
+    sharing the subscription. Yields a function to call once the passages are through: it
+    returns central's CPU seconds since the yield (and stops the worker processes)."""
+    if workers == 1:
+        ingest = _ingest(sessions, port, batch, "bench-central", shared=False)
+        cpu0 = time.process_time()
+        try:
+            yield lambda: time.process_time() - cpu0
+        finally:
+            ingest.stop()
+        return
+    context = multiprocessing.get_context("spawn")
+    links, procs = [], []
+    for k in range(1, workers + 1):
+        ours, theirs = context.Pipe()
+        proc = context.Process(target=_worker, args=(url, port, batch, f"bench-central-w{k}",
+                                                     theirs), name=f"bench-central-w{k}")
+        proc.start()
+        links.append(ours)
+        procs.append(proc)
+    spent: list[float] = []
+
+    def cpu_s() -> float:
+        if not spent:  # once: stop the workers and add up what they used
+            for link in links:
+                link.send("stop")
+            spent.extend(link.recv() for link in links)
+        return sum(spent)
+
+    try:
+        for link, proc in zip(links, procs, strict=True):
+            if not link.poll(60) or link.recv() != "ready":
+                raise RuntimeError(f"central worker {proc.name} did not start")
+        yield cpu_s
+        cpu_s()
+    finally:
+        for proc in procs:
+            proc.join(30)
+            if proc.is_alive():
+                proc.kill()
+
+
 def run_bench(
     passages: int,
     declarations: int,
@@ -194,15 +275,14 @@ def run_bench(
     seed: int = 0,
     show_progress: bool = False,
     rate: float | None = None,
+    workers: int = 1,
 ) -> CentralBench:
     """Run the benchmark; a temporary SQLite database when no URL is given. With `rate`,
     passages are published at that steady rate (passages/s) instead of as fast as `window`
-    allows."""
+    allows. `workers` > 1 runs central's ingest as that many processes sharing the MQTT
+    subscription (MQTT 5 shared subscriptions), as `central run --workers N` does."""
     from central import store
     from central.db import make_engine, session_factory, upgrade_database
-    from central.decisions import DecisionService
-    from central.domain.rules import RuleSet
-    from central.ingest import MqttIngest
     from smartgate import contract
     from tools.synth.declarations import passage_for
 
@@ -223,25 +303,17 @@ def run_bench(
         messages = [
             (contract.passage_topic(e.site, e.lane), e.event_id, e.to_json()) for e in events
         ]
-        service = DecisionService(RuleSet(version="bench"))
-        with broker(broker_kind, folder) as port:
-            ingest = MqttIngest(sessions, "127.0.0.1", port, client_id="bench-central",
-                                on_passage=service.decide_passage, batch_size=batch,
-                                on_batch=service.prefetch)
-            ingest.start()
-            if not ingest.connected.wait(15):
-                raise RuntimeError("central ingest could not connect to the broker")
+        with broker(broker_kind, folder) as port, _central(sessions, url, port, batch,
+                                                           workers) as central_cpu_s:
             # the simulated edge in its own process: central's throughput is not the edge's
             context = multiprocessing.get_context("spawn")
             results, sender = context.Pipe(duplex=False)
             edge = context.Process(target=_edge, args=(port, window, rate, messages, sender),
                                    name="bench-edge", daemon=True)
-            cpu0 = time.process_time()
             edge.start()
             latency, actions, elapsed = results.recv()
-            cpu_s = time.process_time() - cpu0
+            cpu_s = central_cpu_s()
             edge.join(30)
-            ingest.stop()
         with sessions() as session:
             decided = store.count_decided(session, [e.event_id for e in events])
         engine.dispose()
@@ -259,18 +331,27 @@ def run_bench(
         actions=actions,
         rate=rate,
         cpu_ms_per_passage=round(cpu_s * 1000 / max(1, len(latency)), 2),
+        workers=workers,
     )
 
 
 def bench_central(args: argparse.Namespace) -> int:
     """Run and print the central benchmark."""
     kind = args.broker or ("mosquitto" if mosquitto_binary() else "amqtt")
-    result = run_bench(
-        args.passages, args.declarations, args.database_url, kind, args.window, args.batch,
-        args.seed, show_progress=sys.stderr.isatty(), rate=args.rate,
-    )
+    if args.workers > 1 and kind == "amqtt":
+        print("error: --workers needs mosquitto (MQTT 5 shared subscriptions)", file=sys.stderr)
+        return 2
+    with ExitStack() as stack:
+        url = args.database_url
+        if args.postgres_temp:
+            url = stack.enter_context(_temp_postgres())
+        result = run_bench(
+            args.passages, args.declarations, url, kind, args.window, args.batch,
+            args.seed, show_progress=sys.stderr.isatty(), rate=args.rate, workers=args.workers,
+        )
     print(f"declarations: {result.declarations} loaded in {result.load_s} s "
-          f"({result.declarations_per_s}/s) into {result.database}")
+          f"({result.declarations_per_s}/s) into {result.database}; "
+          f"{result.workers} ingest worker(s)")
     pace = f"at a steady {result.rate}/s" if result.rate else f"window {args.window}"
     print(f"passages: {result.passages} over {result.broker} ({pace}): "
           f"{result.passages_per_s} passages/s ingested+matched, "
@@ -280,6 +361,20 @@ def bench_central(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(asdict(result)))
     return 0 if result.lost == 0 else 1
+
+
+@contextmanager
+def _temp_postgres() -> Iterator[str]:
+    """A throwaway PostgreSQL cluster for the run; yields its URL."""
+    from tools.bench.faults import TempPostgres
+
+    with tempfile.TemporaryDirectory(prefix="smartgate-bench-pg-") as tmp:
+        server = TempPostgres(Path(tmp))
+        server.start()
+        try:
+            yield server.url
+        finally:
+            server.stop()
 
 
 def _positive_rate(text: str) -> float:
@@ -297,7 +392,14 @@ def register(commands: CommandGroups) -> None:
     bench = commands.bench.add_parser("central", help="central ingest + matching throughput")
     bench.add_argument("--passages", type=int, default=100_000, help="passages to publish")
     bench.add_argument("--declarations", type=int, default=1_000_000, help="declarations")
-    bench.add_argument("--database-url", help="SQLAlchemy URL (default: a temporary SQLite)")
+    db = bench.add_mutually_exclusive_group()
+    db.add_argument("--database-url", help="SQLAlchemy URL (default: a temporary SQLite)")
+    db.add_argument("--postgres-temp", action="store_true",
+                    help="start a throwaway PostgreSQL cluster for the run (as the postgres "
+                    "user when root)")
+    bench.add_argument("--workers", type=int, default=1,
+                       help="central ingest processes sharing the subscription (MQTT 5 shared "
+                       "subscriptions, mosquitto); 1: the ingest runs in the bench process")
     bench.add_argument("--broker", choices=("mosquitto", "amqtt"),
                        help="default: mosquitto if installed, else amqtt")
     bench.add_argument("--window", type=int, default=50,
