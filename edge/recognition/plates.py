@@ -20,8 +20,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from edge.recognition.ctc import text_log_likelihood
 from edge.recognition.grammar import (
     CN_PROVINCES,
+    CONFUSABLE,
     GRAMMARS,
     Candidate,
     Grammar,
@@ -73,7 +75,6 @@ NEW_ENERGY_COLOURS = ("green", "white")  # CN 8-character plates are green (whit
 WRONG_COLOUR_FACTOR = 0.5  # score factor for an 8-character CN read on another colour
 TOP_CANDIDATES = 5  # readings kept per plate
 RECOGNIZERS = ("ppocr", "own", "fused")  # who reads the text: PP-OCR, our plate model, or both
-OWN_WEIGHT = 0.5  # share of our plate model in a fused score (the rest is PP-OCR's)
 PROVINCE_ALIGN = 3  # frames over which the second opinion's province glyph may peak (±1)
 # A Chinese reading at least this confident skips the second opinion: chosen by 5-fold
 # cross-validation over the CN candidates of cn-real, lprnet-cn-crops and ccpd-samples-clpr
@@ -669,7 +670,7 @@ class PlateReader:
             both = grammars + self.latin_grammars
             for k, probs in enumerate(self.own.probabilities(plates)):
                 own = decode(probs, self.chars, both, top_n=TOP_CANDIDATES)
-                out[k] = fuse(out[k], own, self.mode)
+                out[k] = fuse(out[k], own, self.mode, probs, self.chars)
         return out
 
     def _best_layout(
@@ -730,33 +731,104 @@ class PlateReader:
         )
 
 
-def fuse(ppocr: PlateResult, own: Sequence[Candidate], mode: str) -> PlateResult:
-    """PP-OCR's reading of a plate combined with our plate model's ranked candidates.
+@dataclass(frozen=True)
+class Fusion:
+    """How PP-OCR's readings of a plate are rescored with our plate model (`fuse`)."""
 
-    `own`: our model's candidates replace PP-OCR's; `fused`: each reading scores
-    OWN_WEIGHT × ours + (1 − OWN_WEIGHT) × PP-OCR's (a reading one model did not produce scores
-    0 there), so a reading both models agree on rises and a one-model misread is ranked down.
+    weight: float  # of our model's per-character CTC log-likelihood beside PP-OCR's log score
+    margin: float  # per-character log-likelihood lead ours needs to overturn PP-OCR's top reading
+    absent: float  # a reading only ours proposes scores this × PP-OCR's least listed score (0: none)
+    # whether ours may overturn PP-OCR's top reading on look-alike glyphs alone (grammar
+    # CONFUSABLE pairs such as 1/T, 6/G, 0/D: where rendered typefaces differ most from real ones)
+    confusable: bool = True
+
+
+# Fusion (`fuse`, mode fused), by the region of PP-OCR's reading (`Fusion`); a region not
+# listed keeps PP-OCR's reading. Chosen by 5-fold cross-validation over the shared plate sets
+# (tools/eval/fusion_cv.py, `smartgate eval-fusion`; docs/plates.md has the per-fold table).
+FUSION: dict[str, Fusion] = {}
+
+
+def fuse(
+    ppocr: PlateResult, own: Sequence[Candidate], mode: str, probs: np.ndarray | None = None,
+    chars: str = "", fusion: Fusion | None = None,
+) -> PlateResult:
+    """PP-OCR's reading of a plate combined with our plate model's.
+
+    `own`: our model's grammar candidates `own` replace PP-OCR's. `fused`: PP-OCR's candidate
+    readings, plus ours when `fusion.absent` > 0, are rescored by log PP-OCR score +
+    `fusion.weight` × our model's per-character CTC log-likelihood of the reading on its matrix
+    `probs` (columns: blank, then `chars`; `edge.recognition.ctc`). PP-OCR's top reading is
+    overturned only when ours supports the winner by at least `fusion.margin` more than it.
+    `fusion` defaults to `FUSION` of the region PP-OCR read (none: PP-OCR's reading stands).
+    Where the plate is, and how sure the reader is of it, stay PP-OCR's: the confidence (which
+    drives the re-reads and the frame's ranking) is unchanged, only the text and its ranked
+    candidates move.
     """
-    ours = {c.text: c.score for c in own}
-    regions = {c.text: c.region for c in own}
-    scores = ours
     if mode == "fused":
-        theirs = dict(ppocr.candidates)
-        for text in theirs:
-            regions.setdefault(text, next((g.region for gs in GRAMMARS.values() for g in gs
-                                           if g.matches(text)), ppocr.region))
-        scores = {t: OWN_WEIGHT * ours.get(t, 0.0) + (1 - OWN_WEIGHT) * theirs.get(t, 0.0)
-                  for t in theirs.keys() | ours.keys()}
-    if not scores:
-        return ppocr if mode == "fused" else replace(ppocr, text="", display_text="",
-                                                     confidence=0.0, region="unknown",
-                                                     candidates=())
-    ranked = sorted(scores.items(), key=lambda kv: -kv[1])[:TOP_CANDIDATES]
-    text, score = ranked[0]
-    region = regions[text]
-    return replace(ppocr, text=text, display_text=GRAMMARS[region][0].display(text),
-                   confidence=score, region=region,
+        fusion = fusion or FUSION.get(ppocr.region)
+        if fusion is None or fusion.weight == 0 or probs is None or not ppocr.candidates:
+            return ppocr
+        return _rescore(ppocr, own, probs, chars, fusion)
+    ranked = [(c.text, c.score) for c in own][:TOP_CANDIDATES]
+    if not ranked:
+        return replace(ppocr, text="", display_text="", confidence=0.0, region="unknown",
+                       candidates=())
+    top = own[0]
+    return replace(ppocr, text=top.text, display_text=GRAMMARS[top.region][0].display(top.text),
+                   confidence=top.score, region=top.region,
                    candidates=tuple((t, round(v, 4)) for t, v in ranked))
+
+
+def _rescore(
+    ppocr: PlateResult, own: Sequence[Candidate], probs: np.ndarray, chars: str, fusion: Fusion,
+) -> PlateResult:
+    """The `fused` mode of `fuse`, for a plate PP-OCR read."""
+    texts = fusion_texts(ppocr, own, fusion)
+    support = text_log_likelihood(probs, texts, chars)
+    order, scores = fused_order(ppocr, texts, support, fusion)
+    text = texts[order[0]]
+    regions = {c.text: c.region for c in own}
+    region = (ppocr.region if text == ppocr.text
+              else regions.get(text) or _region_of(text, ppocr.region))
+    return replace(ppocr, text=text, display_text=GRAMMARS[region][0].display(text),
+                   region=region,
+                   candidates=tuple((texts[i], round(float(np.exp(scores[i])), 4))
+                                    for i in order))
+
+
+def fusion_texts(ppocr: PlateResult, own: Sequence[Candidate], fusion: Fusion) -> list[str]:
+    """The readings `fuse` rescores: PP-OCR's, then ours it did not list (if `fusion.absent`)."""
+    theirs = [t for t, _ in ppocr.candidates]
+    return theirs + [c.text for c in own if c.text not in theirs and fusion.absent > 0]
+
+
+def fused_order(
+    ppocr: PlateResult, texts: Sequence[str], support: np.ndarray, fusion: Fusion,
+) -> tuple[list[int], np.ndarray]:
+    """The top `TOP_CANDIDATES` of `texts` (`fusion_texts`) best first, and every text's fused
+    log score, given our model's per-character log-likelihood `support` of each."""
+    theirs = dict(ppocr.candidates)
+    floor = fusion.absent * min(theirs.values())
+    prior = np.log(np.maximum([theirs.get(t, floor) for t in texts], 1e-12))
+    scores = prior + fusion.weight * np.asarray(support)
+    order = [int(i) for i in np.argsort(-scores, kind="stable")]
+    top = texts.index(ppocr.text) if ppocr.text in theirs else 0
+    if order[0] != top and (support[order[0]] - support[top] < fusion.margin or (
+            not fusion.confusable and _look_alike(texts[order[0]], ppocr.text))):
+        order = [top, *(i for i in order if i != top)]
+    return order[:TOP_CANDIDATES], scores
+
+
+def _look_alike(a: str, b: str) -> bool:
+    """Whether two readings of one length differ only by grammar-confusable glyph pairs."""
+    return len(a) == len(b) and all(x == y or y in CONFUSABLE.get(x, "") or x in CONFUSABLE.get(y, "")
+                                    for x, y in zip(a, b, strict=True))
+
+
+def _region_of(text: str, default: str) -> str:
+    """The region of the first grammar `text` fits, else `default`."""
+    return next((g.region for gs in GRAMMARS.values() for g in gs if g.matches(text)), default)
 
 
 def _place(

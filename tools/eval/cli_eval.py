@@ -60,6 +60,18 @@ def register(commands: CommandGroups) -> None:
     ho.add_argument("--json", action="store_true", help="last stdout line: one JSON summary")
     ho.set_defaults(func=run_eval_holdout)
 
+    fu = commands.top.add_parser(
+        "eval-fusion", help="PP-OCR + our plate model: the fusion setting chosen by k-fold CV")
+    fu.add_argument("datasets", type=Path, nargs="+", help="folders with labels.csv and images/")
+    fu.add_argument("--model-dir", type=Path,
+                    help="folder holding the plate_rec.onnx (+ .json) to fuse (default: shipped)")
+    fu.add_argument("--folds", type=int, default=5, help="k (default 5)")
+    fu.add_argument("--seed", type=int, default=0, help="fold seed (default 0)")
+    fu.add_argument("--cache", type=Path, metavar="DIR",
+                    help="keep PP-OCR's reads of each folder here and reuse them")
+    fu.add_argument("--json", action="store_true", help="last stdout line: one JSON summary")
+    fu.set_defaults(func=run_eval_fusion)
+
     b = commands.bench.add_parser("plates", help="plate reading speed vs rapidocr's pipeline")
     b.add_argument("--json", action="store_true", help="last stdout line: one JSON summary")
     b.add_argument("--scenes", type=int, default=12, help="scenes to time (default 12)")
@@ -153,6 +165,35 @@ def run_eval_holdout(args: argparse.Namespace) -> int:
               f"chosen in {s['chosen'][value]}/{s['folds']} folds")
     print(f"  default {s['default']}: {'holds' if s['holds'] else 'does not hold'}"
           f" (CV winner {s['cv_winner']})")
+    if args.json:
+        print(json.dumps(s, ensure_ascii=False))
+    return 0
+
+
+def run_eval_fusion(args: argparse.Namespace) -> int:
+    """`smartgate eval-fusion`: per-fold held-out reads of PP-OCR alone and of the fusion."""
+    from tools.eval.evaluation import LabelFileError
+    from tools.eval.fusion_cv import evaluate_fusion
+
+    if args.model_dir is not None:
+        from models.quantize import use_model_dir
+
+        use_model_dir(args.model_dir)
+    try:
+        s = evaluate_fusion(args.datasets, args.folds, args.seed, args.cache)
+    except LabelFileError as exc:
+        print(f"smartgate eval-fusion: {exc}", file=sys.stderr)
+        return 2
+    print(f"{s['folds']}-fold CV over {s['images']} plate images ({s['settings']} settings): "
+          f"PP-OCR alone {s['cv_correct_ppocr']}, fused {s['cv_correct_fused']} held-out correct")
+    for fold in s["per_fold"]:
+        chosen = ", ".join(f"{r} {v}" for r, v in fold["chosen"].items() if v != "ppocr")
+        print(f"  fold {fold['fold']}: ppocr {fold['ppocr']}/{fold['images']}, fused "
+              f"{fold['fused']}/{fold['images']} ({chosen or 'ppocr everywhere'})")
+    for region, r in s["per_region"].items():
+        print(f"  {region} ({r['images']}): held-out ppocr {r['cv_ppocr']}, fused {r['cv_fused']}"
+              f"; chosen {r['chosen']}; adopted: {r['adopt']}")
+    print(f"  plates.FUSION = {s['recommended']}")
     if args.json:
         print(json.dumps(s, ensure_ascii=False))
     return 0

@@ -1,0 +1,70 @@
+"""Choosing the PP-OCR + own-model fusion by k-fold CV (tools/eval/fusion_cv.py) on evidence
+built from CTC matrices, without reading any image."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from edge.recognition.grammar import Candidate
+from edge.recognition.plates import Fusion
+from edge.recognition.results import PlateResult
+from tools.eval.fusion_cv import (
+    PPOCR,
+    PlateEvidence,
+    fused_outcomes,
+    fused_text,
+    fusion_cv,
+    recommended,
+    setting_name,
+    settings_grid,
+)
+
+CHARS = "0123456789ABCDEFGHKLMNPRSTUVXYZ"
+
+
+def _matrix(text: str, strength: float = 0.9) -> np.ndarray:
+    probs = np.full((2 * len(text) + 2, len(CHARS) + 1), (1 - strength) / len(CHARS))
+    probs[:, 0] = strength
+    for i, ch in enumerate(text):
+        probs[2 * i + 1] = (1 - strength) / len(CHARS)
+        probs[2 * i + 1, CHARS.index(ch) + 1] = strength
+    return probs / probs.sum(axis=1, keepdims=True)
+
+
+def _item(i: int, label: str, ppocr_top: str, other: str, own_sees: str, region: str = "vn"
+          ) -> PlateEvidence:
+    result = PlateResult(ppocr_top, ppocr_top, 0.8, region, 1,
+                         candidates=((ppocr_top, 0.8), (other, 0.6)))
+    return PlateEvidence("set", f"{i}.jpg", label, CHARS, result, _matrix(own_sees),
+                         (Candidate(own_sees, 0.9, region),))
+
+
+def _evidence() -> list[PlateEvidence]:
+    """vn and us: PP-OCR misreads 10 of 30 plates our model reads right (its second
+    candidate); cn: our model is wrong on every plate PP-OCR reads right."""
+    vn = [_item(i, "51F58244", "51F58214", "51F58244", "51F58244") for i in range(10)]
+    vn += [_item(10 + i, "51F58214", "51F58214", "51F58244", "51F58214") for i in range(20)]
+    cn = [_item(30 + i, "AB1234", "AB1234", "AB1284", "AB1284", "cn") for i in range(30)]
+    us = [_item(60 + i, "ABC1234", "ABC1284", "ABC1234", "ABC1234", "us") for i in range(10)]
+    return vn + cn + us
+
+
+def test_the_batched_table_is_fuse_setting_by_setting() -> None:
+    evidence = _evidence()
+    settings = settings_grid()
+    table = fused_outcomes(evidence, settings)
+    for f in settings[:: 7]:
+        assert table[setting_name(f)] == [fused_text(e, f) == e.label for e in evidence]
+    assert sum(table[PPOCR]) == 50  # of 70
+
+
+def test_cv_fuses_where_our_model_helps_and_keeps_ppocr_elsewhere() -> None:
+    result = fusion_cv(_evidence(), k=5)
+    regions = result["per_region"]
+    assert regions["cn"]["adopt"] == PPOCR and regions["us"]["adopt"] == PPOCR  # us: not trained
+    assert regions["vn"]["adopt"] != PPOCR and regions["vn"]["chosen"] == {regions["vn"]["adopt"]: 5}
+    assert result["cv_correct_ppocr"] == 50 and result["cv_correct_fused"] == 60
+    assert sum(f["images"] for f in result["per_fold"]) == 70
+    assert all(f["fused"] >= f["ppocr"] for f in result["per_fold"])
+    fusion = recommended(result)
+    assert list(fusion) == ["vn"] and isinstance(fusion["vn"], Fusion)
