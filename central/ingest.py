@@ -343,6 +343,10 @@ class MqttIngest:
         if tls is not None:
             self.client.tls_set_context(tls)
         self.client.manual_ack_set(True)
+        # a batch's receipts, commands and decisions all go out at once: paho's default of 20
+        # in flight queued the rest behind PUBACK round trips, and any limit makes it rescan
+        # every unacknowledged message on each PUBACK; 0 is no limit and no rescan
+        self.client.max_inflight_messages_set(0)
         self.client.on_connect = self._on_connect
         self.client.on_subscribe = self._on_subscribe
         self.client.on_disconnect = self._on_disconnect

@@ -33,7 +33,6 @@ from sqlalchemy.sql import Select
 
 from central.db import (
     AuditEntry,
-    Base,
     CommandRow,
     DecisionRow,
     DeclarationKey,
@@ -100,12 +99,12 @@ def passage_values(event: PassageEvent) -> dict[str, Any]:
 _PASSAGE_EXISTS = select(Passage.id).where(Passage.event_id == bindparam("event_id"))
 
 
-# Rows the ingest writes (passages, decisions, fees, commands) are queued per transaction and
-# written with one Core executemany per table (`write_queued`) instead of as ORM objects: the
-# unit of work cost more per passage than deciding it. They are written before any statement
-# the session executes and before its commit, so every query in the transaction sees them.
+# Rows the ingest writes (passages, decisions, fees, commands, declaration use) are queued per
+# transaction and written with one Core executemany per table (`write_queued`) instead of as ORM
+# objects or a statement each: the unit of work cost more per passage than deciding it. They are
+# written before any statement the session executes, before central's own reads of the tables
+# and before the commit, so every query in the transaction sees them.
 _QUEUED = "smartgate.store.queued"
-_QUEUE_ORDER = ("passages", "decisions", "fee_assessments", "commands")
 
 
 @dataclass
@@ -128,19 +127,21 @@ def _queued(session: Session, create: bool = False) -> _Queued | None:
     return queue
 
 
-def _queue_row(session: Session, table: Table, values: dict[str, Any]) -> None:
-    cast(_Queued, _queued(session, create=True)).rows.setdefault(table.name, []).append(values)
+def _queue_row(session: Session, statement: str, values: dict[str, Any]) -> None:
+    """Queue `values` for one of `_QUEUED_STATEMENTS`."""
+    cast(_Queued, _queued(session, create=True)).rows.setdefault(statement, []).append(values)
 
 
 def write_queued(session: Session) -> None:
-    """Write the rows queued in this transaction (one executemany per table)."""
+    """Write the rows queued in this transaction (one executemany per statement, in order)."""
     queue = _queued(session)
     if queue is None or not queue.rows:
         return
     rows, queue.rows = queue.rows, {}
     conn = session.connection()
-    for name in sorted(rows, key=_QUEUE_ORDER.index):
-        conn.execute(insert(Base.metadata.tables[name]), rows[name])
+    for name, statement in _QUEUED_STATEMENTS.items():
+        if name in rows:
+            conn.execute(statement, rows[name])
 
 
 @event.listens_for(Session, "do_orm_execute")
@@ -180,7 +181,7 @@ def add_passage(session: Session, event: PassageEvent) -> bool:
     """
     if passage_exists(session, event.event_id):
         return False
-    _queue_row(session, _PASSAGES, passage_values(event))
+    _queue_row(session, "passages", passage_values(event))
     cast(_Queued, _queued(session)).passages.add(event.event_id)
     return True
 
@@ -553,6 +554,13 @@ _MARK_USED = (
     .where(_DECLARATIONS.c.number == bindparam("n"), _DECLARATIONS.c.used_by_event_id.is_(None))
     .values(used_by_event_id=bindparam("event_id"), used_at=bindparam("at"))
 )
+_QUEUED_STATEMENTS = {  # what `write_queued` runs, in this order
+    "passages": insert(_PASSAGES),
+    "decisions": insert(_DECISIONS),
+    "fees": insert(_FEES),
+    "commands": insert(_COMMANDS),
+    "declaration_use": _MARK_USED,
+}
 
 
 def candidate_declarations(
@@ -574,6 +582,7 @@ def candidate_declarations(
         rows = [ahead.rows[n] for n in numbers]
         used_by = ahead.used
     else:
+        write_queued(session)  # declaration use recorded earlier in this transaction
         rows = [tuple(r) for r in session.connection().execute(_CANDIDATES, {"keys": sorted(keys)})]
         used_by = {r[0]: r[_USED_AT] for r in rows}
     if keep is not None:
@@ -612,6 +621,7 @@ def prefetch_passages(session: Session, event_ids: Collection[str], keys: Collec
     passage: which event ids are stored already and the candidate declarations of all their
     keys. `passage_exists` and `candidate_declarations` then answer from it for the rest of
     this transaction (declaration use recorded meanwhile is kept in step)."""
+    write_queued(session)
     conn = session.connection()
     existing = set(conn.execute(_EXISTING, {"event_ids": sorted(event_ids)}).scalars())
     numbers_by_key: dict[str, list[str]] = defaultdict(list)
@@ -647,8 +657,9 @@ def _cached_declaration(row: tuple[Any, ...]) -> Declaration:
 
 
 def mark_declaration_used(session: Session, number: str, event_id: str) -> None:
-    """Record that a passage consumed this declaration (first use wins)."""
-    session.connection().execute(_MARK_USED, {"n": number, "event_id": event_id, "at": utcnow()})
+    """Record that a passage consumed this declaration (first use wins; queued, written with
+    the transaction's other rows)."""
+    _queue_row(session, "declaration_use", {"n": number, "event_id": event_id, "at": utcnow()})
     ahead = _prefetched(session)
     if ahead is not None and number in ahead.used and ahead.used[number] is None:
         ahead.used[number] = event_id
@@ -715,7 +726,7 @@ def add_rules_decision(
         decided_at=utc(decision.decided_at),
         note=note,
     )
-    _queue_row(session, _DECISIONS, values._asdict())
+    _queue_row(session, "decisions", values._asdict())
     return values
 
 
@@ -816,8 +827,8 @@ def set_fee(
     passage just stored) skips looking for an earlier assessment, since there is none."""
     if first:
         if fee is not None:
-            _queue_row(session, _FEES, {"passage_event_id": event_id, **_fee_values(fee,
-                       declaration_number)})
+            _queue_row(session, "fees", {"passage_event_id": event_id,
+                                         **_fee_values(fee, declaration_number)})
         return
     row = session.get(FeeRow, event_id)
     if fee is None:
@@ -846,7 +857,7 @@ def _fee_values(fee: FeeAssessment, declaration_number: str | None) -> dict[str,
 def add_command(session: Session, command: LaneCommand) -> None:
     """Store a lane command central issues (before it is published); queued with the
     transaction's other rows."""
-    _queue_row(session, _COMMANDS, {
+    _queue_row(session, "commands", {
         "command_id": command.command_id,
         "site": command.site,
         "lane": command.lane,

@@ -26,6 +26,7 @@ from central.domain.plate_similarity import (
     plate_similarity,
     probe_keys,
     province_conflict,
+    similar_at_least,
 )
 from central.domain.rules import Reason, RuleSet, Severity
 from smartgate import iso6346
@@ -157,6 +158,11 @@ class PlateEvidence:
             return front
         return max(front, read_score(self.rear_read, self.rear, declared))
 
+    def reaches(self, declared: str, min_score: float) -> bool:
+        """Whether `score(declared)` is at least `min_score` (without scoring every read fully)."""
+        return read_reaches(self.front_read, self.front, declared, min_score) or read_reaches(
+            self.rear_read, self.rear, declared, min_score)
+
     @property
     def best_read(self) -> PlateRead | None:
         """The more confident of the tractor reads."""
@@ -226,6 +232,22 @@ def read_score(
     if text and province_conflict(text, declared):
         return plate_similarity(text, declared)
     return best_plate_score(alternatives, declared)
+
+
+def read_reaches(
+    read: PlateRead | None, alternatives: Sequence[tuple[str, float]], declared: str,
+    min_score: float,
+) -> bool:
+    """`read_score(read, alternatives, declared) >= min_score`, each similarity bounded
+    (`similar_at_least`) instead of computed."""
+    if read is None:
+        return min_score <= 0.0
+    text = normalize_plate(read.text)
+    if text and province_conflict(text, declared):
+        return similar_at_least(text, declared, min_score)
+    if not alternatives:
+        return min_score <= 0.0
+    return any(similar_at_least(alt, declared, min_score) for alt, _ in alternatives)
 
 
 def _fold_container(norm: str) -> str:
@@ -362,13 +384,13 @@ def candidate_filter(passage: PassageEvent, rules: RuleSet) -> Callable[[str, Se
     The same test `decide` applies, run on raw rows so the others are never built."""
     plates = plate_evidence(passage, rules.candidate_min_confidence)
     evidence = container_evidence(passage.containers, rules.candidate_min_confidence)
-    scores: dict[str, float] = {}
+    plate_ok: dict[str, bool] = {}
 
     def keep(tractor_plate: str, containers: Sequence[str]) -> bool:
-        score = scores.get(tractor_plate)
-        if score is None:
-            score = scores[tractor_plate] = plates.score(tractor_plate)
-        if score >= rules.plate_min_score:
+        ok = plate_ok.get(tractor_plate)
+        if ok is None:
+            ok = plate_ok[tractor_plate] = plates.reaches(tractor_plate, rules.plate_min_score)
+        if ok:
             return True
         return bool(evidence and containers and check_containers(evidence, containers).matched)
 

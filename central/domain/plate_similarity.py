@@ -13,6 +13,7 @@ key with it, so the index only scores a handful of candidates instead of every d
 
 from __future__ import annotations
 
+import math
 import re
 import unicodedata
 from functools import lru_cache
@@ -74,13 +75,14 @@ for _pair, _cost in CONFUSABLE_COSTS.items():
 _NO_LOOKALIKES: dict[str, float] = {}
 
 
-def plate_distance(a: str, b: str) -> float:
+def plate_distance(a: str, b: str, limit: float = math.inf) -> float:
     """Weighted edit distance between two normalized plates.
 
     Look-alike confusions are cheap (`CONFUSABLE_COSTS`), and so is a CJK character missing from
     one plate (a dropped province); when each plate has a CJK glyph the other lacks (another
     province), that costs `CJK_SUBSTITUTION_COST` however it is aligned. (The hot loop of
-    matching: one row per character of `a`, comparisons instead of min().)
+    matching: one row per character of `a`, comparisons instead of min().) With a `limit`, it
+    stops as soon as the distance must exceed it and returns a lower bound above the limit.
     """
     if a == b:
         return 0.0
@@ -114,6 +116,8 @@ def plate_distance(a: str, b: str) -> float:
                 left = best
             cur.append(left)
         prev = cur
+        if limit != math.inf and min(cur) > limit:  # no cell of a later row can be lower
+            return min(cur)
     return prev[-1]
 
 
@@ -132,6 +136,18 @@ def plate_similarity(read: str, declared: str) -> float:
     if longest == 0:
         return 0.0
     return max(0.0, 1.0 - plate_distance(read, declared) / longest)
+
+
+@lru_cache(maxsize=_MEMO)
+def similar_at_least(read: str, declared: str, min_score: float) -> bool:
+    """`plate_similarity(read, declared) >= min_score`, stopping the edit distance as soon as it
+    is too far (the candidate filter drops most look-alike trucks this way)."""
+    longest = max(len(read), len(declared))
+    if min_score <= 0.0 or longest == 0:
+        return min_score <= 0.0
+    limit = (1.0 - min_score) * longest + 1e-9  # above: similarity certainly below min_score
+    distance = plate_distance(read, declared, limit)
+    return distance <= limit and max(0.0, 1.0 - distance / longest) >= min_score
 
 
 def segment_keys(s: str, length: int) -> list[str]:

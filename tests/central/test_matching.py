@@ -606,3 +606,19 @@ def test_fuzzed_passages_never_crash(
     if decision.plate_score >= DEFAULT_RULES.plate_min_score:  # never a worse-matching plate
         plates = plate_evidence(p, DEFAULT_RULES.candidate_min_confidence)
         assert all(plates.score(c.tractor_plate) <= decision.plate_score for c in candidates)
+
+
+_PLATE_CHARS = "0123456789ABDGHKLOQSZ桂粤"
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.text(_PLATE_CHARS, max_size=10), st.text(_PLATE_CHARS, max_size=10),
+       st.sampled_from([0.0, 0.5, 0.75, 0.8, 0.85, 1.0]))
+def test_bounded_similarity_agrees_with_the_full_score(read: str, declared: str, t: float) -> None:
+    """The candidate filter's early-exit test keeps exactly what the full score keeps."""
+    from central.domain.plate_similarity import plate_distance, plate_similarity, similar_at_least
+
+    assert similar_at_least(read, declared, t) == (plate_similarity(read, declared) >= t)
+    bound = plate_distance(read, declared, 1.0)
+    full = plate_distance(read, declared)
+    assert bound == full if full <= 1.0 else 1.0 < bound <= full
