@@ -26,6 +26,7 @@ import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 
@@ -188,16 +189,32 @@ class Candidate:
     region: str
 
 
+@lru_cache(maxsize=16)
+def _confusable_columns(chars: str) -> tuple[np.ndarray, np.ndarray]:
+    """Columns of `chars` that have confusable partners in `chars`, and per such column its
+    partners' columns (padded with `len(chars)`, a column of zeros)."""
+    cols = {c: i for i, c in enumerate(chars)}
+    targets, partners = [], []
+    for ch, others in CONFUSABLE.items():
+        idx = [cols[p] for p in others if p in cols]
+        if ch in cols and idx:
+            targets.append(cols[ch])
+            partners.append(idx)
+    width = max((len(p) for p in partners), default=0)
+    padded = np.full((len(partners), width), len(chars), dtype=np.int64)
+    for row, idx in zip(padded, partners, strict=True):
+        row[: len(idx)] = idx
+    return np.array(targets, dtype=np.int64), padded
+
+
 def confusion_boost(probs: np.ndarray, chars: str) -> np.ndarray:
     """Character probabilities where each glyph also gets a share of its confusable partners'."""
-    cols = {c: i for i, c in enumerate(chars)}
+    targets, partners = _confusable_columns(chars)
     boosted = probs.copy()
-    for ch, partners in CONFUSABLE.items():
-        if ch in cols:
-            idx = [cols[p] for p in partners if p in cols]
-            if idx:
-                best = probs[:, idx].max(axis=1) * SUBSTITUTION_PENALTY
-                boosted[:, cols[ch]] = np.maximum(boosted[:, cols[ch]], best)
+    if len(targets):
+        padded = np.concatenate((probs, np.zeros((len(probs), 1), dtype=probs.dtype)), axis=1)
+        best = padded[:, partners].max(axis=2) * SUBSTITUTION_PENALTY
+        boosted[:, targets] = np.maximum(boosted[:, targets], best)
     return boosted
 
 
@@ -217,19 +234,30 @@ def apply_priors(probs: np.ndarray, chars: str, priors: Sequence[tuple[str, floa
     return np.concatenate((probs[:, :1], weighted), axis=1)
 
 
+@lru_cache(maxsize=64)
+def _class_columns(classes: tuple[tuple[str, str], ...], chars: str) -> dict[str, np.ndarray]:
+    """Per class code of a grammar, the columns of `chars` it allows (codes with none left out)."""
+    out = {}
+    for code, allowed in classes:
+        cols = np.array([i for i, c in enumerate(chars) if c in allowed], dtype=np.int64)
+        if cols.size:
+            out[code] = cols
+    return out
+
+
 def _align(
-    logb: np.ndarray, slot_logp: np.ndarray, slot_arg: np.ndarray
+    logb: np.ndarray, slot_logp: np.ndarray, slot_arg: np.ndarray, lengths: np.ndarray
 ) -> list[np.ndarray | None]:
-    """CTC Viterbi over slots for M templates of n slots at once: per template the slot index
-    per frame (−1 = blank), or None if infeasible.
+    """CTC Viterbi over slots for M templates at once: per template the slot index per frame
+    (−1 = blank), or None if infeasible.
 
     `logb[t]`: log blank probability; `slot_logp[m, t, i]`: best log probability of template m's
-    slot i class at frame t; `slot_arg` its glyph. Two slots may touch without a blank only where
-    their glyphs differ.
+    slot i class at frame t; `slot_arg` its glyph; template m has `lengths[m]` slots (the
+    slots past them are padding: a state only depends on the states before it, so a template
+    ends at its own last slot). Two slots may touch without a blank only where their glyphs
+    differ.
     """
     m_len, t_len, n = slot_logp.shape
-    if t_len < n:
-        return [None] * m_len
     s_len = 2 * n + 1
     emit = np.empty((m_len, t_len, s_len))
     emit[:, :, 0::2] = logb[None, :, None]
@@ -240,19 +268,22 @@ def _align(
     back = np.zeros((m_len, t_len, s_len), dtype=np.int8)
     step = np.full((m_len, s_len), neg)
     skip = np.full((m_len, s_len), neg)
+    differ = slot_arg[:, :-1, :-1] != slot_arg[:, 1:, 1:]
     for t in range(1, t_len):
         step[:, 1:] = dp[:, :-1]
-        differ = slot_arg[:, t - 1, :-1] != slot_arg[:, t, 1:]
-        skip[:, 3::2] = np.where(differ, dp[:, 1:-2:2], neg)
-        stacked = np.stack((dp, step, skip))
-        move = stacked.argmax(axis=0)
-        dp = np.take_along_axis(stacked, move[None], axis=0)[0] + emit[:, t]
-        back[:, t] = move
-    end = np.where(dp[:, -1] >= dp[:, -2], s_len - 1, s_len - 2)
-    feasible = np.isfinite(dp[np.arange(m_len), end])
+        skip[:, 3::2] = np.where(differ[:, t - 1], dp[:, 1:-2:2], neg)
+        # argmax over (stay, step, skip), first on ties
+        moved = step > dp
+        best = np.where(moved, step, dp)
+        jumped = skip > best
+        back[:, t] = np.where(jumped, 2, moved)
+        dp = np.where(jumped, skip, best) + emit[:, t]
+    rows = np.arange(m_len)
+    last = 2 * lengths
+    end = np.where(dp[rows, last] >= dp[rows, last - 1], last, last - 1)
+    feasible = np.isfinite(dp[rows, end]) & (lengths <= t_len)
     path = np.empty((m_len, t_len), dtype=np.int64)
     state = end
-    rows = np.arange(m_len)
     for t in range(t_len - 1, -1, -1):
         path[:, t] = state
         state = state - back[rows, t, state]
@@ -260,17 +291,34 @@ def _align(
     return [slots[m] if feasible[m] else None for m in range(m_len)]
 
 
-def _slot_costs(glyphs: np.ndarray, blank: np.ndarray) -> np.ndarray:
-    """−log probability of each glyph as the one character of a slot's frames.
+class _RunCosts:
+    """The three cheapest glyphs of a class as the one character of a run of frames (a slot).
 
-    The glyph's best frame counts its probability; every other frame of the slot must be the
-    same glyph or blank, so a second character hidden in the slot is paid for.
+    A glyph's cost is its −log probability: its best frame counts its probability; every other
+    frame of the slot must be the same glyph or blank, so a second character hidden in the slot
+    is paid for. Kept per run and class, as templates aligned alike share their runs.
     """
-    logp = np.log(np.maximum(glyphs, 1e-6))
-    hold = np.log(np.maximum(np.maximum(glyphs, blank[:, None]), 1e-6))
-    peak = logp.argmax(axis=0)
-    cols = np.arange(glyphs.shape[1])
-    return -(hold.sum(axis=0) - hold[peak, cols] + logp[peak, cols])
+
+    def __init__(self, glyphs: np.ndarray, blank: np.ndarray, chars: str) -> None:
+        self.logp = np.log(np.maximum(glyphs, 1e-6))
+        self.hold = np.log(np.maximum(np.maximum(glyphs, blank[:, None]), 1e-6))
+        self.chars = chars
+        self.cache: dict[tuple[int, int, str], tuple[tuple[float, str], ...]] = {}
+
+    def options(
+        self, start: int, stop: int, code: str, cols: np.ndarray
+    ) -> tuple[tuple[float, str], ...]:
+        """(cost, glyph) of the three cheapest glyphs of class `code` (columns `cols`) over
+        frames start..stop-1, cheapest first."""
+        key = (start, stop, code)
+        if key not in self.cache:
+            logp, hold = self.logp[start:stop, cols], self.hold[start:stop, cols]
+            peak = logp.argmax(axis=0)
+            at = np.arange(len(cols))
+            cost = -(hold.sum(axis=0) - hold[peak, at] + logp[peak, at])
+            self.cache[key] = tuple((float(cost[k]), self.chars[cols[k]])
+                                    for k in np.argsort(cost)[:3])
+        return self.cache[key]
 
 
 def decode(
@@ -281,60 +329,89 @@ def decode(
     Each template of each grammar is aligned to the frames; its per-slot top characters give
     candidates scored by the weighted geometric mean of their probabilities, with frames left to the
     blank but likely to hold a character (a glyph the template has no room for) as a penalty.
+
+    All templates share one Viterbi (the grammar priors leave the blank column alone). A
+    template's best reading (each slot's cheapest glyph) bounds its score, so templates are
+    expanded best bound first and those that cannot reach the `top_n` found so far are skipped:
+    the result is the same as expanding every template.
     """
     greedy = probs.argmax(axis=1)
     n_read = int(np.sum((greedy != 0) & (np.diff(greedy, prepend=0) != 0)))
-    found: dict[str, Candidate] = {}
+    logb = np.log(np.maximum(probs[:, 0], 1e-6))
+    jobs = []  # (grammar, template, glyph matrix, run costs, class columns)
+    slot_logp, slot_arg = [], []
     for grammar in grammars:
         weighted = apply_priors(probs, chars, grammar.priors) if grammar.priors else probs
-        logb = np.log(np.maximum(weighted[:, 0], 1e-6))
         glyphs = confusion_boost(weighted[:, 1:], chars)
-        classes = {}
-        for code, allowed in grammar.classes:
-            cols = np.array([i for i, c in enumerate(chars) if c in allowed], dtype=np.int64)
-            if not cols.size:
-                continue
+        columns = _class_columns(grammar.classes, chars)
+        best = {}
+        for code, cols in columns.items():
             sub = glyphs[:, cols]
-            arg = sub.argmax(axis=1)
-            classes[code] = (cols, np.log(np.maximum(sub.max(axis=1), 1e-6)), cols[arg])
-        usable = [t for t in grammar.templates
-                  if abs(len(t) - n_read) <= 2 and set(t) <= classes.keys()]
-        paths: dict[str, np.ndarray | None] = {}
-        for length in sorted({len(t) for t in usable}):  # one Viterbi per template length
-            group = [t for t in usable if len(t) == length]
-            slot_logp = np.stack([np.stack([classes[c][1] for c in t], axis=1) for t in group])
-            slot_arg = np.stack([np.stack([classes[c][2] for c in t], axis=1) for t in group])
-            paths.update(zip(group, _align(logb, slot_logp, slot_arg), strict=True))
-        for template in usable:
-            slots = paths[template]
-            if slots is None:
+            best[code] = (np.log(np.maximum(sub.max(axis=1), 1e-6)), cols[sub.argmax(axis=1)])
+        costs = _RunCosts(glyphs, weighted[:, 0], chars)
+        for t in grammar.templates:
+            if abs(len(t) - n_read) <= 2 and set(t) <= columns.keys():
+                jobs.append((grammar, t, costs, columns))
+                slot_logp.append([best[c][0] for c in t])
+                slot_arg.append([best[c][1] for c in t])
+    if not jobs:
+        return []
+    lengths = np.array([len(t) for _, t, _, _ in jobs])
+    n = int(lengths.max())
+    logp_pad = np.full((len(jobs), len(probs), n), -np.inf)
+    arg_pad = np.full((len(jobs), len(probs), n), -1, dtype=np.int64)
+    for m, (lp, ar) in enumerate(zip(slot_logp, slot_arg, strict=True)):
+        logp_pad[m, :, : len(lp)] = np.stack(lp, axis=1)
+        arg_pad[m, :, : len(ar)] = np.stack(ar, axis=1)
+    paths = _align(logb, logp_pad, arg_pad, lengths)
+    bounded = []  # (score bound, job index, per-slot options, blank cost)
+    for m, ((grammar, template, costs, columns), slots) in enumerate(
+        zip(jobs, paths, strict=True)
+    ):
+        if slots is None:
+            continue
+        blank_cost = float(logb[slots < 0].sum())
+        frames = np.flatnonzero(slots >= 0)  # a slot's frames are one run: the path is monotone
+        order = np.arange(len(template))
+        starts = frames[np.searchsorted(slots[frames], order)].tolist()
+        stops = (frames[np.searchsorted(slots[frames], order, side="right") - 1] + 1).tolist()
+        weights = dict(grammar.weights)
+        options, least = [], -blank_cost
+        for i, code in enumerate(template):
+            if code == EMBLEM:
+                options.append(((0.0, ""),))
                 continue
-            blank_cost = float(logb[slots < 0].sum())
-            beam: list[tuple[float, str, int]] = [(-blank_cost, "", 0)]  # cost, text, letters
-            for i, code in enumerate(template):
-                if code == EMBLEM:
-                    options = [(0.0, "")]
-                else:
-                    cols = classes[code][0]
-                    cost = _slot_costs(glyphs[slots == i][:, cols], weighted[slots == i, 0])
-                    top = np.argsort(cost)[:3]
-                    options = [(float(cost[k]) * grammar.weight(code), chars[cols[k]])
-                               for k in top]
-                serial = code == "A"
-                beam = heapq.nsmallest(top_n, (
-                    (c + oc, t + ch, n + (serial and ch.isalpha()))
-                    for c, t, n in beam for oc, ch in options
-                    if grammar.max_serial_letters is None
-                    or n + (serial and ch.isalpha()) <= grammar.max_serial_letters
-                ))
-            total_weight = sum(grammar.weight(code) for code in template)
-            for path_cost, text, _ in beam:
-                digits = sum(ch.isdigit() for ch in text)
-                if digits < grammar.min_digits:
-                    continue
-                score = grammar.factor * math.exp(-path_cost / total_weight)
-                if digits == len(text):
-                    score *= grammar.digits_only_factor
-                if text not in found or found[text].score < score:
-                    found[text] = Candidate(text, score, grammar.region)
+            weight = weights.get(code, 1.0)
+            options.append(tuple((c * weight, ch) for c, ch in
+                                 costs.options(starts[i], stops[i], code, columns[code])))
+            least += options[-1][0][0]
+        total_weight = sum(weights.get(code, 1.0) for code in template)
+        bound = grammar.factor * math.exp(-least / total_weight)
+        bounded.append((bound, m, options, blank_cost, total_weight))
+    found: dict[str, Candidate] = {}
+    floor = 0.0  # the top_n-th best score found so far
+    for bound, m, options, blank_cost, total_weight in sorted(bounded, key=lambda b: -b[0]):
+        if bound < floor:
+            break
+        grammar, template = jobs[m][0], jobs[m][1]
+        beam: list[tuple[float, str, int]] = [(-blank_cost, "", 0)]  # cost, text, letters
+        for code, opts in zip(template, options, strict=True):
+            serial = code == "A"
+            beam = heapq.nsmallest(top_n, (
+                (c + oc, t + ch, k + (serial and ch.isalpha()))
+                for c, t, k in beam for oc, ch in opts
+                if grammar.max_serial_letters is None
+                or k + (serial and ch.isalpha()) <= grammar.max_serial_letters
+            ))
+        for path_cost, text, _ in beam:
+            digits = sum(ch.isdigit() for ch in text)
+            if digits < grammar.min_digits:
+                continue
+            score = grammar.factor * math.exp(-path_cost / total_weight)
+            if digits == len(text):
+                score *= grammar.digits_only_factor
+            if text not in found or found[text].score < score:
+                found[text] = Candidate(text, score, grammar.region)
+        if len(found) >= top_n:
+            floor = heapq.nlargest(top_n, (c.score for c in found.values()))[-1]
     return sorted(found.values(), key=lambda c: c.score, reverse=True)[:top_n]

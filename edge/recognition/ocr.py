@@ -321,26 +321,30 @@ class TextRecognizer:
         return [r for r in results if r is not None]
 
     def decode(self, probs: np.ndarray, allowed: np.ndarray | None = None) -> TextLine:
-        """Greedy CTC decoding of one (T, C) probability matrix."""
+        """Greedy CTC decoding of one (T, C) probability matrix (only `allowed` classes, if
+        given, renormalized)."""
         if allowed is not None:
             probs = np.where(allowed[None, :], probs, 0.0)
             probs = probs / np.maximum(probs.sum(axis=1, keepdims=True), 1e-9)
         best = probs.argmax(axis=1)
-        chars: list[str] = []
-        confs: list[float] = []
-        alts: list[tuple[tuple[str, float], ...]] = []
-        prev = -1
-        for t, k in enumerate(best):
-            if k != 0 and k != prev and k < len(self.charset):
-                chars.append(self.charset[k])
-                confs.append(float(probs[t, k]))
-                top = np.argsort(probs[t])[::-1][: self.top_k + 1]
-                alts.append(
-                    tuple(
-                        (self.charset[c], float(probs[t, c])) for c in top if c != 0
-                    )[: self.top_k]
-                )
-            prev = k
-        text = "".join(chars).strip()
-        conf = float(np.mean(confs)) if confs else 0.0
-        return TextLine(text, conf, tuple(confs), tuple(alts))
+        starts = (best != 0) & (best != np.concatenate(([-1], best[:-1]))) & (
+            best < len(self.charset))
+        frames = np.flatnonzero(starts)
+        if not len(frames):
+            return TextLine("", 0.0, (), ())
+        rows = probs[frames]
+        # the k most probable classes per frame, most probable first: only allowed classes can
+        # be (the others are 0), and only the k are sorted
+        classes = np.flatnonzero(allowed) if allowed is not None else np.arange(rows.shape[1])
+        sub = rows[:, classes]
+        k = min(self.top_k + 1, len(classes))
+        top = np.argpartition(sub, len(classes) - k, axis=1)[:, -k:]
+        top = classes[np.take_along_axis(
+            top, np.argsort(np.take_along_axis(sub, top, axis=1), axis=1)[:, ::-1], axis=1)]
+        confs = [float(rows[j, c]) for j, c in enumerate(best[frames])]
+        alts = tuple(
+            tuple((self.charset[c], float(row[c])) for c in cols if c != 0)[: self.top_k]
+            for row, cols in zip(rows, top, strict=True)
+        )
+        text = "".join(self.charset[c] for c in best[frames]).strip()
+        return TextLine(text, float(np.mean(confs)), tuple(confs), alts)

@@ -175,16 +175,23 @@ def test_cn_serial_holds_at_most_two_letters() -> None:
 
 @given(st.integers(1, 6), st.integers(1, 7), st.integers(1, 40), st.integers(0, 2**31 - 1))
 def test_templates_aligned_together_as_each_alone(m: int, n: int, t: int, seed: int) -> None:
+    """Templates of different lengths padded into one Viterbi align as each does alone."""
     from edge.recognition.grammar import _align
 
     rng = np.random.default_rng(seed)
     logb = np.log(rng.uniform(1e-6, 1.0, t))
+    lengths = rng.integers(1, n + 1, m)
     slot_logp = np.log(rng.uniform(1e-6, 1.0, (m, t, n)))
     slot_arg = rng.integers(0, 3, (m, t, n))  # few glyphs, so neighbours often repeat one
-    together = _align(logb, slot_logp, slot_arg)
-    for k in range(m):
-        alone = _align(logb, slot_logp[k : k + 1], slot_arg[k : k + 1])[0]
+    for k, length in enumerate(lengths):  # padding past a template's own slots
+        slot_logp[k, :, length:] = -np.inf
+        slot_arg[k, :, length:] = -1
+    together = _align(logb, slot_logp, slot_arg, lengths)
+    for k, length in enumerate(lengths):
+        alone = _align(logb, slot_logp[k : k + 1, :, :length], slot_arg[k : k + 1, :, :length],
+                       lengths[k : k + 1])[0]
         assert (alone is None) == (together[k] is None)
+        assert alone is None or length <= t  # a slot needs a frame of its own
         if alone is not None:
             assert np.array_equal(alone, together[k])
-            assert set(np.unique(alone[alone >= 0])) == set(range(n))  # every slot emitted
+            assert set(np.unique(alone[alone >= 0])) == set(range(length))  # every slot emitted
