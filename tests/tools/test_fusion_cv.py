@@ -3,6 +3,8 @@ built from CTC matrices, without reading any image."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 
 from edge.recognition.grammar import Candidate
@@ -68,3 +70,35 @@ def test_cv_fuses_where_our_model_helps_and_keeps_ppocr_elsewhere() -> None:
     assert all(f["fused"] >= f["ppocr"] for f in result["per_fold"])
     fusion = recommended(result)
     assert list(fusion) == ["vn"] and isinstance(fusion["vn"], Fusion)
+
+
+def test_reads_and_our_model_pair_with_the_eval_outcomes_in_a_mixed_folder(tmp_path: Path) -> None:
+    """Crops are read in batches, after the scenes listed among them: every recorded read must
+    still land on its own image (read_with_ppocr checks each against `evaluate`'s outcome)."""
+    from models.registry import get_spec
+    from tools.eval.fusion_cv import PPOCR_ALONE, own_evidence, read_with_ppocr
+    from tools.synth.plates import write_dataset
+
+    crops = write_dataset(tmp_path / "crops", "vn", count=3, seed=11)
+    scenes = write_dataset(tmp_path / "scenes", "vn", count=2, seed=5, scenes=True)
+    folder = tmp_path / "mixed"
+    (folder / "images").mkdir(parents=True)
+    lines = ["file,text,region,rows,x1,y1,x2,y2"]
+    for part in (crops, scenes, crops):  # crop rows around the scenes, the crops listed twice
+        for row in (part / "labels.csv").read_text(encoding="utf-8").splitlines()[1:]:
+            name, rest = row.split(",", 1)
+            target = folder / "images" / f"{part.name}_{name}"
+            if not target.exists():
+                target.symlink_to(part / "images" / name)
+            lines.append(f"{target.name},{rest}")
+    (folder / "labels.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+    data = read_with_ppocr(folder)
+    assert len(data.reads) == 8  # in `evaluate`'s outcome order: the scenes before the batch
+    assert all(r.scene == r.file.startswith("scenes_") for r in data.reads)
+    evidence = own_evidence(data, get_spec("plate_rec").path)
+    assert [e.file for e in evidence] == [r.file for r in data.reads]
+    for item in evidence:
+        if item.ppocr is not None:
+            assert item.probs is not None and item.probs.shape[1] == 1 + len(item.chars)
+        assert fused_text(item, PPOCR_ALONE) == (item.ppocr.text if item.ppocr else "")
