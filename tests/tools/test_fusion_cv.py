@@ -1,5 +1,5 @@
-"""Choosing the PP-OCR + own-model fusion by k-fold CV (tools/eval/fusion_cv.py) on evidence
-built from CTC matrices, without reading any image."""
+"""Choosing the PP-OCR + own-model fusion by k-fold CV (tools/eval/fusion_cv.py): on evidence
+built from CTC matrices, and the evidence collection itself on a small synthetic folder."""
 
 from __future__ import annotations
 
