@@ -81,6 +81,21 @@ def run_export_plates(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_train_plate_detector(args: argparse.Namespace) -> int:
+    """Train (resuming from the committed checkpoint) and export the plate detector."""
+    if missing := _missing_train_extra("train-plate-detector"):
+        print(missing, file=sys.stderr)
+        return 2
+    from models.plate_detector.train import load_config, train
+
+    config = load_config(args.config) if args.config else load_config()
+    if args.threads:
+        config = config.model_copy(update={"threads": args.threads})
+    metrics = train(config, steps=args.steps, resume=not args.restart)
+    print(json.dumps(metrics))
+    return 0
+
+
 def run_adapt(args: argparse.Namespace) -> int:
     """Fine-tune the plate recognizer on labeled folders into a model folder."""
     if missing := _missing_train_extra("adapt"):
@@ -103,7 +118,7 @@ def run_adapt(args: argparse.Namespace) -> int:
 
 
 def register(commands: CommandGroups) -> None:
-    """Attach `smartgate models quantize|train-plates|export-plates|adapt`."""
+    """Attach `smartgate models quantize|train-plates|export-plates|train-plate-detector|adapt`."""
     sub = subcommands(commands.top.add_parser("models", help="model files"), "models_command")
     q = sub.add_parser("quantize", help="write int8 copies of the PP-OCR det/rec models")
     q.add_argument("--out", default="models/int8", help="folder for the quantized models")
@@ -123,6 +138,14 @@ def register(commands: CommandGroups) -> None:
     e.add_argument("--checkpoint", type=Path, help="default: the committed checkpoint")
     e.add_argument("--out", type=Path, help="default: models/weights/plate_rec.onnx")
     e.set_defaults(func=run_export_plates)
+
+    d = sub.add_parser("train-plate-detector",
+                       help="train the plate detector (resumes the checkpoint, exports the ONNX)")
+    d.add_argument("--config", type=Path, help="training config (default: the committed one)")
+    d.add_argument("--steps", type=int, help="more steps (default: to the schedule's end)")
+    d.add_argument("--threads", type=int, default=0, help="torch threads (default: config)")
+    d.add_argument("--restart", action="store_true", help="start over instead of resuming")
+    d.set_defaults(func=run_train_plate_detector)
 
     a = sub.add_parser("adapt", help="fine-tune the plate recognizer on a site's labeled plates")
     a.add_argument("--data", action="append", required=True, metavar="DIR",

@@ -96,6 +96,14 @@ REGISTRY: dict[str, ModelSpec] = {
             license="Apache-2.0 (SmartGate, trained on rendered plates: models/plate_recognizer)",
         ),
         ModelSpec(
+            name="plate_det",
+            filename="plate_det.onnx",  # with plate_det.json (input, output layout) beside it
+            source="project",
+            task="plate_det",
+            input_shape=("N", 3, "H/32", "W/32"),
+            license="Apache-2.0 (SmartGate, trained on rendered scenes: models/plate_detector)",
+        ),
+        ModelSpec(
             name="ppocr_cls",
             filename="ch_ppocr_mobile_v2.0_cls_mobile.onnx",
             source="rapidocr",

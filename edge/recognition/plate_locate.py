@@ -5,7 +5,8 @@ Pure functions over boxes and frame shapes: a plate-likeness prior from a candid
 reads of a frame), the expanded window around a small candidate that a second, upscaled
 detector pass searches, and the cascade's plan: the scale of a coarse whole-frame pass
 (`coarse_scale`) and the merged windows around its best candidates (`cascade_windows`) that the
-full-scale pass then searches instead of the whole frame.
+full-scale pass then searches instead of the whole frame; or, with the plate detector
+(`edge.recognition.plate_detect`), the windows around the plates it found (`detector_windows`).
 """
 
 from __future__ import annotations
@@ -24,6 +25,11 @@ COARSE_THRESH = (0.2, 0.3)  # the coarse pass's DB pixel and box thresholds (ful
 WINDOW_MARGIN = 0.5  # coarse boxes are loose: windows grow by this many rows more on each side
 WINDOW_CONTEXT = 32  # and by this many pixels (frame pixels at scale 1) of context for the detector
 WINDOW_SHARE = 0.5  # windows covering more of the frame than this: search the frame whole
+# Plate detector (`detector_windows`): a frame whose best plate scores below DETECTOR_CERTAIN
+# goes through the coarse cascade instead; plates scoring at least DETECTOR_KEEP get a window.
+DETECTOR_CERTAIN = 0.5
+DETECTOR_KEEP = 0.3
+DETECTOR_MARGIN = (0.35, 0.8)  # a plate box grows by this share of its width, height per side
 
 
 def plate_prior(bbox: Box, rows: int, frame_shape: tuple[int, ...]) -> float:
@@ -102,6 +108,31 @@ def cascade_windows(
         pad = int(WINDOW_MARGIN * max(1, bbox[3] - bbox[1]) / rows + WINDOW_CONTEXT)
         windows.append((max(0, x1 - pad), max(0, y1 - pad), min(width, x2 + pad),
                         min(height, y2 + pad)))
+    merged = _merge(windows)
+    covered = sum((x2 - x1) * (y2 - y1) for x1, y1, x2, y2 in merged)
+    return merged if covered <= WINDOW_SHARE * height * width else None
+
+
+def detector_windows(
+    plates: list[tuple[Box, float]], frame_shape: tuple[int, ...],
+    certain: float = DETECTOR_CERTAIN, keep: float = DETECTOR_KEEP,
+) -> list[Box] | None:
+    """Windows for the full-scale text-detector pass around the plate detector's boxes
+    ((box, score), best first), merged where they overlap; None when the best scores below
+    `certain` or the windows would cover more than `WINDOW_SHARE` of the frame (the frame then
+    goes through the coarse cascade). Each window holds its plate box grown by
+    `DETECTOR_MARGIN` (the box size is an estimate) plus `WINDOW_CONTEXT` pixels."""
+    if not plates or plates[0][1] < certain:
+        return None
+    height, width = frame_shape[:2]
+    windows = []
+    for (x1, y1, x2, y2), score in plates:
+        if score < keep:
+            continue
+        dx = int(DETECTOR_MARGIN[0] * (x2 - x1)) + WINDOW_CONTEXT
+        dy = int(DETECTOR_MARGIN[1] * (y2 - y1)) + WINDOW_CONTEXT
+        windows.append((max(0, x1 - dx), max(0, y1 - dy), min(width, x2 + dx),
+                        min(height, y2 + dy)))
     merged = _merge(windows)
     covered = sum((x2 - x1) * (y2 - y1) for x1, y1, x2, y2 in merged)
     return merged if covered <= WINDOW_SHARE * height * width else None
