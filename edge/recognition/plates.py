@@ -108,18 +108,32 @@ def plate_colour(crop: np.ndarray) -> str:
     """Background colour of a rectified plate crop, by majority vote of its inner pixels."""
     h, w = crop.shape[:2]
     inner = crop[h // 8 : h - h // 8 or h, w // 10 : w - w // 10 or w]
-    hsv = cv2.cvtColor(inner, cv2.COLOR_BGR2HSV).reshape(-1, 3).astype(np.int32)
-    hue, sat, val = hsv[:, 0], hsv[:, 1], hsv[:, 2]
+    hue, sat, val = cv2.split(cv2.cvtColor(inner, cv2.COLOR_BGR2HSV))
     chromatic = (sat >= 70) & (val >= 50)
     votes = {
-        "black": int(np.sum(val < 70)),
-        "white": int(np.sum((sat < 70) & (val >= 70))),
-        "red": int(np.sum(chromatic & ((hue < 8) | (hue >= 165)))),
-        "yellow": int(np.sum(chromatic & (hue >= 12) & (hue < 35))),
-        "green": int(np.sum(chromatic & (hue >= 35) & (hue < 90))),
-        "blue": int(np.sum(chromatic & (hue >= 90) & (hue < 135))),
+        "black": np.count_nonzero(val < 70),
+        "white": np.count_nonzero((sat < 70) & (val >= 70)),
+        "red": np.count_nonzero(chromatic & ((hue < 8) | (hue >= 165))),
+        "yellow": np.count_nonzero(chromatic & (hue >= 12) & (hue < 35)),
+        "green": np.count_nonzero(chromatic & (hue >= 35) & (hue < 90)),
+        "blue": np.count_nonzero(chromatic & (hue >= 90) & (hue < 135)),
     }
     return max(votes, key=lambda k: votes[k])
+
+
+def _percentiles(image: np.ndarray, qs: Sequence[float]) -> list[float]:
+    """`np.percentile(image, qs)` (linear interpolation) of a uint8 image, from its histogram."""
+    cum = np.cumsum(np.bincount(image.ravel(), minlength=256))
+    out = []
+    for q in qs:
+        at = q / 100 * (cum[-1] - 1)
+        below = int(np.floor(at))
+        # the k-th smallest value is the first level whose cumulative count exceeds k
+        a, b = (float(np.searchsorted(cum, k, side="right"))
+                for k in (below, min(below + 1, cum[-1] - 1)))
+        t = at - below
+        out.append(b - (b - a) * (1 - t) if t >= 0.5 else a + (b - a) * t)  # numpy's lerp
+    return out
 
 
 def prepare_line(line: np.ndarray) -> np.ndarray:
@@ -129,9 +143,11 @@ def prepare_line(line: np.ndarray) -> np.ndarray:
     """
     lab = cv2.cvtColor(line, cv2.COLOR_BGR2LAB)
     light = lab[:, :, 0]
-    lo, hi = np.percentile(light, (2, 98))
+    lo, hi = _percentiles(light, (2, 98))
     if hi - lo > 8:
-        lab[:, :, 0] = np.clip((light - lo) * (255.0 / (hi - lo)), 0, 255).astype(np.uint8)
+        levels = np.arange(256, dtype=np.uint8)
+        stretch = np.clip((levels - lo) * (255.0 / (hi - lo)), 0, 255).astype(np.uint8)
+        lab[:, :, 0] = cv2.LUT(light, stretch)
         line = cv2.cvtColor(lab, cv2.COLOR_LAB2BGR)
     scale = LINE_HEIGHT / line.shape[0]
     interp = cv2.INTER_CUBIC if scale > 1 else cv2.INTER_AREA
