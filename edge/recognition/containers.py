@@ -21,7 +21,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from functools import cache
+from functools import cache, lru_cache
 
 import cv2
 import numpy as np
@@ -40,6 +40,7 @@ from smartgate.iso6346 import (
     CONFIDENT,
     DIGIT_TO_LETTER,
     LETTER_TO_DIGIT,
+    CodeReading,
     correct_code,
     is_size_type,
 )
@@ -161,15 +162,24 @@ def _size_type_near(frags: Sequence[Fragment], used: set[int], box: Box) -> str 
     return best
 
 
+@lru_cache(maxsize=4096)
+def _corrected(
+    text: str, alts: tuple[tuple[tuple[str, float], ...], ...], probs: tuple[float, ...]
+) -> CodeReading | None:
+    """`correct_code` of a chain's reading, kept: a staged photo assembles its fragments again
+    after every stage, so the chains of earlier stages come back unchanged."""
+    return correct_code(text, alts, probs)
+
+
 def assemble(frags: Sequence[Fragment]) -> list[ContainerCodeResult]:
     """Container codes spelled by chains of fragments of one image, best first, deduplicated."""
     found: dict[str, tuple[ContainerCodeResult, float]] = {}
     for chain in _chains(frags):
         parts = [frags[i] for i in chain]
         text = "".join(p.text for p in parts)
-        alts = [a for p in parts for a in p.alternatives]
-        probs = [q for p in parts for q in p.char_probs]
-        reading = correct_code(text, alts, probs)
+        alts = tuple(a for p in parts for a in p.alternatives)
+        probs = tuple(q for p in parts for q in p.char_probs)
+        reading = _corrected(text, alts, probs)
         if reading is None:
             continue
         box = _union([p.box for p in parts])
