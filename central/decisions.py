@@ -144,10 +144,14 @@ class DecisionService:
         keep = candidate_filter(event, self.rules)
         candidates, used = store.candidate_declarations(session, keys, keep)
         decision = decide(event, candidates, self.rules, used, utcnow())
+        while (decision.outcome is Outcome.CLEARED and decision.declaration_number is not None
+               and not store.mark_declaration_used(session, decision.declaration_number,
+                                                   event.event_id)):
+            # another worker's passage used it after this batch read it: decide knowing that
+            used = used | {decision.declaration_number}
+            decision = decide(event, candidates, self.rules, used, utcnow())
         row = store.add_rules_decision(session, event.event_id, decision, first, actor, note)
         number = decision.declaration_number
-        if decision.outcome is Outcome.CLEARED and number is not None:
-            store.mark_declaration_used(session, number, event.event_id)
         decl = next((c for c in candidates if c.number == number), None)
         store.set_fee(session, event.event_id, self._assess_fee(event, decl), number, first)
         command = command_for(decision, event)

@@ -99,11 +99,10 @@ def passage_values(event: PassageEvent) -> dict[str, Any]:
 _PASSAGE_EXISTS = select(Passage.id).where(Passage.event_id == bindparam("event_id"))
 
 
-# Rows the ingest writes (passages, decisions, fees, commands, declaration use) are queued per
-# transaction and written with one Core executemany per table (`write_queued`) instead of as ORM
-# objects or a statement each: the unit of work cost more per passage than deciding it. They are
-# written before any statement the session executes, before central's own reads of the tables
-# and before the commit, so every query in the transaction sees them.
+# Rows the ingest writes (passages, decisions, fees, commands) are queued per transaction and
+# written with one Core executemany per table (`write_queued`) instead of as ORM objects: the
+# unit of work cost more per passage than deciding it. They are written before any statement the
+# session executes and before the commit, so every query in the transaction sees them.
 _QUEUED = "smartgate.store.queued"
 
 
@@ -559,7 +558,6 @@ _QUEUED_STATEMENTS = {  # what `write_queued` runs, in this order
     "decisions": insert(_DECISIONS),
     "fees": insert(_FEES),
     "commands": insert(_COMMANDS),
-    "declaration_use": _MARK_USED,
 }
 
 
@@ -582,7 +580,6 @@ def candidate_declarations(
         rows = [ahead.rows[n] for n in numbers]
         used_by = ahead.used
     else:
-        write_queued(session)  # declaration use recorded earlier in this transaction
         rows = [tuple(r) for r in session.connection().execute(_CANDIDATES, {"keys": sorted(keys)})]
         used_by = {r[0]: r[_USED_AT] for r in rows}
     if keep is not None:
@@ -621,7 +618,6 @@ def prefetch_passages(session: Session, event_ids: Collection[str], keys: Collec
     passage: which event ids are stored already and the candidate declarations of all their
     keys. `passage_exists` and `candidate_declarations` then answer from it for the rest of
     this transaction (declaration use recorded meanwhile is kept in step)."""
-    write_queued(session)
     conn = session.connection()
     existing = set(conn.execute(_EXISTING, {"event_ids": sorted(event_ids)}).scalars())
     numbers_by_key: dict[str, list[str]] = defaultdict(list)
@@ -656,13 +652,16 @@ def _cached_declaration(row: tuple[Any, ...]) -> Declaration:
     return declaration_from_row(_CandidateRow(*row, None, None))
 
 
-def mark_declaration_used(session: Session, number: str, event_id: str) -> None:
-    """Record that a passage consumed this declaration (first use wins; queued, written with
-    the transaction's other rows)."""
-    _queue_row(session, "declaration_use", {"n": number, "event_id": event_id, "at": utcnow()})
+def mark_declaration_used(session: Session, number: str, event_id: str) -> bool:
+    """Record that a passage consumed this declaration; False when another passage had used it
+    already (first use wins: a concurrent worker's committed use included, as the UPDATE waits
+    for it on PostgreSQL)."""
+    done = session.connection().execute(
+        _MARK_USED, {"n": number, "event_id": event_id, "at": utcnow()}).rowcount == 1
     ahead = _prefetched(session)
     if ahead is not None and number in ahead.used and ahead.used[number] is None:
-        ahead.used[number] = event_id
+        ahead.used[number] = event_id if done else "(another passage)"
+    return done
 
 
 def release_declarations(session: Session, event_id: str) -> None:
