@@ -59,6 +59,7 @@ class Readers:
         """Sessions per `cfg` (threads, det resolution, optional replacement model folder);
         `wrap(name, session)` may replace each session (the benchmark times them)."""
         from edge.recognition.ocr import TextDetector, TextRecognizer
+        from edge.recognition.plate_detect import PlateDetector
         from edge.recognition.province_prior import ProvincePrior
         from models.registry import create_session, get_spec
 
@@ -75,9 +76,11 @@ class Readers:
         province = "cn" in cfg.regions and TextRecognizer(session("rec", "ppocr_rec_v5"),
                                                           max_batch=rec_batch)
         prior = ProvincePrior() if cfg.province_prior == "adaptive" else None
+        locator = (cfg.plate_locator == "detector"
+                   and PlateDetector(session("det", "plate_det")))
         return cls(PlateReader(det, rec, regions=cfg.regions, province_recognizer=province,
                                province_prior=prior, recognizer_mode=cfg.plate_recognizer,
-                               threads=cfg.threads),
+                               threads=cfg.threads, plate_detector=locator),
                    ContainerReader(det, rec))
 
 

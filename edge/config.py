@@ -244,6 +244,13 @@ class InferenceConfig(_Strict):
         description="learn the site's Chinese provinces from confident reads and weigh the "
         "province glyph with them (edge.recognition.province_prior)",
     )
+    plate_locator: Literal["cascade", "detector"] = Field(
+        default="cascade",
+        description="where frames are searched for plates: the coarse text-detector cascade, "
+        "or first the project's plate detector (models/plate_detector), whose windows replace "
+        "the coarse pass where it finds a plate with certainty (opt-in: faster, one plate "
+        "fewer on openalpr-endtoend; docs/plates.md)",
+    )
     plate_recognizer: Literal["ppocr", "own", "fused"] = Field(
         default="ppocr",
         description="who reads plate text: PP-OCR, the project's plate model (models/"

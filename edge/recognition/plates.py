@@ -38,10 +38,12 @@ from edge.recognition.ocr import (
     order_quad,
     warp_quad,
 )
+from edge.recognition.plate_detect import PlateDetector
 from edge.recognition.plate_locate import (
     COARSE_THRESH,
     cascade_windows,
     coarse_scale,
+    detector_windows,
     plate_prior,
     read_prior,
     search_window,
@@ -436,6 +438,7 @@ class PlateReader:
         plate_model: Path | None = None,
         threads: int = 0,
         cascade: bool = True,
+        plate_detector: PlateDetector | bool = False,
     ) -> None:
         self.detector = detector or TextDetector()
         self.crop_detector = TextDetector(self.detector.session, limit_side=32)
@@ -474,6 +477,10 @@ class PlateReader:
             raise ValueError(f"recognizer_mode must be one of {RECOGNIZERS}, got {recognizer_mode!r}")
         self.mode = recognizer_mode
         self.cascade = cascade
+        self.plate_detector: PlateDetector | None = None  # opt-in: docs/plates.md
+        if cascade and plate_detector:
+            self.plate_detector = (plate_detector if isinstance(plate_detector, PlateDetector)
+                                   else PlateDetector())
         self.own: PlateRecognizer | None = None
         if recognizer_mode != "ppocr":
             if plate_model is None:
@@ -527,9 +534,11 @@ class PlateReader:
         Frames of one shape share a coarse detector pass at `coarse_scale`; the merged windows
         around its top `MAX_WINDOW_GROUPS` candidates (`cascade_windows`) are searched again at
         the detector's full scale (`TextDetector.detect_windows`: the boxes a whole-frame pass
-        finds there), and their boxes replace the coarse ones inside. Frames too small to gain,
-        or whose windows would cover most of the frame, are searched whole at full scale
-        (`refine_tall_lines`).
+        finds there), and their boxes replace the coarse ones inside. With a plate detector,
+        a frame where it finds a plate with certainty (`detector_windows`) is searched at full
+        scale only in windows around the plates it found, and skips the coarse pass. Frames too
+        small to gain, or whose windows would cover most of the frame, are searched whole at
+        full scale (`refine_tall_lines`).
         """
         out: list[list[TextBox]] = [[] for _ in frames]
         cascaded = [False] * len(frames)
@@ -543,6 +552,19 @@ class PlateReader:
             if scale is None:
                 whole += idx
                 continue
+            if self.plate_detector is not None:
+                coarse_idx = []
+                for i, plates in zip(idx, self.plate_detector.detect([frames[i] for i in idx]),
+                                     strict=True):
+                    windows = detector_windows([(p.box, p.score) for p in plates], shape)
+                    if windows is None:
+                        coarse_idx.append(i)
+                        continue
+                    out[i] = _distinct(self.detector.detect_windows(frames[i], windows, full))
+                    cascaded[i] = True
+                idx = coarse_idx
+                if not idx:
+                    continue
             for i, coarse in zip(idx, self.coarse_detector.detect([frames[i] for i in idx],
                                                                   scale=scale), strict=True):
                 ranked = _ranked_groups(plate_groups(coarse), shape)[:MAX_WINDOW_GROUPS]
