@@ -41,3 +41,16 @@ def test_bench_central_rejects_a_bad_rate(capsys) -> None:
     with pytest.raises(SystemExit):
         main(["bench", "central", "--rate", "0"])
     assert "--rate must be passages/s" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_bench_central_two_workers(capsys) -> None:
+    """`--workers 2`: two ingest processes share the subscription and lose nothing."""
+    if mosquitto_binary() is None:
+        pytest.skip("mosquitto is not installed")
+    argv = ["bench", "central", "--passages", "40", "--declarations", "800", "--workers", "2",
+            "--window", "10", "--json"]
+    assert main(argv) == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert result["workers"] == 2 and result["lost"] == 0
+    assert sum(result["actions"].values()) == 40 and result["cpu_ms_per_passage"] > 0
