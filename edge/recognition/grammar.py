@@ -376,7 +376,8 @@ def decode(
         starts = frames[np.searchsorted(slots[frames], order)].tolist()
         stops = (frames[np.searchsorted(slots[frames], order, side="right") - 1] + 1).tolist()
         weights = dict(grammar.weights)
-        options, least = [], -blank_cost
+        options: list[tuple[tuple[float, str], ...]] = []
+        least = -blank_cost
         for i, code in enumerate(template):
             if code == EMBLEM:
                 options.append(((0.0, ""),))
