@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import math
 import os
 import signal
 import time
@@ -31,11 +30,11 @@ from tqdm import tqdm
 from models.plate_detector.export import CHECKPOINT, ONNX_OUT, export, load_checkpoint
 from models.plate_detector.model import STRIDE, PlateDetector, count_parameters
 from models.plate_detector.scene import render_scene
+from models.training import cosine_lr, resolve_path
 
 log = logging.getLogger(__name__)
 
 PACKAGE_DIR = Path(__file__).resolve().parent
-ROOT = PACKAGE_DIR.parents[1]
 CONFIG = PACKAGE_DIR / "config.yaml"
 MAX_PLATES = 3  # render_scene puts at most this many plates in a scene
 
@@ -65,10 +64,6 @@ class TrainConfig(BaseModel):
 def load_config(path: Path = CONFIG) -> TrainConfig:
     """The training config in a YAML file."""
     return TrainConfig.model_validate(yaml.safe_load(path.read_text(encoding="utf-8")))
-
-
-def _resolve(path: Path) -> Path:
-    return path if path.is_absolute() else ROOT / path
 
 
 def render_dataset(folder: Path, n: int, seed: int, size: int) -> None:
@@ -188,11 +183,8 @@ def evaluate(model: PlateDetector, images: np.ndarray, corners: np.ndarray,
 
 
 def lr_at(step: int, config: TrainConfig) -> float:
-    """Linear warmup, then cosine decay to 2% of the peak at `total_steps`."""
-    if step < config.warmup_steps:
-        return config.lr * (step + 1) / config.warmup_steps
-    t = min(1.0, (step - config.warmup_steps) / max(1, config.total_steps - config.warmup_steps))
-    return config.lr * (0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * t)))
+    """The learning rate of `step` under `config`'s warmup + cosine schedule."""
+    return cosine_lr(step, config.lr, config.warmup_steps, config.total_steps)
 
 
 def _batch_indices(step: int, n: int, size: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -224,9 +216,9 @@ def train(config: TrainConfig, steps: int | None = None, resume: bool = True,
     `out` and exporting the ONNX to `export_to` (None: never). Returns the last metrics."""
     torch.set_num_threads(config.threads)
     torch.manual_seed(config.seed)
-    images, corners = open_dataset(_resolve(config.data_dir), config.train_samples, config.seed,
+    images, corners = open_dataset(resolve_path(config.data_dir), config.train_samples, config.seed,
                                    config.scene_size)
-    val_images, val_corners = open_dataset(_resolve(config.val_dir), config.val_samples,
+    val_images, val_corners = open_dataset(resolve_path(config.val_dir), config.val_samples,
                                            config.seed + 1, config.scene_size)
     val_images = np.asarray(val_images)
     model = PlateDetector()

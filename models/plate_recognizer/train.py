@@ -27,14 +27,14 @@ from tqdm import tqdm
 
 from models.plate_recognizer import render
 from models.plate_recognizer.model import PlateRecognizer, count_parameters
+from models.training import cosine_lr, resolve_path
 
 log = logging.getLogger(__name__)
 
 PACKAGE_DIR = Path(__file__).resolve().parent
-ROOT = PACKAGE_DIR.parents[1]
 CONFIG = PACKAGE_DIR / "config.yaml"
 CHECKPOINT = PACKAGE_DIR / "checkpoint.pt"
-ONNX_OUT = ROOT / "models" / "weights" / "plate_rec.onnx"
+ONNX_OUT = PACKAGE_DIR.parent / "weights" / "plate_rec.onnx"
 
 
 class TrainConfig(BaseModel):
@@ -66,10 +66,6 @@ class TrainConfig(BaseModel):
 def load_config(path: Path = CONFIG) -> TrainConfig:
     """The training config in a YAML file."""
     return TrainConfig.model_validate(yaml.safe_load(path.read_text(encoding="utf-8")))
-
-
-def _resolve(path: Path) -> Path:
-    return path if path.is_absolute() else ROOT / path
 
 
 def build_model(config: TrainConfig) -> PlateRecognizer:
@@ -137,11 +133,8 @@ def evaluate(model: nn.Module, data: Dataset, n: int, batch: int = 256) -> float
 
 
 def lr_at(step: int, config: TrainConfig) -> float:
-    """Linear warmup, then cosine decay to 2% of the peak at `total_steps`."""
-    if step < config.warmup_steps:
-        return config.lr * (step + 1) / config.warmup_steps
-    t = min(1.0, (step - config.warmup_steps) / max(1, config.total_steps - config.warmup_steps))
-    return config.lr * (0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * t)))
+    """The learning rate of `step` under `config`'s warmup + cosine schedule."""
+    return cosine_lr(step, config.lr, config.warmup_steps, config.total_steps)
 
 
 def _batch_indices(step: int, n: int, batch: int, seed: int) -> np.ndarray:
@@ -207,9 +200,9 @@ def train(config: TrainConfig, steps: int | None = None, resume: bool = True,
     """
     torch.set_num_threads(config.threads)
     torch.manual_seed(config.seed)
-    train_data = Dataset.open(_resolve(config.data_dir), config.train_samples, config.seed,
+    train_data = Dataset.open(resolve_path(config.data_dir), config.train_samples, config.seed,
                               config.render_workers)
-    val_data = Dataset.open(_resolve(config.val_dir), config.val_samples, config.seed + 1,
+    val_data = Dataset.open(resolve_path(config.val_dir), config.val_samples, config.seed + 1,
                             config.render_workers)
     model = build_model(config)
     opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
