@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import sys
 import time
@@ -51,19 +52,24 @@ def _missing_train_extra(command: str) -> str | None:
     return None
 
 
-def run_train_plates(args: argparse.Namespace) -> int:
-    """Train (resuming from the committed checkpoint) and export the plate recognizer."""
-    if missing := _missing_train_extra("train-plates"):
+def _train(args: argparse.Namespace, command: str, module: str) -> int:
+    """Train the model of `module` (a package's train.py), resuming from its committed
+    checkpoint and exporting as it goes; print the last metrics."""
+    if missing := _missing_train_extra(command):
         print(missing, file=sys.stderr)
         return 2
-    from models.plate_recognizer.train import load_config, train
-
-    config = load_config(args.config) if args.config else load_config()
+    trainer = importlib.import_module(module)
+    config = trainer.load_config(args.config) if args.config else trainer.load_config()
     if args.threads:
         config = config.model_copy(update={"threads": args.threads})
-    metrics = train(config, steps=args.steps, resume=not args.restart)
+    metrics = trainer.train(config, steps=args.steps, resume=not args.restart)
     print(json.dumps(metrics))
     return 0
+
+
+def run_train_plates(args: argparse.Namespace) -> int:
+    """Train (resuming from the committed checkpoint) and export the plate recognizer."""
+    return _train(args, "train-plates", "models.plate_recognizer.train")
 
 
 def run_export_plates(args: argparse.Namespace) -> int:
@@ -83,17 +89,7 @@ def run_export_plates(args: argparse.Namespace) -> int:
 
 def run_train_plate_detector(args: argparse.Namespace) -> int:
     """Train (resuming from the committed checkpoint) and export the plate detector."""
-    if missing := _missing_train_extra("train-plate-detector"):
-        print(missing, file=sys.stderr)
-        return 2
-    from models.plate_detector.train import load_config, train
-
-    config = load_config(args.config) if args.config else load_config()
-    if args.threads:
-        config = config.model_copy(update={"threads": args.threads})
-    metrics = train(config, steps=args.steps, resume=not args.restart)
-    print(json.dumps(metrics))
-    return 0
+    return _train(args, "train-plate-detector", "models.plate_detector.train")
 
 
 def run_adapt(args: argparse.Namespace) -> int:
