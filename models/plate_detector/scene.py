@@ -19,6 +19,8 @@ from models.plate_recognizer import render
 
 PLATE_WIDTH = (12.0, 300.0)  # plate width in scene pixels (log-uniform)
 LATIN = render.DIGITS + render.LATIN
+SCENE_SENSOR = render.Sensor(p_blur=0.35, kernel_max=5, sigma=(0.3, 1.2), noise_max=12,
+                             p_jpeg=0.6, quality_min=25)
 CJK = render.CN_PROVINCES + "中国交通银行物流公司欢迎光临出入口停车场收费站限速"
 
 
@@ -195,21 +197,7 @@ def _camera(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
         cx, cy, r = rng.uniform(0, w), rng.uniform(0, h), rng.uniform(0.05, 0.4) * w
         img += rng.uniform(50, 160) * np.exp(-((xx - cx) ** 2 + (yy - cy) ** 2) / r ** 2)[..., None]
-    if rng.random() < 0.35:
-        if rng.random() < 0.5:
-            k = int(rng.integers(2, 5))
-            kernel = np.zeros((k, k), np.float32)
-            kernel[k // 2, :] = 1.0 / k
-            img = cv2.filter2D(img, -1, kernel)
-        else:
-            img = cv2.GaussianBlur(img, (0, 0), rng.uniform(0.3, 1.2))
-    if rng.random() < 0.6:
-        img += rng.normal(0, rng.uniform(2, 12), img.shape).astype(np.float32)
-    out = np.clip(img, 0, 255).astype(np.uint8)
-    if rng.random() < 0.6:
-        ok, buf = cv2.imencode(".jpg", out, (cv2.IMWRITE_JPEG_QUALITY, int(rng.integers(25, 90))))
-        out = cv2.imdecode(buf, cv2.IMREAD_COLOR)
-    return out
+    return render.sensor_degrade(img, rng, SCENE_SENSOR)
 
 
 def render_scene(rng: np.random.Generator, height: int = 256, width: int = 256) -> Scene:

@@ -440,24 +440,47 @@ def camera(plate: np.ndarray, rng: np.random.Generator, rows: int,
         cx, cy = rng.uniform(0, sw), rng.uniform(0, sh)
         r = rng.uniform(0.15, 0.6) * sw
         img += rng.uniform(50, 160) * np.exp(-(((xx - cx) ** 2 + ((yy - cy) * 2) ** 2) / r ** 2))[..., None]
-    if rng.random() < 0.3:  # motion or focus blur on the sensor
-        if rng.random() < 0.5:
-            k = int(rng.integers(2, 6))
-            kernel = np.zeros((k, k), np.float32)
-            kernel[k // 2, :] = 1.0 / k
-            img = cv2.filter2D(img, -1, kernel)
-        else:
-            img = cv2.GaussianBlur(img, (0, 0), rng.uniform(0.4, 1.3))
-    if rng.random() < 0.6:
-        img += rng.normal(0, rng.uniform(2, 14), img.shape).astype(np.float32)
-    img = np.clip(img, 0, 255).astype(np.uint8)
-    if rng.random() < 0.5:
-        ok, buf = cv2.imencode(".jpg", img, (cv2.IMWRITE_JPEG_QUALITY, int(rng.integers(20, 90))))
-        img = cv2.imdecode(buf, cv2.IMREAD_COLOR)
+    img = sensor_degrade(img, rng, PLATE_SENSOR)
     if (sh, sw) != (oh, ow):
         interp = cv2.INTER_LINEAR if rng.random() < 0.7 else cv2.INTER_NEAREST
         img = cv2.resize(img, (ow, oh), interpolation=interp)
     return img
+
+
+@dataclass(frozen=True)
+class Sensor:
+    """How a camera's sensor degrades an image: blur (motion or focus), noise, JPEG."""
+
+    p_blur: float
+    kernel_max: int  # motion-blur kernel length drawn in [2, kernel_max)
+    sigma: tuple[float, float]  # focus-blur sigma range
+    noise_max: float  # Gaussian noise sigma drawn in [2, noise_max)
+    p_jpeg: float
+    quality_min: int  # JPEG quality drawn in [quality_min, 90)
+
+
+PLATE_SENSOR = Sensor(p_blur=0.3, kernel_max=6, sigma=(0.4, 1.3), noise_max=14, p_jpeg=0.5,
+                      quality_min=20)
+
+
+def sensor_degrade(img: np.ndarray, rng: np.random.Generator, sensor: Sensor) -> np.ndarray:
+    """Blur, noise and JPEG of `sensor` over `img` (float32 BGR in, uint8 out)."""
+    if rng.random() < sensor.p_blur:
+        if rng.random() < 0.5:
+            k = int(rng.integers(2, sensor.kernel_max))
+            kernel = np.zeros((k, k), np.float32)
+            kernel[k // 2, :] = 1.0 / k
+            img = cv2.filter2D(img, -1, kernel)
+        else:
+            img = cv2.GaussianBlur(img, (0, 0), rng.uniform(*sensor.sigma))
+    if rng.random() < 0.6:
+        img += rng.normal(0, rng.uniform(2, sensor.noise_max), img.shape).astype(np.float32)
+    out = np.clip(img, 0, 255).astype(np.uint8)
+    if rng.random() < sensor.p_jpeg:
+        quality = int(rng.integers(sensor.quality_min, 90))
+        ok, buf = cv2.imencode(".jpg", out, (cv2.IMWRITE_JPEG_QUALITY, quality))
+        out = cv2.imdecode(buf, cv2.IMREAD_COLOR)
+    return out
 
 
 def render_plate(rng: np.random.Generator, layout: str | None = None,
