@@ -40,6 +40,7 @@ CN_CIVIL_AVIATION = "民航"
 CHARSET = DIGITS + LATIN + CN_PROVINCES + CN_SPECIAL + CN_EMBASSY + CN_CIVIL_AVIATION
 
 HEIGHT, WIDTH = 64, 192  # stored crop size (grey), the recognizer's input
+MIN_CONTRAST = 8.0  # grey std below which a rendered crop is blank (no plate left to read)
 SEPARATORS = "-.·"
 
 _FONT_DIRS = ("/usr/share/fonts/truetype", "/usr/share/fonts/opentype")
@@ -51,7 +52,13 @@ LATIN_FONTS = (
     ("liberation/LiberationSansNarrow-Regular.ttf", 0),
     ("liberation/LiberationSans-Bold.ttf", 0),
     ("dejavu/DejaVuSans-Bold.ttf", 0),
+    ("liberation/LiberationSans-Regular.ttf", 0),
+    ("dejavu/DejaVuSans.ttf", 0),
 )
+# plate typefaces draw a `1` without a foot: fonts whose `1` has one borrow it from a footless font
+_FOOTED_ONE = ("dejavu/",)
+# stroke weights a glyph is drawn in: erode (<0) or dilate (>0) its 96 px mask by 2|w|+1 px
+STROKE_WEIGHTS = (-2, -1, 0, 0, 1, 2)
 CJK_FONTS = (
     ("noto/NotoSansCJK-Bold.ttc", 2),  # face 2 = Noto Sans CJK SC
     ("noto/NotoSansCJK-Regular.ttc", 2),
@@ -92,18 +99,25 @@ def _font(path: str, index: int) -> ImageFont.FreeTypeFont:
 
 
 @cache
-def glyph(char: str, font_id: int) -> np.ndarray:
-    """Ink mask (uint8, cropped to its bounding box) of one character in one font.
+def glyph(char: str, font_id: int, weight: int = 0) -> np.ndarray:
+    """Ink mask (uint8, cropped to its bounding box) of one character in one font and weight.
 
-    `font_id` indexes the Latin fonts for ASCII characters and the CJK fonts otherwise.
+    `font_id` indexes the Latin fonts for ASCII characters and the CJK fonts otherwise;
+    `weight` thins (< 0) or thickens (> 0) the strokes, as plate makers' typefaces differ.
     """
     latin, cjk = fonts()
     table = latin if char.isascii() else cjk
-    font = _font(*table[font_id % len(table)])
+    path, index = table[font_id % len(table)]
+    if char == "1" and any(f in path for f in _FOOTED_ONE):
+        footless = [f for f in latin if not any(m in f[0] for m in _FOOTED_ONE)]
+        path, index = footless[font_id % len(footless)] if footless else (path, index)
     size = _GLYPH_PX * 2
     img = Image.new("L", (size, size), 0)
-    ImageDraw.Draw(img).text((size // 4, size // 4), char, fill=255, font=font)
+    ImageDraw.Draw(img).text((size // 4, size // 4), char, fill=255, font=_font(path, index))
     mask = np.asarray(img)
+    if weight:
+        kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * abs(weight) + 1,) * 2)
+        mask = cv2.dilate(mask, kernel) if weight > 0 else cv2.erode(mask, kernel)
     ys, xs = np.nonzero(mask > 40)
     return np.ascontiguousarray(mask[ys.min(): ys.max() + 1, xs.min(): xs.max() + 1])
 
@@ -272,9 +286,12 @@ def cn_plate(rng: np.random.Generator, layout: str) -> tuple[Design, str, int]:
 
 
 def _row_mask(text: str, height: int, width: int, aspect: float, font_id: int,
-              rng: np.random.Generator) -> tuple[np.ndarray, list[tuple[int, int, str]]]:
+              rng: np.random.Generator, weight: int = 0,
+              jitter: float = 0.0) -> tuple[np.ndarray, list[tuple[int, int, str]]]:
     """Ink mask (height x width) of one text row, characters stretched to the row height.
 
+    `weight` is the glyphs' stroke weight (see `glyph`); `jitter` > 0 lets each character
+    sit up to that fraction of the height lower and shorter (hand-set or embossed plates).
     Returns the mask and each character's (x0, x1, char) span.
     """
     widths = []
@@ -313,9 +330,12 @@ def _row_mask(text: str, height: int, width: int, aspect: float, font_id: int,
             cx = x0 + w_px // 2 - t // 2
             mask[y: y + t, cx: cx + t] = 255
         else:
-            g = cv2.resize(glyph(ch, font_id), (w_px, height), interpolation=cv2.INTER_AREA)
+            w8 = weight if ch.isascii() else max(weight, -1)  # CJK strokes are thinner
+            h_ch = height - round(height * rng.uniform(0, jitter)) if jitter else height
+            y0 = int(rng.integers(0, height - h_ch + 1))
+            g = cv2.resize(glyph(ch, font_id, w8), (w_px, h_ch), interpolation=cv2.INTER_AREA)
             x1 = min(width, x0 + w_px)
-            mask[:, x0:x1] = np.maximum(mask[:, x0:x1], g[:, : x1 - x0])
+            mask[y0:y0 + h_ch, x0:x1] = np.maximum(mask[y0:y0 + h_ch, x0:x1], g[:, : x1 - x0])
             spans.append((x0, x1, ch))
         x += (w + gap) * scale
     return mask, spans
@@ -340,13 +360,15 @@ def draw_design(design: Design, rng: np.random.Generator, px_per_mm: float = 0.6
         m = max(1, round(h * rng.uniform(0.01, 0.05)))
         cv2.rectangle(plate, (m, m), (w - 1 - m, h - 1 - m), ink.tolist(), t)
     font_id = int(rng.integers(0, 64))
+    weight = int(rng.choice(STROKE_WEIGHTS))
+    jitter = float(rng.uniform(0.02, 0.08)) if rng.random() < 0.3 else 0.0
     for text, x0, y0, x1, y1, aspect in design.rows:
         dx, dy = rng.normal(0, 0.01, 2)
         bx0, bx1 = round((x0 + dx) * w), round((x1 + dx) * w)
         by0, by1 = round((y0 + dy) * h), round((y1 + dy) * h)
         bx0, by0 = max(0, bx0), max(0, by0)
         bx1, by1 = min(w, bx1), min(h, by1)
-        mask, spans = _row_mask(text, by1 - by0, bx1 - bx0, aspect, font_id, rng)
+        mask, spans = _row_mask(text, by1 - by0, bx1 - bx0, aspect, font_id, rng, weight, jitter)
         if rng.random() < 0.3:  # stroke weight: embossed plates print heavier or lighter
             k = np.ones((2, 2), np.uint8)
             mask = cv2.dilate(mask, k) if rng.random() < 0.6 else cv2.erode(mask, k)
@@ -367,7 +389,7 @@ def draw_design(design: Design, rng: np.random.Generator, px_per_mm: float = 0.6
         for _ in range(int(rng.integers(2, 12))):
             c = (int(rng.integers(0, w)), int(rng.integers(0, h)))
             ax = (int(rng.integers(2, max(3, w // 6))), int(rng.integers(2, max(3, h // 4))))
-            cv2.ellipse(dirt, c, ax, float(rng.uniform(0, 180)), 0, 360, float(rng.uniform(0.2, 0.7)), -1)
+            cv2.ellipse(dirt, c, ax, float(rng.uniform(0, 180)), 0, 360, float(rng.uniform(0.2, 0.6)), -1)
         dirt = cv2.GaussianBlur(dirt, (0, 0), rng.uniform(1, 4))
         brown = np.array([40, 60, 80], np.float32)
         plate = plate * (1 - dirt[..., None]) + brown * dirt[..., None]
@@ -427,7 +449,7 @@ def camera(plate: np.ndarray, rng: np.random.Generator, rows: int,
         grey = img.mean(axis=2, keepdims=True)
         img = np.repeat(grey, 3, axis=2)
         if rng.random() < 0.5:
-            img = 128 + (img - 128) * rng.uniform(0.35, 0.7) + rng.uniform(-50, 40)
+            img = 128 + (img - 128) * rng.uniform(0.45, 0.8) + rng.uniform(-50, 40)
         else:
             img = img * rng.uniform(1.2, 1.7) + rng.uniform(0, 40)
     else:
@@ -499,6 +521,8 @@ def render_plate(rng: np.random.Generator, layout: str | None = None,
     plate = draw_design(design, rng, px_per_mm=float(rng.uniform(0.45, 0.7)))
     if augment:
         image = camera(plate, rng, rows)
+        while cv2.cvtColor(image, cv2.COLOR_BGR2GRAY).std() < MIN_CONTRAST:  # washed out: again
+            image = camera(plate, rng, rows)
     else:
         image = cv2.resize(plate, (WIDTH, HEIGHT), interpolation=cv2.INTER_AREA)
     return Sample(image, text, region, rows, layout)
