@@ -200,3 +200,22 @@ def test_a_certain_chinese_reading_skips_the_second_opinion(
     assert calls == []
     monkeypatch.setattr(plates, "PROVINCE_CERTAIN", 1.01)  # nothing is certain: ask it
     assert reader.read_crops([crop])[0].text == "桂FA1234" and calls
+
+
+def test_a_confident_first_layout_skips_the_other_layouts(
+    reader: PlateReader, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    lines: list[int] = []
+    probabilities = reader.recognizer.probabilities
+    monkeypatch.setattr(reader.recognizer, "probabilities",
+                        lambda crops, columns=None: lines.append(len(crops)) or probabilities(
+                            crops, columns))
+    crop = render_crop("51R01234", "vn", 1, seed=3)
+    assert len(plates.crop_layouts(crop)) == 2  # 1 row, and 2 rows split at the ink valley
+    certain = reader.read_crops([crop])[0]
+    assert certain.text == "51R01234" and certain.confidence >= plates.CONFIDENT
+    assert lines == [1]  # the 1-row line alone
+    lines.clear()
+    monkeypatch.setattr(plates, "CONFIDENT", 1.01)  # nothing is certain: read every layout
+    again = reader.read_crops([crop])[0]
+    assert again.text == "51R01234" and lines[:2] == [1, 2]
