@@ -123,3 +123,22 @@ def test_bench_containers_times_rapidocr_beside_ours(tmp_path: Path) -> None:
     assert isinstance(ours, float) and isinstance(theirs, float) and ours > 0 and theirs > 0
     assert summary["speedup_vs_rapidocr"] == pytest.approx(theirs / ours, rel=0.01, abs=0.01)
     assert "rapidocr_median_ms_per_image" not in score_folder(tmp_path).as_dict()
+
+
+def test_bench_stage_shares_time_the_sessions_and_the_rest() -> None:
+    from models.registry import create_session, get_spec
+    from tools.eval.evaluation import _stage_shares, _TimedSession
+
+    seconds: dict[str, float] = {}
+    session = _TimedSession(create_session(get_spec("ppocr_rec").path, 1), "rec", seconds)
+    name = session.get_inputs()[0].name  # the wrapped session's own attributes
+    line = np.zeros((1, 3, 48, 192), np.float32)
+
+    def read(image: np.ndarray) -> None:
+        session.run(None, {name: line})
+        cv2.GaussianBlur(image, (31, 31), 5)  # not in a session: "other"
+
+    shares = _stage_shares(read, [np.zeros((720, 1280, 3), np.uint8)] * 3, seconds, "test")
+    assert set(shares) == {"rec", "other", "ms_per_image"} and shares["ms_per_image"] > 0
+    assert 0 < shares["rec"] < 1 and 0 < shares["other"] < 1
+    assert shares["rec"] + shares["other"] == pytest.approx(1, abs=0.002)

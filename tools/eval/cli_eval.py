@@ -77,6 +77,9 @@ def register(commands: CommandGroups) -> None:
     b.add_argument("--scenes", type=int, default=12, help="scenes to time (default 12)")
     b.add_argument("--crops", type=int, default=48, help="crops to time (default 48)")
     b.add_argument("--threads", type=int, default=0, help="ONNX intra-op threads (0 = auto)")
+    b.add_argument("--stages", action="store_true",
+                   help="also the share of a scene's and a crop's time per stage (det, rec, "
+                        "rec_v5, other)")
     b.set_defaults(func=run_bench)
 
 
@@ -202,7 +205,8 @@ def run_eval_fusion(args: argparse.Namespace) -> int:
 def run_bench(args: argparse.Namespace) -> int:
     from tools.eval.evaluation import bench_plates
 
-    summary = bench_plates(n_scenes=args.scenes, n_crops=args.crops, threads=args.threads)
+    summary = bench_plates(n_scenes=args.scenes, n_crops=args.crops, threads=args.threads,
+                           stages=args.stages)
     for key, value in summary.items():
         print(f"{key}: {value}")
     if args.json:

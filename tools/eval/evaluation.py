@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -329,21 +330,60 @@ def _own_recognizer_ms(crops: Sequence[np.ndarray], chars: str, threads: int,
     return round(best, 2)
 
 
-def bench_plates(n_scenes: int = 12, n_crops: int = 48, threads: int = 0) -> dict:
-    """Median ms per scene and per crop, beside rapidocr's own `RapidOCR()` on the same scenes."""
+class _TimedSession:
+    """An ONNX Runtime session that adds the seconds of each `run` to `seconds[name]`."""
+
+    def __init__(self, session: Any, name: str, seconds: dict[str, float]) -> None:
+        self.session, self.name, self.seconds = session, name, seconds
+
+    def __getattr__(self, attr: str) -> Any:
+        return getattr(self.session, attr)
+
+    def run(self, *args: Any, **kwargs: Any) -> Any:
+        start = time.perf_counter()
+        try:
+            return self.session.run(*args, **kwargs)
+        finally:
+            self.seconds[self.name] = (self.seconds.get(self.name, 0.0)
+                                       + time.perf_counter() - start)
+
+
+def _stage_shares(read: Callable[[np.ndarray], object], images: Sequence[np.ndarray],
+                  seconds: dict[str, float], what: str) -> dict[str, float]:
+    """Share of the time reading `images` one by one spent in each timed session, and the rest
+    ("other": grammar decode, line preparation, colour, warps, DB post-processing)."""
+    seconds.clear()
+    start = time.perf_counter()
+    for image in tqdm(images, desc=f"{what} stages", unit="img"):
+        read(image)
+    total = time.perf_counter() - start
+    shares = {name: round(spent / total, 3) for name, spent in sorted(seconds.items())}
+    shares["other"] = round(1 - sum(seconds.values()) / total, 3)
+    shares["ms_per_image"] = round(total * 1000 / len(images), 1)
+    return shares
+
+
+def bench_plates(n_scenes: int = 12, n_crops: int = 48, threads: int = 0,
+                 stages: bool = False) -> dict:
+    """Median ms per scene and per crop, beside rapidocr's own `RapidOCR()` on the same scenes;
+    with `stages`, also where a scene's and a crop's time goes (`_stage_shares`: the text
+    detector, the PP-OCR recognizer, the PP-OCRv5 province recognizer, the rest)."""
     from rapidocr import RapidOCR
 
     from edge.recognition.ocr import TextDetector, TextRecognizer
     from models.registry import create_session, get_spec
 
     scenes, crops, source = _bench_images(n_scenes, n_crops)
-    def recognizer(model: str) -> TextRecognizer:
-        return TextRecognizer(create_session(get_spec(model).path, threads))
+    seconds: dict[str, float] = {}
+
+    def session(model: str, name: str) -> Any:
+        made = create_session(get_spec(model).path, threads)
+        return _TimedSession(made, name, seconds) if stages else made
 
     reader = PlateReader(
-        TextDetector(create_session(get_spec("ppocr_det").path, threads)),
-        recognizer("ppocr_rec"),
-        province_recognizer=recognizer("ppocr_rec_v5"),  # --threads applies to it too
+        TextDetector(session("ppocr_det", "det")),
+        TextRecognizer(session("ppocr_rec", "rec")),
+        province_recognizer=TextRecognizer(session("ppocr_rec_v5", "rec_v5")),  # --threads too
     )
     reader.read_frames(scenes[:1])  # warm-up
     reader.read_crops(crops[:1])
@@ -356,6 +396,10 @@ def bench_plates(n_scenes: int = 12, n_crops: int = 48, threads: int = 0) -> dic
     engine = RapidOCR()
     engine(scenes[0])
     ms_rapid = _median_ms(engine, scenes, "rapidocr scenes")
+    shares = ({"scene_stages": _stage_shares(lambda im: reader.read_frames([im]), scenes, seconds,
+                                             "scenes"),
+               "crop_stages": _stage_shares(lambda im: reader.read_crops([im]), crops, seconds,
+                                            "crops")} if stages else {})
     return {
         "images": source,
         "scenes": len(scenes),
@@ -366,4 +410,5 @@ def bench_plates(n_scenes: int = 12, n_crops: int = 48, threads: int = 0) -> dic
         "own_recognizer_ms_per_crop": own_ms,
         "rapidocr_median_ms_scene": ms_rapid,
         "speedup_vs_rapidocr": round(ms_rapid / ms_scene, 2) if ms_scene else 0.0,
+        **shares,
     }
