@@ -118,6 +118,22 @@ class DeclarationKey(Base):
     declaration_number: Mapped[str] = mapped_column(String(32), primary_key=True)
 
 
+class PlateKey(Base):
+    """One lookup key of a declared tractor plate (`central.domain.matching.plate_lookup_keys`).
+
+    The same `p:` keys as `declaration_keys`, but pointing at the distinct plate, so a batch's
+    read-ahead finds the look-alike plates under its keys without reading their declarations
+    and reads only the declarations of the plates the candidate filter keeps. Written when a
+    plate is first declared; a plate left without declarations keeps its keys (it finds none).
+    """
+
+    __tablename__ = "plate_keys"
+    __table_args__ = {"sqlite_with_rowid": False}
+
+    key: Mapped[str] = mapped_column(String(48), primary_key=True)
+    plate: Mapped[str] = mapped_column(String(16), primary_key=True)
+
+
 class DecisionRow(Base):
     """A decision on a passage, by the rules or an officer; `current` marks the one in force."""
 

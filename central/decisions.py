@@ -19,9 +19,9 @@ from central.db import utcnow
 from central.domain.declarations import Declaration
 from central.domain.fees import DEFAULT_FEE_TABLE, FeeAssessment, FeeError, FeeTable, assess_fee
 from central.domain.matching import (
+    CandidateFilter,
     Decision,
     Outcome,
-    candidate_filter,
     command_for,
     decide,
     passage_keys,
@@ -116,11 +116,11 @@ class DecisionService:
 
     def prefetch(self, session: Session, events: Sequence[PassageEvent]) -> None:
         """Read ahead for a batch of ingest passages (the ingest's `on_batch` hook): a few
-        queries for all of them instead of a few per passage (store.prefetch_passages)."""
-        keys: set[str] = set()
-        for event in events:
-            keys |= passage_keys(event, self.rules.candidate_min_confidence)
-        store.prefetch_passages(session, [e.event_id for e in events], keys)
+        queries for all of them instead of a few per passage (store.prefetch_passages): only
+        the declarations of plates some passage's candidate filter may keep are read."""
+        wanted = [(passage_keys(e, self.rules.candidate_min_confidence),
+                   CandidateFilter(e, self.rules)) for e in events]
+        store.prefetch_passages(session, [e.event_id for e in events], wanted)
 
     def decide_passage(self, session: Session, event: PassageEvent) -> PassageDecided:
         """Decide a just-stored passage in the caller's transaction (the ingest's hook)."""
@@ -141,7 +141,7 @@ class DecisionService:
         `actor` names the officer whose corrected reads are decided (default: the rules).
         """
         keys = passage_keys(event, self.rules.candidate_min_confidence)
-        keep = candidate_filter(event, self.rules)
+        keep = CandidateFilter(event, self.rules)
         candidates, used = store.candidate_declarations(session, keys, keep)
         decision = decide(event, candidates, self.rules, used, utcnow())
         while (decision.outcome is Outcome.CLEARED and decision.declaration_number is not None

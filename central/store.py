@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from functools import lru_cache
 from itertools import islice
-from typing import Any, cast
+from typing import Any, Protocol, cast
 
 from sqlalchemy import (
     ColumnElement,
@@ -44,19 +44,21 @@ from central.db import (
     JourneyRow,
     LaneStatusRow,
     Passage,
+    PlateKey,
     PurgedPassage,
     RejectedMessage,
     utcnow,
 )
 from central.domain.declarations import Declaration, DeclarationStatus, Direction
 from central.domain.fees import FeeAssessment
-from central.domain.matching import Decision, declaration_keys
+from central.domain.matching import PLATE_KEY, Decision, declaration_keys, plate_lookup_keys
 from central.domain.plate_similarity import normalize_plate
 from smartgate.contract import CommandAck, CommandAction, LaneCommand, LaneStatus, PassageEvent
 
 REVIEW_OUTCOMES = ("flagged", "no_declaration", "held")
 _DECLARATIONS = cast(Table, DeclarationRow.__table__)
 _DECLARATION_KEYS = cast(Table, DeclarationKey.__table__)
+_PLATE_KEYS = cast(Table, PlateKey.__table__)
 _PASSAGES = cast(Table, Passage.__table__)
 _DECISIONS = cast(Table, DecisionRow.__table__)
 _FEES = cast(Table, FeeRow.__table__)
@@ -391,12 +393,14 @@ def _import_batch(session: Session, chunk: list[Declaration], now: datetime) -> 
     }
     new_rows: list[dict[str, Any]] = []
     new_keys: list[dict[str, str]] = []
+    plates: set[str] = set()  # of new and amended declarations: their plate keys
     for decl in chunk:
         values = declaration_values(decl)
         old = existing.get(decl.number)
         if old is None:
             new_rows.append({**values, "updated_at": now, "used_by_event_id": None, "used_at": None})
             new_keys += _key_rows(decl.number, declaration_keys(decl))
+            plates.add(decl.tractor_plate)
             counts.created += 1
             continue
         previous = declaration_from_row(old)
@@ -412,6 +416,7 @@ def _import_batch(session: Session, chunk: list[Declaration], now: datetime) -> 
                 )
             )
         new_keys += _key_rows(decl.number, keys - old_keys)
+        plates.add(decl.tractor_plate)
         for name, value in values.items():
             setattr(old, name, value)
         old.updated_at = now
@@ -421,7 +426,21 @@ def _import_batch(session: Session, chunk: list[Declaration], now: datetime) -> 
         session.execute(insert(_DECLARATIONS), new_rows)
     if new_keys:
         session.execute(insert(_DECLARATION_KEYS), new_keys)
+    if plates:
+        add_plate_keys(session, plates)
     return counts
+
+
+def add_plate_keys(session: Session, plates: Iterable[str]) -> None:
+    """Store the lookup keys of these declared plates (`plate_keys`), those not there yet."""
+    rows = [{"key": k, "plate": p} for p in sorted(set(plates)) for k in plate_lookup_keys(p)]
+    if not rows:
+        return
+    if session.get_bind().dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as upsert
+    else:
+        from sqlalchemy.dialects.sqlite import insert as upsert
+    session.execute(upsert(_PLATE_KEYS).on_conflict_do_nothing(), rows)
 
 
 IMPORT_BATCH = 2000  # declarations per batch (and per transaction when batches commit)
@@ -564,19 +583,27 @@ _QUEUED_STATEMENTS = {  # what `write_queued` runs, in this order
 def candidate_declarations(
     session: Session,
     keys: Collection[str],
-    keep: Callable[[str, tuple[str, ...]], bool] | None = None,
+    keep: CandidateKeep | None = None,
 ) -> tuple[list[Declaration], set[str]]:
     """Declarations stored under any of `keys` (`passage_keys`), and which of them are used.
 
     The database counterpart of `DeclarationIndex.candidates`: one indexed `key IN (...)`.
-    `keep(tractor_plate, containers)` (`matching.candidate_filter`) skips, before they are
-    built, rows the decision would drop anyway.
+    `keep` (`matching.CandidateFilter`) skips, before they are built, rows the decision would
+    drop anyway. Inside a read-ahead (`prefetch_passages`) it answers from what was read,
+    reading the declarations of a plate the read-ahead skipped if `keep` may want them.
     """
     if not keys:
         return [], set()
     ahead = _prefetched(session)
     if ahead is not None and ahead.keys.issuperset(keys):
-        numbers = dict.fromkeys(n for k in sorted(keys) for n in ahead.numbers_by_key.get(k, ()))
+        ordered = sorted(keys)
+        plates = dict.fromkeys(p for k in ordered for p in ahead.plates_by_key.get(k, ()))
+        missing = [p for p in plates if p not in ahead.numbers_by_plate
+                   and (keep is None or keep.may_keep_plate(p))]
+        if missing:
+            ahead.read(session.connection(), missing, ())
+        numbers = dict.fromkeys(n for p in plates for n in ahead.numbers_by_plate.get(p, ()))
+        numbers.update(dict.fromkeys(n for k in ordered for n in ahead.numbers_by_key.get(k, ())))
         rows = [ahead.rows[n] for n in numbers]
         used_by = ahead.used
     else:
@@ -588,6 +615,19 @@ def candidate_declarations(
     return [_cached_declaration(r[:_USED_AT]) for r in rows], used
 
 
+class CandidateKeep(Protocol):
+    """The candidate filter `candidate_declarations` and the read-ahead take
+    (`matching.CandidateFilter`)."""
+
+    def __call__(self, tractor_plate: str, containers: Sequence[str]) -> bool:
+        """Whether a declaration with this plate and these containers is a candidate."""
+        ...
+
+    def may_keep_plate(self, tractor_plate: str) -> bool:
+        """False when no declaration with this plate is kept but through a container key."""
+        ...
+
+
 @dataclass
 class _Prefetch:
     """What `prefetch_passages` read ahead for one transaction's batch of passages."""
@@ -596,9 +636,33 @@ class _Prefetch:
     event_ids: set[str]
     existing: set[str]
     keys: set[str]
-    numbers_by_key: dict[str, list[str]]
-    rows: dict[str, tuple[Any, ...]]
-    used: dict[str, str | None]  # kept current by mark_declaration_used / release_declarations
+    plates_by_key: dict[str, list[str]]  # plate keys: the declared plates under each
+    numbers_by_key: dict[str, list[str]]  # the other (container) keys: declaration numbers
+    numbers_by_plate: dict[str, list[str]] = field(default_factory=dict)  # plates read
+    rows: dict[str, tuple[Any, ...]] = field(default_factory=dict)
+    used: dict[str, str | None] = field(default_factory=dict)  # kept current by
+    # mark_declaration_used / release_declarations
+
+    def read(self, conn: Any, plates: Collection[str], numbers: Collection[str]) -> None:
+        """Read the declarations of these plates (not read yet) and with these numbers."""
+        wanted = set(plates)
+        if wanted and numbers:
+            query, params = _ROWS_OF_PLATES_OR_NUMBERS, {"plates": sorted(wanted),
+                                                         "numbers": sorted(numbers)}
+        elif wanted:
+            query, params = _ROWS_OF_PLATES, {"plates": sorted(wanted)}
+        else:
+            query, params = _ROWS, {"numbers": sorted(numbers)}
+        for plate in wanted:
+            self.numbers_by_plate[plate] = []
+        for r in conn.execute(query, params):
+            row = tuple(r)
+            number, plate = row[0], row[_PLATE_AT]
+            if plate in wanted:
+                self.numbers_by_plate[plate].append(number)
+            if number not in self.rows:  # one read earlier stays: its use is kept current
+                self.rows[number] = row
+                self.used[number] = row[_USED_AT]
 
 
 _PREFETCH = "smartgate.store.prefetch"
@@ -608,31 +672,58 @@ _EXISTING = select(Passage.event_id).where(
 _KEY_NUMBERS = select(_DECLARATION_KEYS.c.key, _DECLARATION_KEYS.c.declaration_number).where(
     _DECLARATION_KEYS.c.key.in_(bindparam("keys", expanding=True))
 )
+_KEY_PLATES = select(_PLATE_KEYS.c.key, _PLATE_KEYS.c.plate).where(
+    _PLATE_KEYS.c.key.in_(bindparam("keys", expanding=True))
+)
 _ROWS = select(*_CANDIDATE_COLUMNS).where(
     _DECLARATIONS.c.number.in_(bindparam("numbers", expanding=True))
 )
+_ROWS_OF_PLATES = select(*_CANDIDATE_COLUMNS).where(
+    _DECLARATIONS.c.tractor_plate.in_(bindparam("plates", expanding=True))
+)
+_ROWS_OF_PLATES_OR_NUMBERS = select(*_CANDIDATE_COLUMNS).where(
+    or_(_DECLARATIONS.c.tractor_plate.in_(bindparam("plates", expanding=True)),
+        _DECLARATIONS.c.number.in_(bindparam("numbers", expanding=True)))
+)
 
 
-def prefetch_passages(session: Session, event_ids: Collection[str], keys: Collection[str]) -> None:
-    """Read ahead, in two queries, what storing and deciding a batch of passages asks per
+def prefetch_passages(
+    session: Session,
+    event_ids: Collection[str],
+    wanted: Sequence[tuple[Collection[str], CandidateKeep | None]],
+) -> None:
+    """Read ahead, in a few queries, what storing and deciding a batch of passages asks per
     passage: which event ids are stored already and the candidate declarations of all their
-    keys. `passage_exists` and `candidate_declarations` then answer from it for the rest of
-    this transaction (declaration use recorded meanwhile is kept in step)."""
+    keys. `wanted` holds each passage's keys (`passage_keys`) and its candidate filter: the
+    look-alike plates under its plate keys are found in `plate_keys`, and only the
+    declarations of plates some filter may keep are read (with those under container keys).
+    `passage_exists` and `candidate_declarations` then answer from it for the rest of this
+    transaction (declaration use recorded meanwhile is kept in step)."""
     conn = session.connection()
     existing = set(conn.execute(_EXISTING, {"event_ids": sorted(event_ids)}).scalars())
+    keys = {k for passage_keys, _ in wanted for k in passage_keys}
+    plate_keys = sorted(k for k in keys if k.startswith(PLATE_KEY))
+    other_keys = sorted(k for k in keys if not k.startswith(PLATE_KEY))
+    plates_by_key: dict[str, list[str]] = defaultdict(list)
     numbers_by_key: dict[str, list[str]] = defaultdict(list)
-    rows: dict[str, tuple[Any, ...]] = {}
-    if keys:
-        for key, number in conn.execute(_KEY_NUMBERS, {"keys": sorted(keys)}).all():
+    if plate_keys:
+        for key, plate in conn.execute(_KEY_PLATES, {"keys": plate_keys}):
+            plates_by_key[key].append(plate)
+    if other_keys:
+        for key, number in conn.execute(_KEY_NUMBERS, {"keys": other_keys}):
             numbers_by_key[key].append(number)
-        numbers = sorted({n for ns in numbers_by_key.values() for n in ns})
-        if numbers:
-            rows = {r[0]: tuple(r) for r in conn.execute(_ROWS, {"numbers": numbers}).all()}
-    session.info[_PREFETCH] = _Prefetch(
+    ahead = _Prefetch(
         transaction=session.get_transaction(), event_ids=set(event_ids), existing=existing,
-        keys=set(keys), numbers_by_key=dict(numbers_by_key), rows=rows,
-        used={n: row[_USED_AT] for n, row in rows.items()},
+        keys=keys, plates_by_key=dict(plates_by_key), numbers_by_key=dict(numbers_by_key),
     )  # fmt: skip
+    plates = {
+        p for passage_keys, keep in wanted for k in passage_keys
+        for p in ahead.plates_by_key.get(k, ()) if keep is None or keep.may_keep_plate(p)
+    }  # fmt: skip
+    numbers = {n for ns in ahead.numbers_by_key.values() for n in ns}
+    if plates or numbers:
+        ahead.read(conn, plates, numbers)
+    session.info[_PREFETCH] = ahead
 
 
 def _prefetched(session: Session) -> _Prefetch | None:

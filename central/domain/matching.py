@@ -13,7 +13,7 @@ Two steps, kept apart so central can hold declarations in memory or in the datab
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Collection, Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
@@ -363,9 +363,17 @@ def check_containers(
 # --------------------------------------------------------------------------------------------
 
 
+PLATE_KEY = "p:"  # the prefix of a plate's lookup keys (then `c:` for container codes)
+
+
+def plate_lookup_keys(plate: str) -> list[str]:
+    """Lookup keys of a declared tractor plate (the `p:` part of `declaration_keys`)."""
+    return [PLATE_KEY + k for k in plate_keys(plate)]
+
+
 def declaration_keys(decl: Declaration) -> list[str]:
     """Keys a declaration is stored under: tractor plate blocking keys and container numbers."""
-    return [f"p:{k}" for k in plate_keys(decl.tractor_plate)] + [f"c:{c}" for c in decl.containers]
+    return plate_lookup_keys(decl.tractor_plate) + [f"c:{c}" for c in decl.containers]
 
 
 def passage_keys(passage: PassageEvent, min_confidence: float = 0.0) -> set[str]:
@@ -378,23 +386,38 @@ def passage_keys(passage: PassageEvent, min_confidence: float = 0.0) -> set[str]
     return keys
 
 
-def candidate_filter(passage: PassageEvent, rules: RuleSet) -> Callable[[str, Sequence[str]], bool]:
-    """`keep(tractor_plate, containers)`: whether `decide` would score a declaration with that
-    plate and those containers (plate score at least `plate_min_score`, or a container paired).
-    The same test `decide` applies, run on raw rows so the others are never built."""
-    plates = plate_evidence(passage, rules.candidate_min_confidence)
-    evidence = container_evidence(passage.containers, rules.candidate_min_confidence)
-    plate_ok: dict[str, bool] = {}
+class CandidateFilter:
+    """Which candidate declarations `decide` would score for one passage: a declared plate
+    within `plate_min_score` of the tractor reads, or a container paired with a read. The same
+    test `decide` applies, run on raw rows so the others are never built."""
 
-    def keep(tractor_plate: str, containers: Sequence[str]) -> bool:
-        ok = plate_ok.get(tractor_plate)
+    def __init__(self, passage: PassageEvent, rules: RuleSet) -> None:
+        self._plates = plate_evidence(passage, rules.candidate_min_confidence)
+        self._containers = container_evidence(passage.containers, rules.candidate_min_confidence)
+        self._min_score = rules.plate_min_score
+        self._plate_ok: dict[str, bool] = {}
+        # a read with no valid interpretation pairs by a near match, which no lookup key finds
+        self._near = any(not e.valid for e in self._containers)
+
+    def plate_ok(self, tractor_plate: str) -> bool:
+        """Whether the tractor reads reach `plate_min_score` on this declared plate."""
+        ok = self._plate_ok.get(tractor_plate)
         if ok is None:
-            ok = plate_ok[tractor_plate] = plates.reaches(tractor_plate, rules.plate_min_score)
-        if ok:
-            return True
-        return bool(evidence and containers and check_containers(evidence, containers).matched)
+            ok = self._plate_ok[tractor_plate] = self._plates.reaches(
+                tractor_plate, self._min_score)
+        return ok
 
-    return keep
+    def may_keep_plate(self, tractor_plate: str) -> bool:
+        """False when no declaration with this plate can be kept, except one whose container
+        code is among the passage's own lookup keys (`c:`, found through those)."""
+        return self._near or self.plate_ok(tractor_plate)
+
+    def __call__(self, tractor_plate: str, containers: Sequence[str]) -> bool:
+        """Whether `decide` would score a declaration with this plate and these containers."""
+        if self.plate_ok(tractor_plate):
+            return True
+        return bool(self._containers and containers
+                    and check_containers(self._containers, containers).matched)
 
 
 class DeclarationIndex:

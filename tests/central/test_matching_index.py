@@ -8,9 +8,9 @@ from collections import defaultdict
 import pytest
 
 from central.domain.matching import (
+    CandidateFilter,
     DeclarationIndex,
     Outcome,
-    candidate_filter,
     decide,
     declaration_keys,
     passage_keys,
@@ -18,6 +18,7 @@ from central.domain.matching import (
 from central.domain.plate_similarity import fold
 from central.domain.rules import DEFAULT_RULES
 from tests.central.test_matching import C2, NOW, container, decl, passage, plate
+from tests.central.test_storage import misread_container
 from tools.synth.declarations import bench_matching, generate_declarations, passage_for
 
 DECLS = list(generate_declarations(4000, seed=3, vehicles=1500))
@@ -159,7 +160,7 @@ def test_bench_matching_reports_numbers() -> None:
 
 
 def test_candidate_filter_drops_only_what_decide_drops() -> None:
-    """Rows skipped by `candidate_filter` before they are built change no decision."""
+    """Rows skipped by `CandidateFilter` before they are built change no decision."""
     rng = random.Random(17)
     used = {d.number for d in DECLS[::7]}
     kept = total = 0
@@ -168,9 +169,15 @@ def test_candidate_filter_drops_only_what_decide_drops() -> None:
         p = passage_for(target, rng, plate_errors=k % 3)
         if k % 5 == 0:  # containers misread too, or no plate at all
             p = p.model_copy(update={"plate_front": None})
+        if k % 5 in (1, 2):  # a wrong check digit (a near match), another truck's plate read
+            p = misread_container(p, other_plate=k % 5 == 2)
         candidates = INDEX.candidates(p, DEFAULT_RULES)
-        keep = candidate_filter(p, DEFAULT_RULES)
+        keep = CandidateFilter(p, DEFAULT_RULES)
         filtered = [d for d in candidates if keep(d.tractor_plate, d.containers)]
+        # what the read-ahead skips by plate is kept, if at all, through a container key
+        keys = passage_keys(p, DEFAULT_RULES.candidate_min_confidence)
+        assert all(keep.may_keep_plate(d.tractor_plate)
+                   or any(f"c:{c}" in keys for c in d.containers) for d in filtered)
         kept, total = kept + len(filtered), total + len(candidates)
         assert decide(p, filtered, DEFAULT_RULES, used, NOW) == decide(
             p, candidates, DEFAULT_RULES, used, NOW

@@ -17,7 +17,7 @@ from central import store
 from central.db import Base, make_engine, session_factory, upgrade_database
 from central.decisions import DecisionService
 from central.domain.declarations import DeclarationStatus
-from central.domain.matching import DeclarationIndex, passage_keys
+from central.domain.matching import CandidateFilter, DeclarationIndex, passage_keys
 from central.domain.rules import RuleSet
 from smartgate.cli import main
 from tests.central.test_ingest import declaration
@@ -58,6 +58,53 @@ def check_lookup_matches_memory(sessions) -> None:  # type: ignore[no-untyped-de
             assert {d.number: d for d in from_db} == {d.number: d for d in in_memory}
             found += bool(from_db)
     assert found >= 150
+    check_read_ahead_matches_lookup(sessions, probes)
+
+
+def misread_container(passage, other_plate: bool = False):  # type: ignore[no-untyped-def]
+    """The passage with its first container's check digit wrong (paired by a near match only);
+    with `other_plate`, the last three digits of the plate read changed too, so the declaration
+    is found under a plate key but kept by its container alone."""
+    if not passage.containers:
+        return passage
+    read = passage.containers[0]
+    wrong = read.code[:-1] + str((int(read.code[-1]) + 1) % 10)
+    update = {"containers": [read.model_copy(update={"code": wrong, "check_digit_ok": False}),
+                             *passage.containers[1:]]}  # fmt: skip
+    plate = passage.plate_front.text if passage.plate_front else ""
+    if other_plate and plate[-3:].isdigit():
+        text = plate[:-3] + "".join(str((int(c) + 3) % 10) for c in plate[-3:])
+        update["plate_front"] = passage.plate_front.model_copy(update={"text": text})
+    return passage.model_copy(update=update)
+
+
+def check_read_ahead_matches_lookup(sessions, probes) -> None:  # type: ignore[no-untyped-def]
+    """Inside a batch's read-ahead (plates through `plate_keys`, only the declarations of plates
+    a filter may keep) every passage gets the candidates the plain look-up gives, filtered or
+    not, also for a filter the read-ahead did not see."""
+    probes = probes + [misread_container(p, other_plate=n % 2 == 0)
+                       for n, p in enumerate(probes[::3])]
+    keys = [passage_keys(p, RULES.candidate_min_confidence) for p in probes]
+    filters = [CandidateFilter(p, RULES) for p in probes]
+
+    def lookup(s, k, f=None):  # type: ignore[no-untyped-def]  # candidates in number order
+        hits, used = store.candidate_declarations(s, k, f)
+        return sorted(hits, key=lambda d: d.number), used
+
+    with sessions() as s:
+        plain = [lookup(s, k, f) for k, f in zip(keys, filters, strict=True)]
+        unfiltered = [lookup(s, k) for k in keys]
+    assert sum(len(p[0]) for p in plain) < sum(len(u[0]) for u in unfiltered)
+    for start in range(0, len(probes), 40):
+        batch = range(start, min(start + 40, len(probes)))
+        with sessions() as s, s.begin():
+            store.prefetch_passages(s, [probes[i].event_id for i in batch],
+                                    [(keys[i], filters[i]) for i in batch])
+            for i in batch:
+                assert lookup(s, keys[i], filters[i]) == plain[i]
+                assert lookup(s, keys[i], CandidateFilter(probes[i], RULES)) == plain[i]
+            for i in batch:  # without a filter: the plates the read-ahead skipped are read now
+                assert lookup(s, keys[i]) == unfiltered[i]
 
 
 def test_db_candidates_equal_in_memory_index(sessions) -> None:  # type: ignore[no-untyped-def]
@@ -84,6 +131,11 @@ def test_import_is_idempotent_and_amendments_rekey(sessions) -> None:  # type: i
         row = store.get_declaration(s, old.number)
     assert old.number not in {d.number for d in old_hits}
     assert [d for d in new_hits if d.number == old.number] == [amended]
+    with sessions() as s, s.begin():  # the read-ahead finds the new plate through its keys
+        keys = passage_keys(new_probe)
+        store.prefetch_passages(s, [new_probe.event_id], [(keys, None)])
+        ahead_hits, _ = store.candidate_declarations(s, keys)
+    assert [d for d in ahead_hits if d.number == old.number] == [amended]
     assert row is not None and store.declaration_from_row(row) == amended
 
 
