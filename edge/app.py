@@ -107,6 +107,7 @@ class EdgeNode:
             max_batch=config.inference.max_batch,
             max_delay_s=config.inference.max_delay_ms / 1000,
             queue_size=config.inference.queue_frames,
+            max_pixels=config.inference.max_batch_pixels,
         )
         self.spool = Spool(config.data_dir / "spool.db", config.spool_max_messages)
         self.images = ImageStore(config.data_dir / "images", config.images.capacity,

@@ -179,6 +179,30 @@ class PassageConfig(_Strict):
     )
 
 
+class FramePolicyConfig(_Strict):
+    """Which camera frames of a lane are inferred (`edge.assembly.frame_policy`): a camera is
+    read only while it can still add something to the passage."""
+
+    settle_reads: int = Field(
+        default=2, ge=0, le=20,
+        description="a plate role (front, rear, trailer) is settled once one of its cameras read "
+        "a text that this many frames of the passage (any plate camera of the lane) read the "
+        "same, grammar-valid; its cameras are then read at settled_fps only (0: never settle, "
+        "every frame is inferred)",
+    )
+    settled_fps: float = Field(
+        default=0.0, ge=0, le=60,
+        description="frames per second per camera of a settled role until trigger off (0: none; "
+        "> 0 keeps watching for a second vehicle under the same trigger, split_reads)",
+    )
+    idle_fps: float | None = Field(
+        default=None, gt=0, le=60,
+        description="`plate` trigger lanes: frames per second per camera inferred while no "
+        "passage is open (the first plate opens one; then every frame until it closes); none: "
+        "every sampled frame",
+    )
+
+
 class ControllerConfig(_Strict):
     """Lane controller timings (messages keep the hardware defaults)."""
 
@@ -198,6 +222,9 @@ class LaneConfig(_Strict):
     cameras: list[CameraConfig] = Field(min_length=1, description="cameras of this lane")
     trigger: TriggerConfig = Field(default_factory=PlateTrigger, description="presence source")
     passage: PassageConfig = Field(default_factory=PassageConfig)
+    frames: FramePolicyConfig = Field(
+        default_factory=FramePolicyConfig, description="which frames are inferred"
+    )
     weighbridge: WeighbridgeConfig | None = Field(default=None, description="scale indicator")
     barrier: BarrierConfig | None = Field(default=None, description="barrier and lights")
     display: DisplayConfig | None = Field(default=None, description="lane message display")
@@ -227,8 +254,16 @@ class InferenceConfig(_Strict):
     max_delay_ms: float = Field(
         default=20.0, ge=0, le=5000, description="longest wait for a batch to fill"
     )
+    max_batch_pixels: int | None = Field(
+        default=2_500_000, ge=1,
+        description="image pixels per batch at most (at least one image): on a CPU a 1080p "
+        "frame (2.1 Mpx) runs alone, so its result does not wait for three others; ROI crops "
+        "still batch by max_batch; none: no limit (a GPU)",
+    )
     queue_frames: int = Field(
-        default=2, ge=1, le=100, description="frames waiting per camera; live sources drop oldest"
+        default=1, ge=1, le=100,
+        description="frames waiting per camera; live sources drop the oldest (1: only the "
+        "newest frame of each camera waits)",
     )
     det_limit_side: int = Field(
         default=736, ge=64, le=2000, description="text detector input: shorter side upscaled to"

@@ -18,6 +18,7 @@ import cv2
 import numpy as np
 
 from edge.assembly.container_vote import ContainerObservation
+from edge.assembly.frame_policy import FrameGate
 from edge.assembly.passage import PLATE_ROLES, Observation, PassageAssembler
 from edge.assembly.triggers import LoopState, loop_step, zone_grey
 from edge.config import LaneConfig, PlateTrigger, VirtualLoopTrigger, WeighbridgeTrigger
@@ -97,7 +98,11 @@ class LaneRuntime:
         self.inflight = 0
         self.generation = 0  # passages closed so far: results of an older one are late
         self.late = 0
+        self.skipped = 0  # camera frames the frame policy did not infer
         self.loop = LoopState()
+        self.frames = FrameGate(cfg.frames, self.roles,
+                                {f"{cfg.lane}/{c.name}": c.fps for c in cfg.cameras},
+                                settles=self.gated)
         self.state: LaneState = "idle"
         p = cfg.passage
         self.assembler = PassageAssembler(
@@ -129,21 +134,32 @@ class LaneRuntime:
             if present:
                 if self.closing_at is not None:  # the previous vehicle is still finishing
                     self._close()
+                self.frames.reset()
                 self.assembler.open(at)
                 self.host.set_lane_state(self, "on_scale" if isinstance(
                     self.cfg.trigger, WeighbridgeTrigger) else "vehicle_present")
                 return
             self.closing_at = at
-            enough = self.assembler.reads >= max(1, self.cfg.passage.min_reads)
-            if enough:
-                self.host.cancel_frames(lambda j: j.key in self.roles)
-            if self.inflight == 0 and self.closing_at is not None:
+            if self._enough():
+                self._finish_soon()
+            elif self.inflight == 0:
                 self._close()
-            elif enough:
-                timer = threading.Timer(self.cfg.passage.close_wait_ms / 1000,
-                                        self._close_late, args=(self.generation,))
-                timer.daemon = True
-                timer.start()
+
+    def _enough(self) -> bool:
+        """Whether the open passage has the plate reads it needs."""
+        return self.assembler.reads >= max(1, self.cfg.passage.min_reads)
+
+    def _finish_soon(self) -> None:
+        """A closing passage that has its reads: drop its waiting frames, close once the frames
+        in inference are done or `close_wait_ms` has passed (lock held)."""
+        self.host.cancel_frames(lambda j: j.key in self.roles)
+        if self.inflight == 0 and self.closing_at is not None:
+            self._close()
+            return
+        timer = threading.Timer(self.cfg.passage.close_wait_ms / 1000,
+                                self._close_late, args=(self.generation,))
+        timer.daemon = True
+        timer.start()
 
     def _close_late(self, generation: int) -> None:
         """`close_wait_ms` after trigger off: close without the frames still in flight."""
@@ -183,14 +199,17 @@ class LaneRuntime:
     # --- frames and results ---------------------------------------------------------------
 
     def on_frame(self, frame: Frame) -> None:
-        """A camera frame: feed the virtual loop, and queue it for inference when present."""
+        """A camera frame: feed the virtual loop, and queue it for inference when the frame
+        policy wants it (`edge.assembly.frame_policy`)."""
         trigger = self.cfg.trigger
         if isinstance(trigger, VirtualLoopTrigger) and frame.camera == f"{self.cfg.lane}/{trigger.camera}":
             self.loop, switched = loop_step(self.loop, zone_grey(frame.image, trigger.zone), trigger)
             if switched is not None:
                 self.set_presence(switched, frame.timestamp)
         with self.lock:
-            if self.gated and not self.present:
+            passage_open = self.present if self.gated else self.assembler.active
+            if not self.frames.want(frame.camera, frame.index, passage_open, self.gated):
+                self.skipped += 1
                 return
             self.inflight += 1
         role = self.roles[frame.camera]
@@ -199,7 +218,9 @@ class LaneRuntime:
         image = frame.view if scale == 1.0 else cv2.resize(
             frame.view, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
         self.host.submit_frame(
-            Job(frame.camera, kind, image, rank=self.rank,
+            Job(frame.camera, kind, image, rank=partial(self.rank, frame.camera),
+                group=f"{self.cfg.lane}/{role}" if self.frames.settles and kind == "plates"
+                else None,
                 done=partial(self.on_result, frame, role, self.generation),
                 dropped=self.job_finished),
         )
@@ -223,14 +244,22 @@ class LaneRuntime:
                 self.host.count_plate_reads(len(plates[:1]))
                 obs = [Observation(frame.camera, frame.timestamp, to_frame(p, dx, dy, scale),
                                    image_id, role) for p in plates[:1]]
+                enough = self._enough()
                 if isinstance(self.cfg.trigger, PlateTrigger):
                     events = self.assembler.feed_frame(frame.camera, frame.index,
                                                        frame.timestamp, obs)
+                    if events:
+                        self.frames.reset()
                     self.host.set_lane_state(
                         self, "vehicle_present" if self.assembler.active else self.state)
                 else:
                     self.assembler.add_frame(frame.camera, frame.index)
                     events = self.assembler.add_plates(obs)
+                settled = self.frames.observe(frame.camera, plates[:1])
+                if self.closing_at is not None and not enough and self._enough():
+                    self._finish_soon()  # the closing passage's first read: stop waiting
+                elif settled:
+                    self.host.cancel_frames(lambda j: j.key in settled)
             else:
                 codes: list[ContainerCodeResult] = result
                 self.assembler.add_frame(frame.camera, frame.index)
@@ -240,13 +269,12 @@ class LaneRuntime:
             self.host.emit(self, event)
         self.job_finished()
 
-    def rank(self) -> int:
-        """Scheduling priority of this lane's frames (lower first): a closing passage without
-        a read, then passages with few reads; a well-read passage waits."""
-        reads = self.assembler.reads
-        if self.closing_at is not None and reads == 0:
+    def rank(self, camera: str) -> int:
+        """Scheduling priority of a camera's frames (lower first): a closing passage without
+        a read, then cameras whose plate role has few reads (`FrameGate.rank`)."""
+        if self.closing_at is not None and self.assembler.reads == 0:
             return -1
-        return min(reads, 3)
+        return self.frames.rank(camera)
 
     def job_finished(self) -> None:
         """A frame left the pipeline (inferred or dropped); closes a passage waiting for it."""

@@ -7,7 +7,14 @@ shape: one detector batch without padding) are waiting or until the oldest has w
 round-robin across cameras, run through the runner of its kind, and each result is handed to
 the callback of the job it belongs to, which routes it to its lane. A job's `rank` (lower
 first) orders cameras when a batch is formed: the edge ranks frames of passages that have no
-read yet ahead of passages that already have several.
+read yet ahead of passages that already have several. Jobs sharing a `group` are alternatives
+(the cameras of one plate role of one lane: one frame of them may be all the passage needs), so
+a batch takes at most one job of each group and spends its other slots on other groups.
+
+A batch also holds at most `max_pixels` image pixels (at least one image): on a CPU the
+per-image cost does not fall with the batch size, so four 1080p frames in one batch would only
+make every result of the batch wait for the slowest (one 1080p frame is about 2 Mpx; the ROI
+crops of a gate camera are a tenth of that and still batch by four).
 
 Live cameras never block: a full camera queue drops its oldest frame (counted).
 """
@@ -39,6 +46,7 @@ class Job:
     done: Callable[[Any], None]
     dropped: Callable[[], None] = lambda: None
     rank: Callable[[], int] = lambda: 0  # priority when batches are formed, lower first
+    group: str | None = None  # a batch takes at most one job of a group
     submitted: float = field(default_factory=time.monotonic)
 
 
@@ -68,11 +76,13 @@ class BatchScheduler:
         max_batch: int = 8,
         max_delay_s: float = 0.02,
         queue_size: int = 2,
+        max_pixels: int | None = None,
     ) -> None:
         if max_batch < 1 or queue_size < 1:
             raise ValueError("max_batch and queue_size must be >= 1")
         self.runners = dict(runners)
         self.max_batch = max_batch
+        self.max_pixels = max_pixels
         self.max_delay_s = max_delay_s
         self.queue_size = queue_size
         self.stats = SchedulerStats()
@@ -136,9 +146,15 @@ class BatchScheduler:
         with self._cond:
             return sum(len(q) for q in self._queues.values())
 
+    def batch_limit(self, shape: tuple[int, ...]) -> int:
+        """The most images of `shape` one batch holds (`max_batch`, fewer for large images)."""
+        if self.max_pixels is None:
+            return self.max_batch
+        return max(1, min(self.max_batch, self.max_pixels // max(1, shape[0] * shape[1])))
+
     def _compatible(self, head: Job, ranks: dict[str, int]) -> list[Job]:
         """Waiting jobs batchable with `head`, round-robin across keys, best-ranked and oldest
-        keys first."""
+        keys first, at most one job of each group and `batch_limit` jobs in all."""
         queues = sorted(
             (q for q in self._queues.values() if q), key=lambda q: (ranks[q[0].key], q[0].submitted)
         )
@@ -146,12 +162,19 @@ class BatchScheduler:
             [j for j in q if j.kind == head.kind and j.image.shape == head.image.shape]
             for q in queues
         ]
+        limit = self.batch_limit(head.image.shape)
         out: list[Job] = []
+        groups: set[str] = set()
         depth = 0
-        while len(out) < self.max_batch and any(depth < len(lane) for lane in lanes):
+        while len(out) < limit and any(depth < len(lane) for lane in lanes):
             for lane in lanes:
-                if depth < len(lane) and len(out) < self.max_batch:
-                    out.append(lane[depth])
+                if depth < len(lane) and len(out) < limit:
+                    job = lane[depth]
+                    if job.group is not None:
+                        if job.group in groups:
+                            continue
+                        groups.add(job.group)
+                    out.append(job)
             depth += 1
         return out
 
@@ -169,7 +192,7 @@ class BatchScheduler:
                 oldest = min(j.submitted for j in heads)
                 batch = self._compatible(head, ranks)
                 wait = oldest + self.max_delay_s - time.monotonic()
-                if len(batch) >= self.max_batch or wait <= 0:
+                if len(batch) >= self.batch_limit(head.image.shape) or wait <= 0:
                     for job in batch:
                         self._queues[job.key].remove(job)
                     self._cond.notify_all()

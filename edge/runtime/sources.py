@@ -273,17 +273,18 @@ class CameraReader:
         n = 0
         next_at = time.monotonic()
         while not self._stop.is_set():
-            image = stream.read()
-            if image is None:
-                return True
-            n += 1
-            if (n - 1) % step:
-                continue
-            if self.realtime or stream.live:
+            sampled = n % step == 0
+            if sampled and (self.realtime or stream.live):  # wait, then read: the newest frame
                 delay = next_at - time.monotonic()
                 if delay > 0 and self._stop.wait(delay):
                     return False
                 next_at = max(next_at + period, time.monotonic() - period)
+            image = stream.read()
+            if image is None:
+                return True
+            n += 1
+            if not sampled:
+                continue
             frame = Frame(
                 self.key, self.frames, time.time(), image, clip_roi(self.roi, image.shape)
             )

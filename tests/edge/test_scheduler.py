@@ -129,3 +129,27 @@ def test_bench_splits_worker_time_into_onnx_and_the_rest() -> None:
     assert 0.01 <= clock["det"] < 0.05
     assert result.ms_per_frame(clock["det"]) == 500 * clock["det"]
     assert abs(result.other_s - (0.05 - clock["det"])) < 1e-9
+
+
+def test_a_batch_takes_one_job_of_a_group_and_fills_up_with_other_groups() -> None:
+    runner = Recorder()
+    sched = BatchScheduler({"plates": runner}, max_batch=3, max_delay_s=0.05, queue_size=1)
+    for v, (cam, group) in enumerate([("f1", "L1/front"), ("f2", "L1/front"), ("r1", "L1/rear"),
+                                      ("r2", "L1/rear"), ("x", None)]):
+        sched.submit(Job(f"L1/{cam}", "plates", _img(v), done=lambda r: None, group=group))
+    sched.start()
+    deadline = time.monotonic() + 30
+    while sum(map(len, runner.batches)) < 5 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    sched.stop()
+    first = runner.batches[0]
+    assert len(first) == 3 and {0, 1} & set(first) and {2, 3} & set(first) and 4 in first
+    assert len({0, 1} & set(first)) == len({2, 3} & set(first)) == 1  # one camera per role
+    assert sorted(v for b in runner.batches for v in b) == [0, 1, 2, 3, 4]
+
+
+def test_max_pixels_keeps_large_frames_out_of_each_others_batch() -> None:
+    sched = BatchScheduler({"plates": Recorder()}, max_batch=4, max_pixels=2_500_000)
+    assert sched.batch_limit((1080, 1920, 3)) == 1
+    assert sched.batch_limit((128, 640, 3)) == 4
+    assert BatchScheduler({"plates": Recorder()}, max_batch=4).batch_limit((1080, 1920, 3)) == 4

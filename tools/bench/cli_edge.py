@@ -28,7 +28,9 @@ def run_bench_edge(args: argparse.Namespace) -> int:
                        fps=args.fps, max_batch=args.max_batch, max_delay_ms=args.max_delay_ms,
                        threads=args.threads, roi=not args.no_roi,
                        scale=args.scale, det_limit_side=args.det_side, rounds=args.rounds,
-                       full_frame=args.full_frame)
+                       full_frame=args.full_frame, plate_locator=args.plate_locator,
+                       settle_reads=args.settle_reads,
+                       max_batch_pixels=args.max_batch_pixels or None)
     trucks = render_trucks(setup.cameras, setup.full_frame)
     if args.sweep:
         return _run_sweep(args, setup, trucks)
@@ -42,7 +44,8 @@ def run_bench_edge(args: argparse.Namespace) -> int:
           f"roi={'on' if setup.roi and not setup.full_frame else 'off'}, "
           f"{'full frame 1920x1080, ' if setup.full_frame else ''}"
           f"scale {1.0 if setup.full_frame else setup.scale:g}, "
-          f"det side {setup.det_limit_side if setup.roi and not setup.full_frame else 736}")
+          f"det side {setup.det_limit_side if setup.roi and not setup.full_frame else 736}, "
+          f"plate locator {setup.plate_locator}, {_policy(setup)}")
     print(f"{'':22}{'batched':>12}{'unbatched':>12}{'ratio':>8}")
     rows = [("frames/s", b.frames_per_s, u.frames_per_s),
             ("plates/s", b.plates_per_s, u.plates_per_s),
@@ -50,19 +53,23 @@ def run_bench_edge(args: argparse.Namespace) -> int:
             ("det ms/frame", b.ms_per_frame(b.onnx_s["det"]), u.ms_per_frame(u.onnx_s["det"])),
             ("rec ms/frame", b.ms_per_frame(b.onnx_s["rec"]), u.ms_per_frame(u.onnx_s["rec"])),
             ("other ms/frame", b.ms_per_frame(b.other_s), u.ms_per_frame(u.other_s)),
+            ("cpu ms/frame", b.cpu_ms_per_frame, u.cpu_ms_per_frame),
             ("p50 trigger->event ms", b.percentile(50), u.percentile(50)),
             ("p95 trigger->event ms", b.percentile(95), u.percentile(95)),
             ("passages", b.passages, u.passages),
             ("passages expected", b.passages_expected, u.passages_expected),
             ("plates correct", b.correct, u.correct),
-            ("frames dropped", b.dropped, u.dropped)]
+            ("frames dropped", b.dropped, u.dropped),
+            ("frames not inferred", b.skipped, u.skipped),
+            ("frames per passage", b.frames_per_passage, u.frames_per_passage)]
     for name, x, y in rows:
         ratio = f"{x / y:8.2f}" if y else f"{'-':>8}"
         print(f"{name:22}{x:12.2f}{y:12.2f}{ratio}")
     if args.json:
         print(json.dumps({
             "lanes": setup.lanes, "cameras": setup.cameras, "seconds": setup.seconds,
-            "full_frame": setup.full_frame,
+            "full_frame": setup.full_frame, "plate_locator": setup.plate_locator,
+            "settle_reads": setup.settle_reads, "max_batch_pixels": setup.max_batch_pixels,
             "frames_per_s": round(b.frames_per_s, 3), "plates_per_s": round(b.plates_per_s, 3),
             "unbatched_frames_per_s": round(u.frames_per_s, 3),
             "unbatched_plates_per_s": round(u.plates_per_s, 3),
@@ -72,12 +79,23 @@ def run_bench_edge(args: argparse.Namespace) -> int:
             "unbatched_p95_ms": round(u.percentile(95), 1),
             "passages": b.passages, "passages_expected": b.passages_expected,
             "plates_correct": b.correct, "frames_dropped": b.dropped,
+            "frames_not_inferred": b.skipped,
+            "frames_per_passage": _number(b.frames_per_passage), "misread": b.misread,
             "ms_per_frame": {mode: {"det": round(r.ms_per_frame(r.onnx_s["det"]), 1),
                                     "rec": round(r.ms_per_frame(r.onnx_s["rec"]), 1),
-                                    "other": round(r.ms_per_frame(r.other_s), 1)}
+                                    "other": round(r.ms_per_frame(r.other_s), 1),
+                                    "cpu": round(r.cpu_ms_per_frame, 1)}
                              for mode, r in (("batched", b), ("unbatched", u))},
         }))
     return 0
+
+
+def _policy(setup: BenchSetup) -> str:
+    """The frame policy of the run, in words."""
+    if setup.settle_reads is None:
+        return "frame policy: node default"
+    return f"frame policy: settle_reads {setup.settle_reads}" + (
+        " (every frame inferred)" if setup.settle_reads == 0 else "")
 
 
 def _number(x: float) -> float | None:
@@ -94,25 +112,34 @@ def _run_sweep(args: argparse.Namespace, setup: BenchSetup, trucks: list) -> int
     best = lanes_per_box(rows)
     at_best = next((r for n, r in rows if n == best), None)
     print(f"edge sweep: {setup.cameras} cameras per lane at {setup.fps:g} fps, "
-          f"{setup.seconds:g} s per run, {'full frame 1920x1080' if setup.full_frame else 'ROI'}")
-    print(f"{'lanes':>6}{'frames/s':>10}{'p95 ms':>9}{'correct':>9}{'expected':>9}{'dropped':>9}")
+          f"{setup.seconds:g} s per run, {'full frame 1920x1080' if setup.full_frame else 'ROI'}, "
+          f"plate locator {setup.plate_locator}, {_policy(setup)}")
+    print(f"{'lanes':>6}{'frames/s':>10}{'cpu ms/fr':>10}{'fr/pass':>8}{'p95 ms':>9}"
+          f"{'correct':>9}{'expected':>9}{'dropped':>9}{'not inf.':>9}")
     for n, r in rows:
-        print(f"{n:6d}{r.frames_per_s:10.2f}{r.percentile(95):9.0f}{r.correct:9d}"
-              f"{r.passages_expected:9d}{r.dropped:9d}")
+        print(f"{n:6d}{r.frames_per_s:10.2f}{r.cpu_ms_per_frame:10.0f}"
+              f"{r.frames_per_passage:8.1f}{r.percentile(95):9.0f}"
+              f"{r.correct:9d}{r.passages_expected:9d}{r.dropped:9d}{r.skipped:9d}")
     frames_per_s = at_best.frames_per_s if at_best else rows[0][1].frames_per_s
     print(f"lanes_per_box: {best} (p95 trigger->event <= {LATENCY_BUDGET_MS:g} ms, every passage "
           f"read right); frames_per_s: {frames_per_s:.2f}")
     if args.json:
         print(json.dumps({
             "cameras": setup.cameras, "fps": setup.fps, "seconds": setup.seconds,
-            "full_frame": setup.full_frame, "lanes_per_box": best,
+            "full_frame": setup.full_frame, "plate_locator": setup.plate_locator,
+            "settle_reads": setup.settle_reads, "max_batch_pixels": setup.max_batch_pixels,
+            "lanes_per_box": best,
             "frames_per_s": round(frames_per_s, 3),
             "sweep": [{"lanes": n, "frames_per_s": round(r.frames_per_s, 3),
                        "p95_ms": _number(r.percentile(95)), "plates_correct": r.correct,
                        "passages_expected": r.passages_expected, "frames_dropped": r.dropped,
+                       "frames_not_inferred": r.skipped,
+                       "frames_per_passage": _number(r.frames_per_passage),
+                       "misread": r.misread,
                        "ms_per_frame": {"det": _number(r.ms_per_frame(r.onnx_s["det"])),
                                         "rec": _number(r.ms_per_frame(r.onnx_s["rec"])),
-                                        "other": _number(r.ms_per_frame(r.other_s))}}
+                                        "other": _number(r.ms_per_frame(r.other_s)),
+                                        "cpu": _number(r.cpu_ms_per_frame)}}
                       for n, r in rows],
         }))
     return 0
@@ -159,6 +186,8 @@ def register(commands: CommandGroups) -> None:
     p.add_argument("--fps", type=float, default=5.0, help="frames per second per camera")
     p.add_argument("--max-batch", type=int, default=4, help="batch size of the batched run")
     p.add_argument("--max-delay-ms", type=float, default=20.0, help="batching deadline")
+    p.add_argument("--max-batch-pixels", type=int, default=2_500_000,
+                   help="image pixels per batch at most (0: no limit)")
     p.add_argument("--threads", type=int, default=0, help="ONNX intra-op threads (0: auto)")
     p.add_argument("--scale", type=float, default=0.5, help="inference scale of the ROI")
     p.add_argument("--det-side", type=int, default=144, help="detector input side with the ROI")
@@ -169,5 +198,11 @@ def register(commands: CommandGroups) -> None:
     p.add_argument("--sweep", action="store_true",
                    help="batched runs at 1, 2, 4, 8, ... lanes: prints lanes_per_box, frames_per_s")
     p.add_argument("--max-lanes", type=int, default=16, help="largest lane count of --sweep")
+    p.add_argument("--plate-locator", choices=("cascade", "detector"), default="cascade",
+                   help="inference.plate_locator of the node: the text-detector cascade, or the "
+                   "plate detector first")
+    p.add_argument("--settle-reads", type=int, default=None,
+                   help="frame policy (lanes.*.frames.settle_reads): frames agreeing on a plate "
+                   "that settle its role's cameras; 0: infer every frame (default: the node's)")
     p.add_argument("--json", action="store_true", help="last line: one JSON object")
     p.set_defaults(func=run_bench_edge)

@@ -66,6 +66,9 @@ class BenchSetup:
     close_wait_ms: float = 200.0
     rounds: int = 2  # segments per mode, `seconds / rounds` each
     full_frame: bool = False  # 1080p gate scenes, no ROI, scale 1, all lanes' trucks at once
+    plate_locator: str = "cascade"  # inference.plate_locator: cascade | detector
+    settle_reads: int | None = None  # frame policy (lanes.*.frames); None: the node's default
+    max_batch_pixels: int | None = 2_500_000  # inference.max_batch_pixels (None: no limit)
 
     @property
     def size(self) -> tuple[int, int]:
@@ -87,6 +90,9 @@ class RunResult:
     mean_batch: float
     latencies_ms: list[float] = field(default_factory=list)
     busy_s: float = 0.0  # the inference worker inside its runners
+    cpu_s: float = 0.0  # process CPU time over the run (every thread), load-independent
+    skipped: int = 0  # camera frames the frame policy did not infer
+    misread: list[tuple[str, str]] = field(default_factory=list)  # (expected, read) per passage
     onnx_s: defaultdict[str, float] = field(  # per session ("det", "rec")
         default_factory=lambda: defaultdict(float))
 
@@ -107,6 +113,16 @@ class RunResult:
         """Inference-worker time outside the ONNX sessions (pre/post-processing, grammar)."""
         return self.busy_s - sum(self.onnx_s.values())
 
+    @property
+    def frames_per_passage(self) -> float:
+        """Frames inferred per expected passage (what the frame policy saves)."""
+        return self.frames / self.passages_expected if self.passages_expected else float("nan")
+
+    @property
+    def cpu_ms_per_frame(self) -> float:
+        """Process CPU time per inferred frame in ms (what a frame costs, whatever the load)."""
+        return self.ms_per_frame(self.cpu_s)
+
     def percentile(self, q: float) -> float:
         """Latency percentile in ms (nan without passages)."""
         return float(np.percentile(self.latencies_ms, q)) if self.latencies_ms else float("nan")
@@ -123,6 +139,8 @@ class RunResult:
             self.busy_s + other.busy_s,
             defaultdict(float, {k: self.onnx_s[k] + other.onnx_s[k]
                                 for k in {*self.onnx_s, *other.onnx_s}}),
+            self.cpu_s + other.cpu_s, self.skipped + other.skipped,
+            self.misread + other.misread,
         )
 
 
@@ -170,6 +188,7 @@ def bench_config(setup: BenchSetup, data_dir: Path, batched: bool) -> EdgeConfig
             ],
             "trigger": {"type": "mqtt"},
             "passage": {"merge_window_s": 0, "close_wait_ms": setup.close_wait_ms},
+            "frames": {} if setup.settle_reads is None else {"settle_reads": setup.settle_reads},
         }
         for k in range(setup.lanes)
     ]
@@ -178,8 +197,10 @@ def bench_config(setup: BenchSetup, data_dir: Path, batched: bool) -> EdgeConfig
         "mqtt": {"host": "127.0.0.1", "port": 9},  # no broker: events stay spooled
         "inference": {"threads": setup.threads, "max_batch": setup.max_batch if batched else 1,
                       "max_delay_ms": setup.max_delay_ms, "queue_frames": 1,
+                      "max_batch_pixels": setup.max_batch_pixels,
                       "det_limit_side": setup.det_limit_side
-                      if setup.roi and not setup.full_frame else 736},
+                      if setup.roi and not setup.full_frame else 736,
+                      "plate_locator": setup.plate_locator},
         "lanes": lanes,
     })
 
@@ -241,8 +262,11 @@ class _Traffic:
         with self.lock:
             self.result.passages += 1
             key = (event.lane, round(event.started_at.timestamp(), 3))
-            if plate is not None and plate.text == self.expected.get(key):
+            expected = self.expected.get(key, "?")
+            if plate is not None and plate.text == expected:
                 self.result.correct += 1
+            else:
+                self.result.misread.append((expected, plate.text if plate else ""))
             if event.lane in self.off_at:
                 self.result.latencies_ms.append(1000 * (now - self.off_at.pop(event.lane)))
 
@@ -276,7 +300,7 @@ class _Traffic:
 
 
 def _collect(node: EdgeNode, traffic: _Traffic, onnx: defaultdict[str, float],
-             start: float) -> RunResult:
+             start: float, cpu_start: float) -> RunResult:
     """The node's counters at a batch boundary, once the last passages closed."""
     result, stats = traffic.result, node.scheduler.stats
     batches = stats.batches  # read at a batch boundary: ONNX time and counts agree
@@ -286,6 +310,8 @@ def _collect(node: EdgeNode, traffic: _Traffic, onnx: defaultdict[str, float],
     result.frames = stats.items
     result.plates = node.plates_read
     result.seconds = time.monotonic() - start
+    result.cpu_s = time.process_time() - cpu_start
+    result.skipped = sum(lane.skipped for lane in node.lanes.values())
     result.dropped = stats.dropped
     result.mean_batch = stats.mean_batch
     result.busy_s = stats.busy_s
@@ -310,7 +336,7 @@ def run_once(
         traffic = _Traffic(setup, trucks, cams)
         node = EdgeNode(config, readers=readers, on_passage=traffic.on_passage, simulated=cams)
         node.start()
-        start = time.monotonic()
+        start, cpu_start = time.monotonic(), time.process_time()
         drivers = [threading.Thread(target=traffic.drive, args=(node, k), daemon=True)
                    for k in range(setup.lanes)]
         for t in drivers:
@@ -321,7 +347,7 @@ def run_once(
         traffic.stop.set()
         for t in drivers:
             t.join()
-        result = _collect(node, traffic, onnx, start)
+        result = _collect(node, traffic, onnx, start, cpu_start)
         node.stop()
         return result
 
