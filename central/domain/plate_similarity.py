@@ -122,6 +122,69 @@ def plate_distance(a: str, b: str, limit: float = math.inf) -> float:
 
 
 @lru_cache(maxsize=_MEMO)
+def _char_counts(plate: str) -> tuple[dict[str, int], frozenset[str]]:
+    """How often each character occurs in a plate, and its CJK characters."""
+    counts: dict[str, int] = {}
+    for ch in plate:
+        counts[ch] = counts.get(ch, 0) + 1
+    return counts, frozenset(ch for ch in counts if is_cjk(ch))
+
+
+def _least_costs(own: dict[str, int], own_cjk: frozenset[str], other: dict[str, int],
+                 other_cjk: frozenset[str], cjk_indel: float) -> float:
+    """Sum over the characters `own` has more often than `other` of the cheapest edit that
+    removes one: deleting it, or substituting a different character of `other` for it (the
+    costs of `plate_distance`)."""
+    total = 0.0
+    for x, n in own.items():
+        surplus = n - other.get(x, 0)
+        if surplus <= 0:
+            continue
+        if x in own_cjk:
+            least = cjk_indel
+            if other_cjk - {x} and least > CJK_SUBSTITUTION_COST:
+                least = CJK_SUBSTITUTION_COST
+            if len(other) > len(other_cjk) and least > 1.0:  # a Latin character of `other`
+                least = 1.0
+        else:
+            least = 1.0
+            for y, cost in _COST_FROM.get(x, _NO_LOOKALIKES).items():
+                if cost < least and y in other:
+                    least = cost
+        total += least * surplus
+    return total
+
+
+def plate_distance_lower_bound(a: str, b: str) -> float:
+    """A lower bound of `plate_distance(a, b)` from the characters alone (no alignment).
+
+    A character that `a` holds more often than `b` is, in that surplus, never matched to an
+    equal one: each such copy takes its own deletion or substitution by a different character
+    of `b`, so the cheapest such edit of each adds up to at most the distance; the same holds
+    the other way round. (Most look-alike trucks of the candidate filter are out on this.)
+    """
+    counts_a, cjk_a = _char_counts(a)
+    counts_b, cjk_b = _char_counts(b)
+    swapped = bool(cjk_a - cjk_b) and bool(cjk_b - cjk_a)
+    cjk_indel = CJK_SUBSTITUTION_COST / 2 if swapped else CJK_INDEL_COST
+    return max(_least_costs(counts_a, cjk_a, counts_b, cjk_b, cjk_indel),
+               _least_costs(counts_b, cjk_b, counts_a, cjk_a, cjk_indel))
+
+
+def substitution_cost(a: str, b: str) -> float:
+    """The cost of turning `a` into `b` (same length) by substitutions alone: an upper bound of
+    `plate_distance(a, b)`, the distance itself for most look-alike reads of a plate."""
+    total = 0.0
+    for x, y in zip(a, b, strict=True):
+        if x != y:
+            if is_cjk(x) and is_cjk(y):
+                total += CJK_SUBSTITUTION_COST
+            else:
+                total += _COST_FROM.get(x, _NO_LOOKALIKES).get(y, 1.0)
+    return total
+
+
+@lru_cache(maxsize=_MEMO)
 def province_conflict(a: str, b: str) -> bool:
     """Whether each plate has a CJK glyph the other lacks (`粤A23456` / `桂A23456`): another
     registration, however alike the rest. A glyph missing from one plate is no conflict."""
@@ -140,12 +203,19 @@ def plate_similarity(read: str, declared: str) -> float:
 
 @lru_cache(maxsize=_MEMO)
 def similar_at_least(read: str, declared: str, min_score: float) -> bool:
-    """`plate_similarity(read, declared) >= min_score`, stopping the edit distance as soon as it
-    is too far (the candidate filter drops most look-alike trucks this way)."""
+    """`plate_similarity(read, declared) >= min_score`, without the edit distance when a lower
+    bound of it is too far already (most look-alike trucks of the candidate filter) or the
+    substitutions alone are close enough (most reads of the plate itself), and else stopping
+    it as soon as it is too far."""
     longest = max(len(read), len(declared))
     if min_score <= 0.0 or longest == 0:
         return min_score <= 0.0
     limit = (1.0 - min_score) * longest + 1e-9  # above: similarity certainly below min_score
+    # both bounds with a margin against the rounding of float sums
+    if plate_distance_lower_bound(read, declared) > limit + 1e-6:
+        return False
+    if len(read) == len(declared) and substitution_cost(read, declared) < limit - 1e-6:
+        return True
     distance = plate_distance(read, declared, limit)
     return distance <= limit and max(0.0, 1.0 - distance / longest) >= min_score
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -615,10 +616,72 @@ _PLATE_CHARS = "0123456789ABDGHKLOQSZ桂粤"
 @given(st.text(_PLATE_CHARS, max_size=10), st.text(_PLATE_CHARS, max_size=10),
        st.sampled_from([0.0, 0.5, 0.75, 0.8, 0.85, 1.0]))
 def test_bounded_similarity_agrees_with_the_full_score(read: str, declared: str, t: float) -> None:
-    """The candidate filter's early-exit test keeps exactly what the full score keeps."""
-    from central.domain.plate_similarity import plate_distance, plate_similarity, similar_at_least
+    """The candidate filter's early-exit test keeps exactly what the full score keeps, and the
+    character lower bound it starts with never exceeds the distance."""
+    from central.domain.plate_similarity import (
+        plate_distance,
+        plate_distance_lower_bound,
+        plate_similarity,
+        similar_at_least,
+        substitution_cost,
+    )
 
     assert similar_at_least(read, declared, t) == (plate_similarity(read, declared) >= t)
     bound = plate_distance(read, declared, 1.0)
     full = plate_distance(read, declared)
     assert bound == full if full <= 1.0 else 1.0 < bound <= full
+    assert plate_distance_lower_bound(read, declared) <= full + 1e-9
+    if len(read) == len(declared):
+        assert substitution_cost(read, declared) >= full - 1e-9
+
+
+def test_plate_distance_lower_bound_holds_and_rejects_look_alike_trucks() -> None:
+    """On 60,000 random plate pairs (Latin, look-alike swaps, CJK provinces and trailers) the
+    lower bound never exceeds the distance, substitutions alone never undercut it, and the
+    filter's verdict equals the full score's;
+    on other trucks' plates sharing two thirds of a read it rejects most without the distance."""
+    from central.domain.plate_similarity import (
+        plate_distance,
+        plate_distance_lower_bound,
+        plate_similarity,
+        similar_at_least,
+        substitution_cost,
+    )
+
+    rng = random.Random(11)
+    lookalike = {"0": "O", "1": "I", "8": "B", "5": "S", "2": "Z", "6": "G", "A": "4", "D": "0"}
+
+    def plate() -> str:
+        head = rng.choice(["", "桂", "粤", "桂A", "29C", "12R", "51D"])
+        body = "".join(rng.choice("0123456789ABCDGHLSZ") for _ in range(rng.randint(3, 7)))
+        return head + body + rng.choice(["", "", "挂"])
+
+    def variant(p: str) -> str:
+        chars = list(p)
+        for _ in range(rng.randint(0, 3)):
+            i = rng.randrange(len(chars) + 1)
+            op = rng.random()
+            if op < 0.4 and i < len(chars):
+                chars[i] = lookalike.get(chars[i], rng.choice("0123456789ABCDZ粤"))
+            elif op < 0.7 and i < len(chars):
+                del chars[i]
+            else:
+                chars.insert(i, rng.choice("0123456789ABZ桂"))
+        return "".join(chars)
+
+    rejected = other_trucks = 0
+    for n in range(60_000):
+        a = plate()
+        b = variant(a) if n % 2 else plate()
+        lower, full = plate_distance_lower_bound(a, b), plate_distance(a, b)
+        assert lower <= full + 1e-9, (a, b, lower, full)
+        assert len(a) != len(b) or substitution_cost(a, b) >= full - 1e-9, (a, b, full)
+        t = (0.74, 0.5, 0.9)[n % 3]
+        assert similar_at_least(a, b, t) == (plate_similarity(a, b) >= t), (a, b, t)
+    for _ in range(2_000):  # 12C34567 against 12C34xxx: a look-alike truck of the filter
+        a = "12C" + "".join(rng.choice("0123456789") for _ in range(5))
+        b = a[:5] + "".join(rng.choice("0123456789") for _ in range(3))
+        if plate_distance(a, b) > (1 - 0.74) * 8 + 1e-6:
+            other_trucks += 1
+            rejected += plate_distance_lower_bound(a, b) > (1 - 0.74) * 8 + 1e-6
+    assert rejected > 0.5 * other_trucks
