@@ -13,7 +13,7 @@ Two steps, kept apart so central can hold declarations in memory or in the datab
 from __future__ import annotations
 
 import logging
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
@@ -541,6 +541,16 @@ def _checks(
     return found
 
 
+def _evidence_rank(s: _Scored, rules: RuleSet) -> tuple[float, float, int]:
+    """The start of `_rank`, which needs no checks: plate evidence, then matched containers."""
+    accepted = s.plate_score >= rules.plate_min_score
+    return (
+        s.plate_score if accepted else 0.0,
+        s.front_score if accepted else 0.0,
+        len(s.containers.matched),
+    )
+
+
 def _rank(s: _Scored, found: list[tuple[Reason, str]], rules: RuleSet) -> tuple[object, ...]:
     """Plate evidence first, then most matched containers, fewest flags and warnings, earliest.
 
@@ -549,11 +559,8 @@ def _rank(s: _Scored, found: list[tuple[Reason, str]], rules: RuleSet) -> tuple[
     one. Plates below `plate_min_score` are all equally "not this plate" (containers decide).
     """
     severities = [rules.severity[reason] for reason, _ in found]
-    accepted = s.plate_score >= rules.plate_min_score
     return (
-        s.plate_score if accepted else 0.0,
-        s.front_score if accepted else 0.0,
-        len(s.containers.matched),
+        *_evidence_rank(s, rules),
         -severities.count(Severity.FLAG),
         -severities.count(Severity.WARN),
         s.plate_score,
@@ -592,24 +599,42 @@ def _plate_findings(
     return out
 
 
-def _ambiguity(best: _Scored, rivals: list[_Scored], rules: RuleSet) -> list[tuple[Reason, str]]:
-    """A rival declaration for a different plate that scores about as well as the chosen one."""
+def _top(
+    scored: list[_Scored], found: Callable[[_Scored], list[tuple[Reason, str]]], rules: RuleSet
+) -> _Scored:
+    """The candidate of highest `_rank` (the first one of equals), running the checks
+    (`found`) only of those the plate and container evidence leaves tied."""
+    top = max(_evidence_rank(s, rules) for s in scored)
+    tied = [s for s in scored if _evidence_rank(s, rules) == top]
+    if len(tied) == 1:
+        return tied[0]
+    return max(tied, key=lambda s: _rank(s, found(s), rules))
+
+
+def _ambiguity(
+    best: _Scored,
+    scored: list[_Scored],
+    found: Callable[[_Scored], list[tuple[Reason, str]]],
+    rules: RuleSet,
+) -> list[tuple[Reason, str]]:
+    """A rival declaration for a different plate that scores about as well as the chosen one
+    (the highest-ranked such rival)."""
     declared = best.decl.tractor_plate
-    out: list[tuple[Reason, str]] = []
-    for rival in rivals:
-        if (
-            rival.decl.tractor_plate != declared
-            and rival.plate_score >= rules.plate_min_score
-            and rival.plate_score >= best.plate_score - rules.ambiguity_margin
-            and len(rival.containers.matched) == len(best.containers.matched)
-        ):
-            out.append(
-                (Reason.LOW_READ_CONFIDENCE,
-                 f"ambiguous plate: {declared} ({best.plate_score:.2f}) vs "
-                 f"{rival.decl.tractor_plate} ({rival.plate_score:.2f})")
-            )  # fmt: skip
-            break
-    return out
+    rivals = [
+        rival for rival in scored
+        if rival.decl.tractor_plate != declared
+        and rival.plate_score >= rules.plate_min_score
+        and rival.plate_score >= best.plate_score - rules.ambiguity_margin
+        and len(rival.containers.matched) == len(best.containers.matched)
+    ]  # fmt: skip
+    if not rivals:
+        return []
+    rival = _top(rivals, found, rules)
+    return [
+        (Reason.LOW_READ_CONFIDENCE,
+         f"ambiguous plate: {declared} ({best.plate_score:.2f}) vs "
+         f"{rival.decl.tractor_plate} ({rival.plate_score:.2f})")
+    ]  # fmt: skip
 
 
 def _trailer_findings(
@@ -797,10 +822,16 @@ def decide(
                 )
             )
         return _decision(Outcome.NO_DECLARATION, found, rules, now, None)
-    checked = [(s, _checks(passage, plates, s, rules, used)) for s in scored]
-    checked.sort(key=lambda sf: _rank(sf[0], sf[1], rules), reverse=True)
-    best, found = checked[0]
-    found = found + _ambiguity(best, [s for s, _ in checked[1:]], rules)
+    checked: dict[int, list[tuple[Reason, str]]] = {}  # the checks of a candidate, once
+
+    def checks(s: _Scored) -> list[tuple[Reason, str]]:
+        found = checked.get(id(s))
+        if found is None:
+            found = checked[id(s)] = _checks(passage, plates, s, rules, used)
+        return found
+
+    best = _top(scored, checks, rules)  # the highest `_rank`
+    found = checks(best) + _ambiguity(best, scored, checks, rules)
     if disagree is not None:
         found.append((Reason.PLATES_DISAGREE, disagree))
     decision = _decision(Outcome.CLEARED, found, rules, now, best)

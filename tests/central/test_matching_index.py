@@ -183,3 +183,60 @@ def test_candidate_filter_drops_only_what_decide_drops() -> None:
             p, candidates, DEFAULT_RULES, used, NOW
         )
     assert kept < total  # look-alike trucks decide drops were skipped
+
+
+def _fully_sorted(p, candidates, rules, used):  # type: ignore[no-untyped-def]
+    """The chosen declaration and named ambiguity rival of sorting every candidate with all its
+    checks run (what `decide` did before it ran them only where the evidence ties)."""
+    from central.domain import matching as m
+
+    plates = m.plate_evidence(p, rules.candidate_min_confidence)
+    evidence = m.container_evidence(p.containers, rules.candidate_min_confidence)
+    scored = []
+    for d in candidates:
+        score = plates.score(d.tractor_plate)
+        front = plates.score(d.tractor_plate, front_only=True) if plates.rear else score
+        check = m.check_containers(evidence, d.containers)
+        if score >= rules.plate_min_score or check.matched:
+            scored.append(m._Scored(d, score, check, m._in_window(d, p.started_at, rules), front))
+    if not scored:
+        return None, None
+    checked = sorted(scored, key=lambda s: m._rank(s, m._checks(p, plates, s, rules, used), rules),
+                     reverse=True)
+    best = checked[0]
+    rival = next((r for r in checked[1:] if r.decl.tractor_plate != best.decl.tractor_plate
+                  and r.plate_score >= rules.plate_min_score
+                  and r.plate_score >= best.plate_score - rules.ambiguity_margin
+                  and len(r.containers.matched) == len(best.containers.matched)), None)
+    return best.decl.number, None if rival is None else rival.decl.tractor_plate
+
+
+def test_decide_picks_as_a_full_sort_of_every_checked_candidate() -> None:
+    """`decide` runs the checks only of candidates the plate and container evidence leaves
+    tied; the declaration it picks and the ambiguity rival it names are still those of sorting
+    every candidate fully checked (look-alike trucks, used declarations, a loose rule set)."""
+    from central.domain.rules import RuleSet
+
+    rng = random.Random(29)
+    loose = RuleSet(version="loose", plate_min_score=0.6, ambiguity_margin=0.15)
+    targets = DECLS[:600]
+    twins = [  # a look-alike truck for each: one character of the plate another
+        d.model_copy(update={"number": d.number + "T", "tractor_plate": d.tractor_plate[:-1]
+                             + str((int(d.tractor_plate[-1]) + 1) % 10)})
+        for d in targets if d.tractor_plate[-1].isdigit()
+    ]  # fmt: skip
+    index = DeclarationIndex(DECLS + twins)
+    ambiguous = 0
+    for k in range(400):
+        p = passage_for(targets[rng.randrange(len(targets))], rng, plate_errors=k % 4)
+        rules = loose if k % 2 else DEFAULT_RULES
+        used = {d.number for d in rng.sample(DECLS + twins, 800)}
+        candidates = index.candidates(p, rules)
+        decision = decide(p, candidates, rules, used, NOW)
+        number, rival = _fully_sorted(p, candidates, rules, used)
+        assert decision.declaration_number == number
+        named = [f.detail for f in decision.reasons if f.detail.startswith("ambiguous plate")]
+        assert named == ([] if rival is None else [named[0]])
+        assert rival is None or named[0].split(" vs ")[1].startswith(rival)
+        ambiguous += rival is not None
+    assert ambiguous >= 50
