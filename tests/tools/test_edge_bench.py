@@ -59,3 +59,18 @@ def test_bench_edge_full_frame_sweep_prints_lanes_per_box(capsys) -> None:
     assert result["lanes_per_box"] == (1 if row["plates_correct"] == row["passages_expected"]
                                        and row["p95_ms"] <= 1000 else 0)
     assert any(line.startswith("lanes_per_box:") for line in out)
+
+
+def test_two_segments_of_a_mode_add_up_field_by_field() -> None:
+    from collections import defaultdict
+
+    a = RunResult(10.0, 20, 4, 4, 4, 3, 5, 2.0, [100.0], busy_s=8.0, cpu_s=6.0, skipped=50,
+                  misread=[("29C12345", "")], onnx_s=defaultdict(float, {"det": 4.0}))
+    b = RunResult(10.0, 10, 2, 2, 3, 2, 1, 1.0, [300.0], busy_s=4.0, cpu_s=3.0, skipped=25,
+                  onnx_s=defaultdict(float, {"det": 1.0, "rec": 2.0}))
+    both = a + b
+    assert (both.frames, both.correct, both.passages_expected, both.skipped) == (30, 5, 7, 75)
+    assert both.cpu_s == 9.0 and both.busy_s == 12.0 and both.misread == [("29C12345", "")]
+    assert dict(both.onnx_s) == {"det": 5.0, "rec": 2.0} and both.latencies_ms == [100.0, 300.0]
+    assert both.mean_batch == 30 / 20  # 10 + 10 batches
+    assert both.frames_per_passage == 30 / 7 and both.cpu_ms_per_frame == 300.0

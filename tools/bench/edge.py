@@ -136,11 +136,10 @@ class RunResult:
             self.passages + other.passages, self.passages_expected + other.passages_expected,
             self.correct + other.correct, self.dropped + other.dropped,
             frames / batches if batches else 0.0, self.latencies_ms + other.latencies_ms,
-            self.busy_s + other.busy_s,
-            defaultdict(float, {k: self.onnx_s[k] + other.onnx_s[k]
-                                for k in {*self.onnx_s, *other.onnx_s}}),
-            self.cpu_s + other.cpu_s, self.skipped + other.skipped,
-            self.misread + other.misread,
+            busy_s=self.busy_s + other.busy_s, cpu_s=self.cpu_s + other.cpu_s,
+            skipped=self.skipped + other.skipped, misread=self.misread + other.misread,
+            onnx_s=defaultdict(float, {k: self.onnx_s[k] + other.onnx_s[k]
+                                       for k in {*self.onnx_s, *other.onnx_s}}),
         )
 
 
