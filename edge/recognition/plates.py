@@ -64,6 +64,14 @@ MAX_FRAME_GROUPS = 8  # plate candidates read per frame, most plate-like first
 MAX_SPLIT_GROUPS = 3  # of those, the most plate-like single boxes also read as 2 rows
 MAX_WINDOW_GROUPS = 4  # cascade: the most plate-like coarse candidates searched at full scale
 CASCADE_CERTAIN = 0.8  # a cascaded frame whose best read is less sure is searched again whole
+# A frame whose best read from the coarse pass's own boxes is at least this sure skips the
+# full-scale search in windows: chosen by 5-fold cross-validation over the 174 cascaded frames of
+# openalpr-endtoend and cn-real (per fold, the most confident coarse read the windows search
+# turned from wrong to right in the four training folds, plus 0.05, rounded up to 0.05: 0.95 in
+# every fold; held out, 113 frames skipped it, none read wrong that it read right, 2 read right
+# that it read wrong). docs/plates.md has the table.
+COARSE_CERTAIN = 0.95
+COARSE, WINDOWS, WHOLE = "coarse", "windows", "whole"  # how a frame was searched (`_locate`)
 SIZE_TOLERANCE = 0.8  # reads with rows at least this share of the tallest read rank unscaled
 SMALL_ROW = 24  # candidates with rows lower than this (px) get an upscaled second pass
 LINE_HEIGHT = 48  # the recognizer's input height: lines are brought to it before reading
@@ -496,31 +504,56 @@ class PlateReader:
     def read_frames(self, frames: Sequence[np.ndarray]) -> list[list[PlateResult]]:
         """Plates found in each frame, most confident first.
 
-        Frames are searched by a cascade (`_locate`, with `cascade` on): a coarse detector pass
-        over the whole frame, then the full-scale pass only in windows around its most
-        plate-like candidates; a cascaded frame where nothing is read, or whose best read is
-        below `CASCADE_CERTAIN`, is searched again whole and takes that search's reads.
+        Frames are searched by a cascade (`_locate`, with `cascade` on), each stage only where
+        the one before read no plate with certainty: a coarse detector pass over the whole frame,
+        whose own boxes are read first; a frame whose best read there is below `COARSE_CERTAIN`
+        is searched at full scale in windows around its most plate-like coarse candidates
+        (`_search_windows`), and one whose best read there is below `CASCADE_CERTAIN` is
+        searched whole and takes that search's reads.
         Text-line groups are ranked by detector score times a geometric plate prior and only the
         top `MAX_FRAME_GROUPS` are read (a frame with very tall lines is searched at half scale
         too: `refine_tall_lines`); a candidate with small rows also gets a second detector
         pass over an upscaled window around it. All lines of all frames share one recognizer call.
         """
         frames = [check_image(f, f"frame {i}") for i, f in enumerate(frames)]
-        results, cascaded = self._read_frames(frames, self.cascade)
-        missed = [i for i, plates in enumerate(results) if cascaded[i]
-                  and (not plates or plates[0].confidence < CASCADE_CERTAIN)]
-        if missed:
-            again, _ = self._read_frames([frames[i] for i in missed], cascade=False)
-            for i, plates in zip(missed, again, strict=True):
-                results[i] = plates
+        if self.cascade:
+            boxes, stages = self._locate(frames)
+        else:
+            boxes, stages = self._search_whole(frames), [WHOLE] * len(frames)
+        results = self._read_frames(frames, boxes)
+        missed, windowed = [], []
+        for i, stage in enumerate(stages):
+            if stage == COARSE and not _certain(results[i], COARSE_CERTAIN):
+                fine = self._search_windows(frames[i], boxes[i])
+                if fine is None:  # windows over most of the frame: search it whole
+                    missed.append(i)
+                    continue
+                boxes[i], stages[i] = fine, WINDOWS
+                windowed.append(i)
+        self._read_again(frames, windowed, boxes, results)
+        missed = sorted(missed + [i for i, stage in enumerate(stages) if stage == WINDOWS
+                                  and not _certain(results[i], CASCADE_CERTAIN)])
+        for i, found in zip(missed, self._search_whole([frames[i] for i in missed]), strict=True):
+            boxes[i] = found
+        self._read_again(frames, missed, boxes, results)
         self._learn(plates[0] for plates in results if plates)
         return results
 
+    def _read_again(
+        self, frames: Sequence[np.ndarray], idx: Sequence[int], boxes: Sequence[list[TextBox]],
+        results: list[list[PlateResult]],
+    ) -> None:
+        """Replace the reads of frames `idx` by those of their (new) `boxes`."""
+        if idx:
+            again = self._read_frames([frames[i] for i in idx], [boxes[i] for i in idx])
+            for i, plates in zip(idx, again, strict=True):
+                results[i] = plates
+
     def _read_frames(
-        self, frames: Sequence[np.ndarray], cascade: bool
-    ) -> tuple[list[list[PlateResult]], list[bool]]:
-        """The reads of each frame, and whether it was searched by the cascade."""
-        found, cascaded = self._candidates(frames, cascade)
+        self, frames: Sequence[np.ndarray], boxes_per_frame: Sequence[list[TextBox]]
+    ) -> list[list[PlateResult]]:
+        """The reads of each frame from its text boxes."""
+        found = self._candidates(frames, boxes_per_frame)
         colours = [plate_colour(warp_quad(frames[o], q))
                    for o, q in zip(found.owners, found.quads, strict=True)]
         plates = ([warp_quad(frames[o], widen_quad(q))
@@ -528,24 +561,42 @@ class PlateReader:
                   if self.own is not None else None)
         reads = self._read(found.layouts, colours, plates)
         results = _place(len(frames), found, colours, reads, self.min_confidence)
-        results = [_suppress(plates, frame.shape)
-                   for plates, frame in zip(results, frames, strict=True)]
-        return results, cascaded
+        return [_suppress(plates, frame.shape)
+                for plates, frame in zip(results, frames, strict=True)]
 
-    def _locate(self, frames: Sequence[np.ndarray]) -> tuple[list[list[TextBox]], list[bool]]:
-        """Text boxes per frame found by the cascade, and whether each frame went through it.
+    def _search_whole(self, frames: Sequence[np.ndarray]) -> list[list[TextBox]]:
+        """Text boxes of whole frames searched at the detector's full scale (frames with very
+        tall lines also at half scale: `refine_tall_lines`)."""
+        if not frames:
+            return []
+        return refine_tall_lines(self.detector, frames, self.detector.detect(frames))
 
-        Frames of one shape share a coarse detector pass at `coarse_scale`; the merged windows
-        around its top `MAX_WINDOW_GROUPS` candidates (`cascade_windows`) are searched again at
-        the detector's full scale (`TextDetector.detect_windows`: the boxes a whole-frame pass
-        finds there), and their boxes replace the coarse ones inside. With a plate detector,
-        a frame where it finds a plate with certainty (`detector_windows`) is searched at full
-        scale only in windows around the plates it found, and skips the coarse pass. Frames too
-        small to gain, or whose windows would cover most of the frame, are searched whole at
-        full scale (`refine_tall_lines`).
+    def _search_windows(self, frame: np.ndarray, coarse: list[TextBox]) -> list[TextBox] | None:
+        """Text boxes of a frame from its coarse pass's boxes `coarse`: the merged windows
+        around the top `MAX_WINDOW_GROUPS` candidates (`cascade_windows`) searched again at the
+        detector's full scale (`TextDetector.detect_windows`: the boxes a whole-frame pass finds
+        there), whose boxes replace the coarse ones inside; None when the windows would cover
+        most of the frame (search it whole)."""
+        ranked = _ranked_groups(plate_groups(coarse), frame.shape)[:MAX_WINDOW_GROUPS]
+        windows = cascade_windows([(_group_bbox(g), len(g)) for g in ranked], frame.shape)
+        if windows is None:
+            return None
+        fine = self.detector.detect_windows(
+            frame, windows, self.detector.input_scale(*frame.shape[:2]))
+        return _distinct(fine) + [b for b in coarse
+                                  if not any(_inside(b.bbox, w) for w in windows)]
+
+    def _locate(self, frames: Sequence[np.ndarray]) -> tuple[list[list[TextBox]], list[str]]:
+        """The first stage of the cascade: text boxes per frame, and how each was searched.
+
+        Frames of one shape share a coarse detector pass at `coarse_scale`: its boxes are the
+        frame's (stage `COARSE`). With a plate detector, a frame where it finds a plate with
+        certainty (`detector_windows`) is searched at full scale only in windows around the
+        plates it found, and skips the coarse pass (stage `WINDOWS`). Frames too small to gain
+        are searched whole at full scale (stage `WHOLE`).
         """
         out: list[list[TextBox]] = [[] for _ in frames]
-        cascaded = [False] * len(frames)
+        stages = [WHOLE] * len(frames)
         whole: list[int] = []
         by_shape: dict[tuple[int, ...], list[int]] = {}
         for i, frame in enumerate(frames):
@@ -565,42 +616,25 @@ class PlateReader:
                         coarse_idx.append(i)
                         continue
                     out[i] = _distinct(self.detector.detect_windows(frames[i], windows, full))
-                    cascaded[i] = True
+                    stages[i] = WINDOWS
                 idx = coarse_idx
                 if not idx:
                     continue
             for i, coarse in zip(idx, self.coarse_detector.detect([frames[i] for i in idx],
                                                                   scale=scale), strict=True):
-                ranked = _ranked_groups(plate_groups(coarse), shape)[:MAX_WINDOW_GROUPS]
-                windows = cascade_windows([(_group_bbox(g), len(g)) for g in ranked], shape)
-                if windows is None:
-                    whole.append(i)
-                    continue
-                fine = self.detector.detect_windows(frames[i], windows, full)
-                out[i] = _distinct(fine) + [b for b in coarse
-                                            if not any(_inside(b.bbox, w) for w in windows)]
-                cascaded[i] = True
-        if whole:
-            subset = [frames[i] for i in whole]
-            for i, boxes in zip(whole, refine_tall_lines(self.detector, subset,
-                                                         self.detector.detect(subset)),
-                                strict=True):
-                out[i] = boxes
-        return out, cascaded
+                out[i], stages[i] = coarse, COARSE
+        for i, boxes in zip(whole, self._search_whole([frames[i] for i in whole]), strict=True):
+            out[i] = boxes
+        return out, stages
 
     def _candidates(
-        self, frames: Sequence[np.ndarray], cascade: bool = False
-    ) -> tuple[_Candidates, list[bool]]:
-        """The plate candidates of every frame: the top-ranked text-line groups, each with its
-        ways to be read, plus what an upscaled second detector pass found around small ones;
-        and whether each frame was searched by the cascade (`_locate`) or whole."""
+        self, frames: Sequence[np.ndarray], boxes_per_frame: Sequence[list[TextBox]]
+    ) -> _Candidates:
+        """The plate candidates of every frame from its text boxes: the top-ranked text-line
+        groups, each with its ways to be read, plus what an upscaled second detector pass found
+        around small ones."""
         found = _Candidates()
         windows: list[tuple[int, np.ndarray]] = []  # (candidate index, window image)
-        if cascade:
-            boxes_per_frame, cascaded = self._locate(frames)
-        else:
-            boxes_per_frame = refine_tall_lines(self.detector, frames, self.detector.detect(frames))
-            cascaded = [False] * len(frames)
         for i, (frame, boxes) in enumerate(zip(frames, boxes_per_frame, strict=True)):
             warped: dict[int, np.ndarray] = {}
             ranked = _ranked_groups(plate_groups(boxes), frame.shape)
@@ -623,7 +657,7 @@ class PlateReader:
             windows, self._detected_layouts([w for _, w in windows]), strict=True
         ):
             found.layouts[index] += extra
-        return found, cascaded
+        return found
 
     def read_crops(self, crops: Sequence[np.ndarray]) -> list[PlateResult]:
         """Read each crop as one plate (1 or 2 rows, whichever its grammar fits best).
@@ -786,6 +820,11 @@ class PlateReader:
             top.text, grammar.display(top.text), top.score, top.region, rows,
             candidates=tuple((c.text, round(c.score, 4)) for c in candidates),
         )
+
+
+def _certain(plates: Sequence[PlateResult], level: float) -> bool:
+    """Whether a frame's best read (reads best first) is at least `level` sure."""
+    return bool(plates) and plates[0].confidence >= level
 
 
 @dataclass(frozen=True)

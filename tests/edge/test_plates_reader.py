@@ -141,8 +141,9 @@ def test_a_frame_with_tall_lines_is_searched_again_at_half_scale(reader: PlateRe
 
 
 def test_cascade_searches_a_full_hd_frame_coarsely_then_only_around_candidates(
-    reader: PlateReader,
+    reader: PlateReader, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setattr(plates, "COARSE_CERTAIN", 1.01)  # no coarse read is certain enough
     frame = np.full((1080, 1920, 3), 90, np.uint8)
     frame[700:728, 1200:1330] = cv2.resize(render_plate("51R01234", "vn", 1, "white"), (130, 28))
     large = np.full((1080, 1920, 3), 90, np.uint8)
@@ -183,6 +184,26 @@ def test_cascade_searches_a_full_hd_frame_coarsely_then_only_around_candidates(
     assert not empty  # nothing read: searched whole at full scale after the coarse pass
     assert passes[4:] == [("coarse", pytest.approx(coarse)), ("windows", pytest.approx(full)),
                           ("whole", None)]
+
+
+def test_a_certain_read_of_the_coarse_boxes_skips_the_full_scale_search(
+    reader: PlateReader, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    frame = np.full((1080, 1920, 3), 90, np.uint8)
+    frame[500:760, 600:960] = cv2.resize(render_plate("29LD12345", "vn", 2, "white"), (360, 260))
+    passes: list[str] = []
+    for detector, method in ((reader.coarse_detector, "detect"), (reader.detector, "detect"),
+                             (reader.detector, "detect_windows")):
+        spied = getattr(detector, method)
+        name = "coarse" if detector is reader.coarse_detector else method
+        monkeypatch.setattr(detector, method, lambda *args, spied=spied, name=name, **kw: (
+            passes.append(name) or spied(*args, **kw)))
+    (found,) = reader.read_frames([frame])[0]
+    assert found.text == "29LD12345" and found.confidence >= plates.COARSE_CERTAIN
+    assert passes == ["coarse"]
+    monkeypatch.setattr(plates, "COARSE_CERTAIN", 1.01)
+    assert reader.read_frames([frame])[0][0].text == "29LD12345"
+    assert passes[1:] == ["coarse", "detect_windows"]
 
 
 def test_a_certain_chinese_reading_skips_the_second_opinion(
