@@ -92,3 +92,78 @@ def test_frame_policy_settings_are_validated() -> None:
         FramePolicyConfig(idle_fps=0)
     with pytest.raises(ValidationError):
         FramePolicyConfig(settle_reads=2, sample=1)  # type: ignore[call-arg]
+
+
+class Host:
+    """The node as a lane sees it: records submitted frames and emitted passages."""
+
+    site, node_id = "huunghi", "edge-1"
+
+    def __init__(self) -> None:
+        self.jobs: list = []
+        self.events: list = []
+
+    def submit_frame(self, job) -> None:  # type: ignore[no-untyped-def]
+        self.jobs.append(job)
+
+    def cancel_frames(self, which) -> None:  # type: ignore[no-untyped-def]
+        for job in [j for j in self.jobs if which(j)]:
+            self.jobs.remove(job)
+            job.dropped()
+
+    def save_image(self, image) -> str:  # type: ignore[no-untyped-def]
+        return "img"
+
+    def count_plate_reads(self, n: int) -> None:
+        """Not counted here."""
+
+    def record_weight(self, lane, weight) -> None:  # type: ignore[no-untyped-def]
+        """No scale here."""
+
+    def set_lane_state(self, lane, state) -> None:  # type: ignore[no-untyped-def]
+        lane.state = state
+
+    def run_command_work(self, work) -> None:  # type: ignore[no-untyped-def]
+        work()
+
+    def emit(self, lane, event) -> None:  # type: ignore[no-untyped-def]
+        self.events.append(event)
+
+
+def test_a_lane_stops_submitting_a_camera_once_front_and_rear_agree() -> None:
+    import numpy as np
+
+    from edge.config import LaneConfig
+    from edge.runtime.lane import LaneRuntime
+    from edge.runtime.sources import Frame
+
+    cfg = LaneConfig.model_validate({
+        "lane": "L1", "trigger": {"type": "mqtt"}, "passage": {"merge_window_s": 0},
+        "cameras": [{"name": n, "role": r, "source": "sim"} for n, r in
+                    (("f1", "front_plate"), ("r1", "rear_plate"), ("f2", "front_plate"))]})
+    host = Host()
+    lane = LaneRuntime(host, cfg)
+    image = np.zeros((8, 8, 3), np.uint8)
+
+    def offer(camera: str, index: int) -> list:
+        before = len(host.jobs)
+        lane.on_frame(Frame(f"L1/{camera}", index, 100.0 + index / 5, image))
+        return host.jobs[before:]
+
+    assert offer("f1", 0) == []  # no truck: nothing read
+    lane.set_presence(True, 100.2)
+    (front,) = offer("f1", 1)
+    (rear,) = offer("r1", 1)
+    (other,) = offer("f2", 1)
+    assert front.group == other.group != rear.group  # one frame per role and batch
+    host.jobs.clear()
+    front.done(read("29C12345"))
+    assert rear.rank() < other.rank()  # the rear (no read yet) goes first
+    rear.done(read("29C12345"))  # agreement: both roles settled
+    assert offer("f1", 2) == offer("r1", 2) == offer("f2", 2) == []
+    other.done([])
+    lane.set_presence(False, 101.0)
+    (event,) = host.events
+    assert event.plate_front.text == event.plate_rear.text == "29C12345"
+    lane.set_presence(True, 105.0)  # the next truck is read again
+    assert len(offer("f1", 30)) == 1
