@@ -6,6 +6,7 @@ a filter, and rows read back from SQLite get their UTC zone again through `aware
 
 from __future__ import annotations
 
+import json
 from collections import Counter, defaultdict, namedtuple
 from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -16,14 +17,18 @@ from itertools import islice
 from typing import Any, Protocol, cast
 
 from sqlalchemy import (
+    ARRAY,
     ColumnElement,
+    String,
     Table,
+    any_,
     bindparam,
     delete,
     event,
     exists,
     func,
     insert,
+    literal_column,
     or_,
     select,
     update,
@@ -646,16 +651,14 @@ class _Prefetch:
     def read(self, conn: Any, plates: Collection[str], numbers: Collection[str]) -> None:
         """Read the declarations of these plates (not read yet) and with these numbers."""
         wanted = set(plates)
-        if wanted and numbers:
-            query, params = _ROWS_OF_PLATES_OR_NUMBERS, {"plates": sorted(wanted),
-                                                         "numbers": sorted(numbers)}
-        elif wanted:
-            query, params = _ROWS_OF_PLATES, {"plates": sorted(wanted)}
-        else:
-            query, params = _ROWS, {"numbers": sorted(numbers)}
+        queries = _ROWS_OF_PLATES_OR_NUMBERS if wanted and numbers else (
+            _ROWS_OF_PLATES if wanted else _ROWS)
+        params = {"plates": _list_param(conn, wanted)} if wanted else {}
+        if numbers:
+            params["numbers"] = _list_param(conn, numbers)
         for plate in wanted:
             self.numbers_by_plate[plate] = []
-        for r in conn.execute(query, params):
+        for r in conn.execute(queries[conn.dialect.name], params):
             row = tuple(r)
             number, plate = row[0], row[_PLATE_AT]
             if plate in wanted:
@@ -666,25 +669,43 @@ class _Prefetch:
 
 
 _PREFETCH = "smartgate.store.prefetch"
-_EXISTING = select(Passage.event_id).where(
-    Passage.event_id.in_(bindparam("event_ids", expanding=True))
-)
-_KEY_NUMBERS = select(_DECLARATION_KEYS.c.key, _DECLARATION_KEYS.c.declaration_number).where(
-    _DECLARATION_KEYS.c.key.in_(bindparam("keys", expanding=True))
-)
-_KEY_PLATES = select(_PLATE_KEYS.c.key, _PLATE_KEYS.c.plate).where(
-    _PLATE_KEYS.c.key.in_(bindparam("keys", expanding=True))
-)
-_ROWS = select(*_CANDIDATE_COLUMNS).where(
-    _DECLARATIONS.c.number.in_(bindparam("numbers", expanding=True))
-)
-_ROWS_OF_PLATES = select(*_CANDIDATE_COLUMNS).where(
-    _DECLARATIONS.c.tractor_plate.in_(bindparam("plates", expanding=True))
-)
-_ROWS_OF_PLATES_OR_NUMBERS = select(*_CANDIDATE_COLUMNS).where(
-    or_(_DECLARATIONS.c.tractor_plate.in_(bindparam("plates", expanding=True)),
-        _DECLARATIONS.c.number.in_(bindparam("numbers", expanding=True)))
-)
+def _in_list(column: Any, name: str) -> dict[str, ColumnElement[bool]]:
+    """`column IN` a list bound as one parameter `name` (`_list_param`), per dialect: SQLite's
+    `json_each` of a JSON array, PostgreSQL's `= ANY(array)`. One statement whatever the
+    length, so SQLAlchemy neither renders nor binds hundreds of parameters (an expanding
+    `IN` did that for every read-ahead)."""
+    each = select(literal_column("value")).select_from(func.json_each(bindparam(name)))
+    return {
+        "sqlite": column.in_(each),
+        "postgresql": column == any_(bindparam(name, type_=ARRAY(String))),
+    }
+
+
+def _list_param(conn: Any, values: Collection[str]) -> Any:
+    """A list as `_in_list` binds it on this connection's dialect."""
+    items = sorted(values)
+    return json.dumps(items) if conn.dialect.name == "sqlite" else items
+
+
+def _per_dialect(columns: Sequence[Any], where: Callable[[str], ColumnElement[bool]]
+                 ) -> dict[str, Select[Any]]:
+    return {d: select(*columns).where(where(d)) for d in ("sqlite", "postgresql")}
+
+
+_EXISTING = _per_dialect([Passage.event_id], lambda d: _in_list(Passage.event_id, "ids")[d])
+_KEY_NUMBERS = _per_dialect(
+    [_DECLARATION_KEYS.c.key, _DECLARATION_KEYS.c.declaration_number],
+    lambda d: _in_list(_DECLARATION_KEYS.c.key, "keys")[d])
+_KEY_PLATES = _per_dialect([_PLATE_KEYS.c.key, _PLATE_KEYS.c.plate],
+                           lambda d: _in_list(_PLATE_KEYS.c.key, "keys")[d])
+_ROWS = _per_dialect(_CANDIDATE_COLUMNS,
+                     lambda d: _in_list(_DECLARATIONS.c.number, "numbers")[d])
+_ROWS_OF_PLATES = _per_dialect(_CANDIDATE_COLUMNS,
+                               lambda d: _in_list(_DECLARATIONS.c.tractor_plate, "plates")[d])
+_ROWS_OF_PLATES_OR_NUMBERS = _per_dialect(
+    _CANDIDATE_COLUMNS,
+    lambda d: or_(_in_list(_DECLARATIONS.c.tractor_plate, "plates")[d],
+                  _in_list(_DECLARATIONS.c.number, "numbers")[d]))
 
 
 def prefetch_passages(
@@ -700,17 +721,21 @@ def prefetch_passages(
     `passage_exists` and `candidate_declarations` then answer from it for the rest of this
     transaction (declaration use recorded meanwhile is kept in step)."""
     conn = session.connection()
-    existing = set(conn.execute(_EXISTING, {"event_ids": sorted(event_ids)}).scalars())
+    dialect = conn.dialect.name
+    existing = set(conn.execute(_EXISTING[dialect], {"ids": _list_param(conn, event_ids)})
+                   .scalars())
     keys = {k for passage_keys, _ in wanted for k in passage_keys}
     plate_keys = sorted(k for k in keys if k.startswith(PLATE_KEY))
     other_keys = sorted(k for k in keys if not k.startswith(PLATE_KEY))
     plates_by_key: dict[str, list[str]] = defaultdict(list)
     numbers_by_key: dict[str, list[str]] = defaultdict(list)
     if plate_keys:
-        for key, plate in conn.execute(_KEY_PLATES, {"keys": plate_keys}):
+        for key, plate in conn.execute(_KEY_PLATES[dialect],
+                                       {"keys": _list_param(conn, plate_keys)}):
             plates_by_key[key].append(plate)
     if other_keys:
-        for key, number in conn.execute(_KEY_NUMBERS, {"keys": other_keys}):
+        for key, number in conn.execute(_KEY_NUMBERS[dialect],
+                                        {"keys": _list_param(conn, other_keys)}):
             numbers_by_key[key].append(number)
     ahead = _Prefetch(
         transaction=session.get_transaction(), event_ids=set(event_ids), existing=existing,
