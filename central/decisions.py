@@ -113,14 +113,27 @@ class DecisionService:
     def __init__(self, rules: RuleSet = DEFAULT_RULES, fee_table: FeeTable = DEFAULT_FEE_TABLE):
         self.rules = rules
         self.fee_table = fee_table
+        # the last read-ahead's passages (by identity) with their keys and candidate filters,
+        # so deciding them does not work those out again
+        self._read_ahead: dict[int, tuple[PassageEvent, set[str], CandidateFilter]] = {}
 
     def prefetch(self, session: Session, events: Sequence[PassageEvent]) -> None:
         """Read ahead for a batch of ingest passages (the ingest's `on_batch` hook): a few
         queries for all of them instead of a few per passage (store.prefetch_passages): only
         the declarations of plates some passage's candidate filter may keep are read."""
-        wanted = [(passage_keys(e, self.rules.candidate_min_confidence),
-                   CandidateFilter(e, self.rules)) for e in events]
-        store.prefetch_passages(session, [e.event_id for e in events], wanted)
+        ahead = {id(e): (e, passage_keys(e, self.rules.candidate_min_confidence),
+                         CandidateFilter(e, self.rules)) for e in events}
+        self._read_ahead = ahead
+        store.prefetch_passages(session, [e.event_id for e in events],
+                                [(keys, keep) for _e, keys, keep in ahead.values()])
+
+    def _lookup(self, event: PassageEvent) -> tuple[set[str], CandidateFilter]:
+        """The passage's lookup keys and candidate filter (from the read-ahead if it had it)."""
+        known = self._read_ahead.get(id(event))
+        if known is not None and known[0] is event:
+            return known[1], known[2]
+        return passage_keys(event, self.rules.candidate_min_confidence), CandidateFilter(
+            event, self.rules)
 
     def decide_passage(self, session: Session, event: PassageEvent) -> PassageDecided:
         """Decide a just-stored passage in the caller's transaction (the ingest's hook)."""
@@ -140,8 +153,7 @@ class DecisionService:
 
         `actor` names the officer whose corrected reads are decided (default: the rules).
         """
-        keys = passage_keys(event, self.rules.candidate_min_confidence)
-        keep = CandidateFilter(event, self.rules)
+        keys, keep = self._lookup(event)
         candidates, used = store.candidate_declarations(session, keys, keep)
         decision = decide(event, candidates, self.rules, used, utcnow())
         while (decision.outcome is Outcome.CLEARED and decision.declaration_number is not None
