@@ -102,7 +102,7 @@ def run_adapt(args: argparse.Namespace) -> int:
     try:
         plates = [p for folder in args.data for p in load_labeled(Path(folder))]
         summary = adapt(plates, Path(args.out), steps=args.steps, minutes=args.minutes,
-                        threads=args.threads)
+                        threads=args.threads, checkpoint=args.checkpoint)
     except LabeledDataError as exc:
         print(f"smartgate models adapt: {exc}", file=sys.stderr)
         return 2
@@ -150,4 +150,6 @@ def register(commands: CommandGroups) -> None:
     a.add_argument("--steps", type=int, default=400, help="fine-tuning steps (default 400)")
     a.add_argument("--minutes", type=float, default=30.0, help="time budget (default 30)")
     a.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
+    a.add_argument("--checkpoint", type=Path,
+                   help="plate-recognizer checkpoint to start from (default: the committed one)")
     a.set_defaults(func=run_adapt)

@@ -12,7 +12,15 @@ import pytest
 pytest.importorskip("torch")
 
 from models.plate_recognizer import render  # noqa: E402
-from models.plate_recognizer.adapt import LabeledDataError, adapt, load_labeled  # noqa: E402
+from models.plate_recognizer.adapt import (  # noqa: E402
+    LabeledDataError,
+    RenderedPool,
+    _own_batch,
+    adapt,
+    checkpoint_config,
+    load_labeled,
+)
+from models.plate_recognizer.train import CHECKPOINT  # noqa: E402
 
 
 def _folder(tmp_path: Path, n: int = 12) -> Path:
@@ -53,3 +61,32 @@ def test_a_folder_without_readable_plates_is_refused(tmp_path: Path) -> None:
         load_labeled(tmp_path)
     with pytest.raises(LabeledDataError):
         adapt([], tmp_path / "out")
+
+
+def test_camera_variation_keeps_the_input_size_and_varies_each_crop(tmp_path: Path) -> None:
+    plates = load_labeled(_folder(tmp_path, n=4))
+    assert all(p.large is not None and p.large.shape[2] == 3 for p in plates)
+    rng = np.random.default_rng(0)
+    picks = np.array([0, 0, 1, 2, 3])
+    out = _own_batch(plates, picks, rng, "camera", camera_share=1.0)
+    assert out.shape == (5, render.HEIGHT, render.WIDTH) and out.dtype == np.uint8
+    assert not np.array_equal(out[0], out[1])  # the same plate twice, seen differently
+    assert np.abs(out[0].astype(int) - plates[0].image).mean() > 1  # not the crop itself
+
+
+@pytest.mark.slow
+def test_adapt_from_a_given_checkpoint_with_a_rendered_pool(tmp_path: Path) -> None:
+    plates = load_labeled(_folder(tmp_path, n=6))
+    checkpoint = tmp_path / "start.pt"
+    checkpoint.write_bytes(CHECKPOINT.read_bytes())  # a frozen copy, as eval-adapted uses
+    assert checkpoint_config(checkpoint).width > 0
+    pool = RenderedPool.render(8, seed=1)
+    assert pool.images.shape == (8, render.HEIGHT, render.WIDTH) and len(pool.texts) == 8
+    summary = adapt(plates, tmp_path / "model", steps=3, batch=8, threads=1,
+                    checkpoint=checkpoint, pool=pool, augment="camera", own_share=0.75,
+                    stem_lr=0.0)
+    assert summary["steps"] == 3 and summary["recipe"]["checkpoint"] == str(checkpoint)
+    assert summary["recipe"]["rendered_pool"] == 8
+    assert (tmp_path / "model" / "plate_rec.onnx").is_file()
+    with pytest.raises(ValueError):
+        adapt(plates, tmp_path / "other", steps=1, checkpoint=checkpoint, augment="heavy")

@@ -40,6 +40,14 @@ def register(commands: CommandGroups) -> None:
     cv.add_argument("--steps", type=int, default=300, help="adaptation steps per fold")
     cv.add_argument("--recognizer", choices=("own", "fused"), default="fused")
     cv.add_argument("--threads", type=int, default=2, help="torch threads while adapting")
+    cv.add_argument("--checkpoint", type=Path,
+                    help="plate-recognizer checkpoint each fold starts from (default: committed)")
+    cv.add_argument("--seed", type=int, default=0, help="fold and adaptation seed (default 0)")
+    cv.add_argument("--lr", type=float, help="peak learning rate of the adaptation")
+    cv.add_argument("--own-share", type=float, help="share of the site's plates in a batch")
+    cv.add_argument("--augment", choices=("light", "camera"),
+                    help="variation of the site's plates (camera: the renderer's camera model)")
+    cv.add_argument("--stem-lr", type=float, help="learning-rate factor of the CNN stem (0: frozen)")
     cv.add_argument("--json", action="store_true", help="last stdout line: one JSON summary")
     cv.set_defaults(func=run_eval_adapted)
 
@@ -138,12 +146,16 @@ def run_eval_adapted(args: argparse.Namespace) -> int:
     """`smartgate eval-adapted`: adapted vs shipped accuracy on held-out folds."""
     from tools.eval.crossval import cross_validate
 
-    summary = cross_validate(args.dataset, args.folds, args.steps, args.recognizer,
-                             threads=args.threads)
+    recipe = {key: value for key, value in (("lr", args.lr), ("own_share", args.own_share),
+                                            ("augment", args.augment), ("stem_lr", args.stem_lr))
+              if value is not None}
+    summary = cross_validate(args.dataset, args.folds, args.steps, args.recognizer, args.seed,
+                             args.threads, args.checkpoint, recipe)
     print(f"{summary['dataset']}: {args.folds}-fold, shipped "
           f"{summary['correct_shipped']}/{summary['images']} ({summary['accuracy_shipped']:.1%})"
           f", adapted {summary['correct_adapted']}/{summary['images']} "
-          f"({summary['accuracy_adapted']:.1%})")
+          f"({summary['accuracy_adapted']:.1%}), {summary['adapt_minutes_per_fold']} min "
+          f"adapting per fold")
     if args.json:
         print(json.dumps(summary, ensure_ascii=False))
     return 0
