@@ -33,6 +33,7 @@ from sqlalchemy import (
     select,
     update,
 )
+from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import ORMExecuteState, Session
 from sqlalchemy.sql import Select
 
@@ -343,21 +344,25 @@ def declaration_values(decl: Declaration) -> dict[str, Any]:
     }
 
 
+_DIRECTIONS = {d.value: d for d in Direction}
+_STATUSES = {s.value: s for s in DeclarationStatus}
+
+
 def declaration_from_row(row: Any) -> Declaration:
     """The Declaration stored in a row (ORM object or result row); values were validated."""
     return Declaration.model_construct(
         number=row.number,
-        direction=Direction(row.direction),
+        direction=_DIRECTIONS[row.direction],
         tractor_plate=row.tractor_plate,
         trailer_plate=row.trailer_plate,
         containers=tuple(row.containers.split()),
-        seals=tuple(s for s in row.seals.split(";") if s),
+        seals=tuple(s for s in row.seals.split(";") if s) if row.seals else (),
         gross_weight_kg=row.gross_weight_kg,
         window_start=utc(row.window_start),
         window_end=utc(row.window_end),
         gate=row.gate,
         lane_group=row.lane_group,
-        status=DeclarationStatus(row.status),
+        status=_STATUSES[row.status],
         company=row.company,
         goods_category=row.goods_category,
     )
@@ -768,12 +773,43 @@ def _cached_declaration(row: tuple[Any, ...]) -> Declaration:
     return declaration_from_row(_CandidateRow(*row, None, None))
 
 
+_DRIVER_PLACEHOLDERS = {"qmark": "?", "format": "%s", "pyformat": "%s"}
+
+
+@lru_cache(maxsize=8)
+def _driver_mark_used(dialect: Dialect) -> tuple[str, Callable[[Any], Any]] | None:
+    """`_MARK_USED` as the driver's own SQL (event id, time, number) with the bind processor of
+    its time column, for a driver whose parameter style is known."""
+    mark = _DRIVER_PLACEHOLDERS.get(dialect.paramstyle)
+    if mark is None:
+        return None
+    table = _DECLARATIONS.name
+    sql = (f"UPDATE {table} SET used_by_event_id = {mark}, used_at = {mark} "
+           f"WHERE number = {mark} AND used_by_event_id IS NULL")
+    time_type = _DECLARATIONS.c.used_at.type.dialect_impl(dialect)
+    return sql, time_type.bind_processor(dialect) or (lambda value: value)
+
+
 def mark_declaration_used(session: Session, number: str, event_id: str) -> bool:
     """Record that a passage consumed this declaration; False when another passage had used it
     already (first use wins: a concurrent worker's committed use included, as the UPDATE waits
-    for it on PostgreSQL)."""
-    done = session.connection().execute(
-        _MARK_USED, {"n": number, "event_id": event_id, "at": utcnow()}).rowcount == 1
+    for it on PostgreSQL).
+
+    Once per cleared passage: run on the driver's cursor in the session's transaction, which
+    costs a tenth of a SQLAlchemy Core execution (~8 against ~80 µs on SQLite)."""
+    conn = session.connection()
+    driver = _driver_mark_used(conn.dialect)
+    if driver is None:
+        done = conn.execute(
+            _MARK_USED, {"n": number, "event_id": event_id, "at": utcnow()}).rowcount == 1
+    else:
+        sql, bind_time = driver
+        cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+        try:
+            cursor.execute(sql, (event_id, bind_time(utcnow()), number))
+            done = cursor.rowcount == 1
+        finally:
+            cursor.close()
     ahead = _prefetched(session)
     if ahead is not None and number in ahead.used and ahead.used[number] is None:
         ahead.used[number] = event_id if done else "(another passage)"

@@ -510,7 +510,6 @@ class _Scored:
     decl: Declaration
     plate_score: float
     containers: ContainerCheck
-    in_window: bool
     front_score: float  # the front read alone: the tractor's plate by contract (tie-break)
 
 
@@ -719,7 +718,7 @@ def _declaration_findings(
         out.append((Reason.DECLARATION_CANCELLED, f"declaration {decl.number} is cancelled"))
     if decl.number in used:
         out.append((Reason.DECLARATION_ALREADY_USED, f"declaration {decl.number} already used"))
-    if not best.in_window:
+    if not _in_window(decl, passage.started_at, rules):
         out.append(
             (Reason.OUTSIDE_TIME_WINDOW,
              f"passage at {passage.started_at.isoformat()}, window {decl.window_start.isoformat()}"
@@ -804,8 +803,7 @@ def decide(
             scores = plate_scores[decl.tractor_plate] = (score, front)
         check = check_containers(evidence, decl.containers)
         if scores[0] >= rules.plate_min_score or check.matched:
-            in_window = _in_window(decl, passage.started_at, rules)
-            scored.append(_Scored(decl, scores[0], check, in_window, scores[1]))
+            scored.append(_Scored(decl, scores[0], check, scores[1]))
     if not scored:
         read = plates.best_read
         found = [

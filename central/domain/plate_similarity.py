@@ -127,7 +127,12 @@ def _char_counts(plate: str) -> tuple[dict[str, int], frozenset[str]]:
     counts: dict[str, int] = {}
     for ch in plate:
         counts[ch] = counts.get(ch, 0) + 1
+    if plate.isascii():
+        return counts, _NO_CJK
     return counts, frozenset(ch for ch in counts if is_cjk(ch))
+
+
+_NO_CJK: frozenset[str] = frozenset()
 
 
 def _least_costs(own: dict[str, int], own_cjk: frozenset[str], other: dict[str, int],

@@ -198,7 +198,7 @@ def _fully_sorted(p, candidates, rules, used):  # type: ignore[no-untyped-def]
         front = plates.score(d.tractor_plate, front_only=True) if plates.rear else score
         check = m.check_containers(evidence, d.containers)
         if score >= rules.plate_min_score or check.matched:
-            scored.append(m._Scored(d, score, check, m._in_window(d, p.started_at, rules), front))
+            scored.append(m._Scored(d, score, check, front))
     if not scored:
         return None, None
     checked = sorted(scored, key=lambda s: m._rank(s, m._checks(p, plates, s, rules, used), rules),
