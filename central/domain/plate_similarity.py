@@ -80,10 +80,25 @@ def plate_distance(a: str, b: str, limit: float = math.inf) -> float:
 
     Look-alike confusions are cheap (`CONFUSABLE_COSTS`), and so is a CJK character missing from
     one plate (a dropped province); when each plate has a CJK glyph the other lacks (another
-    province), that costs `CJK_SUBSTITUTION_COST` however it is aligned. (The hot loop of
-    matching: one row per character of `a`, comparisons instead of min().) With a `limit`, it
+    province), that costs `CJK_SUBSTITUTION_COST` however it is aligned. With a `limit`, it
     stops as soon as the distance must exceed it and returns a lower bound above the limit.
+
+    Two Latin plates of one length that substitutions alone turn into each other for less than
+    2 need no table: an alignment with an insertion also has a deletion, 1 each, so the
+    substitutions are the distance (the same sum, in the same order, as the table's).
     """
+    if a == b:
+        return 0.0
+    if len(a) == len(b) and a.isascii() and b.isascii():
+        substituted = substitution_cost(a, b)
+        if substituted < 2.0:
+            return substituted
+    return _edit_distance(a, b, limit)
+
+
+def _edit_distance(a: str, b: str, limit: float = math.inf) -> float:
+    """`plate_distance` by the full table (the hot loop of matching: one row per character of
+    `a`, comparisons instead of min())."""
     if a == b:
         return 0.0
     cjk_a, cjk_b = set(_CJK.findall(a)), set(_CJK.findall(b))

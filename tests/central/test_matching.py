@@ -619,6 +619,7 @@ def test_bounded_similarity_agrees_with_the_full_score(read: str, declared: str,
     """The candidate filter's early-exit test keeps exactly what the full score keeps, and the
     character lower bound it starts with never exceeds the distance."""
     from central.domain.plate_similarity import (
+        _edit_distance,
         plate_distance,
         plate_distance_lower_bound,
         plate_similarity,
@@ -633,6 +634,7 @@ def test_bounded_similarity_agrees_with_the_full_score(read: str, declared: str,
     assert plate_distance_lower_bound(read, declared) <= full + 1e-9
     if len(read) == len(declared):
         assert substitution_cost(read, declared) >= full - 1e-9
+    assert full == _edit_distance(read, declared)  # the shortcut, to the last bit
 
 
 def test_plate_distance_lower_bound_holds_and_rejects_look_alike_trucks() -> None:
@@ -641,6 +643,7 @@ def test_plate_distance_lower_bound_holds_and_rejects_look_alike_trucks() -> Non
     filter's verdict equals the full score's;
     on other trucks' plates sharing two thirds of a read it rejects most without the distance."""
     from central.domain.plate_similarity import (
+        _edit_distance,
         plate_distance,
         plate_distance_lower_bound,
         plate_similarity,
@@ -675,6 +678,7 @@ def test_plate_distance_lower_bound_holds_and_rejects_look_alike_trucks() -> Non
         b = variant(a) if n % 2 else plate()
         lower, full = plate_distance_lower_bound(a, b), plate_distance(a, b)
         assert lower <= full + 1e-9, (a, b, lower, full)
+        assert full == _edit_distance(a, b), (a, b)  # the substitution shortcut is exact
         assert len(a) != len(b) or substitution_cost(a, b) >= full - 1e-9, (a, b, full)
         t = (0.74, 0.5, 0.9)[n % 3]
         assert similar_at_least(a, b, t) == (plate_similarity(a, b) >= t), (a, b, t)
