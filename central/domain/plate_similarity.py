@@ -83,17 +83,31 @@ def plate_distance(a: str, b: str, limit: float = math.inf) -> float:
     province), that costs `CJK_SUBSTITUTION_COST` however it is aligned. With a `limit`, it
     stops as soon as the distance must exceed it and returns a lower bound above the limit.
 
-    Two Latin plates of one length that substitutions alone turn into each other for less than
-    2 need no table: an alignment with an insertion also has a deletion, 1 each, so the
-    substitutions are the distance (the same sum, in the same order, as the table's).
+    Two plates of one length that substitutions alone turn into each other for less than the
+    cheapest deletion plus the cheapest insertion need no table: an alignment with an insertion
+    also has a deletion, so the substitutions are the distance (the same sum, in the same
+    order, as the table's). For Latin plates that is any total below 2.
     """
     if a == b:
         return 0.0
-    if len(a) == len(b) and a.isascii() and b.isascii():
+    if len(a) == len(b):
         substituted = substitution_cost(a, b)
-        if substituted < 2.0:
+        if substituted < 2.0 and a.isascii() and b.isascii():
+            return substituted
+        if substituted < _cheapest_indel_pair(a, b):
             return substituted
     return _edit_distance(a, b, limit)
+
+
+def _cheapest_indel_pair(a: str, b: str) -> float:
+    """The cheapest deletion from `a` plus the cheapest insertion from `b` (`plate_distance`'s
+    costs: 1, or the CJK cost for a CJK character)."""
+    cjk_a, cjk_b = set(_CJK.findall(a)), set(_CJK.findall(b))
+    swapped = bool(cjk_a - cjk_b) and bool(cjk_b - cjk_a)
+    cjk_indel = CJK_SUBSTITUTION_COST / 2 if swapped else CJK_INDEL_COST
+    delete = min(cjk_indel if ch in cjk_a else 1.0 for ch in a)
+    insert = min(cjk_indel if ch in cjk_b else 1.0 for ch in b)
+    return delete + insert
 
 
 def _edit_distance(a: str, b: str, limit: float = math.inf) -> float:
