@@ -59,6 +59,11 @@ LATIN_FONTS = (
 _FOOTED_ONE = ("dejavu/",)
 # stroke weights a glyph is drawn in: erode (<0) or dilate (>0) its 96 px mask by 2|w|+1 px
 STROKE_WEIGHTS = (-2, -1, 0, 0, 1, 2)
+# the CN plate typeface (GA 36) draws `1` as a plain bar and `3` with a flat top: drawn as a sans
+# `I` and as `Ʒ` (Ezh) where the font has one
+CN_FORMS = {"1": "I", "3": "\u01b7"}
+P_CN_FORMS, P_CN_MONO, P_VN_MONO = 0.8, 0.8, 0.3  # per plate: CN forms, fixed-width cells
+MONO_CELL = 0.6  # the least cell of a Latin character on fixed-width plates (natural width units)
 CJK_FONTS = (
     ("noto/NotoSansCJK-Bold.ttc", 2),  # face 2 = Noto Sans CJK SC
     ("noto/NotoSansCJK-Regular.ttc", 2),
@@ -96,6 +101,20 @@ def fonts() -> tuple[tuple[tuple[str, int], ...], tuple[tuple[str, int], ...]]:
 @cache
 def _font(path: str, index: int) -> ImageFont.FreeTypeFont:
     return ImageFont.truetype(path, _GLYPH_PX, index=index)
+
+
+@cache
+def has_glyph(char: str, path: str, index: int) -> bool:
+    """Whether the font draws `char` (not its missing-glyph box)."""
+    font = _font(path, index)
+    return font.getmask(char).getbbox() != font.getmask("\uffff").getbbox()
+
+
+def form_of(char: str, font_id: int) -> str:
+    """The character drawn for `char` in the CN plate typeface with Latin font `font_id`."""
+    form = CN_FORMS.get(char, char)
+    latin, _ = fonts()
+    return form if has_glyph(form, *latin[font_id % len(latin)]) else char
 
 
 @cache
@@ -286,58 +305,68 @@ def cn_plate(rng: np.random.Generator, layout: str) -> tuple[Design, str, int]:
 
 
 def _row_mask(text: str, height: int, width: int, aspect: float, font_id: int,
-              rng: np.random.Generator, weight: int = 0,
-              jitter: float = 0.0) -> tuple[np.ndarray, list[tuple[int, int, str]]]:
+              rng: np.random.Generator, weight: int = 0, jitter: float = 0.0,
+              cn_forms: bool = False,
+              mono: bool = False) -> tuple[np.ndarray, list[tuple[int, int, str]]]:
     """Ink mask (height x width) of one text row, characters stretched to the row height.
 
     `weight` is the glyphs' stroke weight (see `glyph`); `jitter` > 0 lets each character
-    sit up to that fraction of the height lower and shorter (hand-set or embossed plates).
+    sit up to that fraction of the height lower and shorter (hand-set or embossed plates);
+    `cn_forms` draws `1` and `3` as the CN plate typeface does (`CN_FORMS`); `mono` gives every
+    Latin character at least a fixed cell (`MONO_CELL`), a narrow glyph such as `1` centred in
+    it, as plate typefaces space their characters.
     Returns the mask and each character's (x0, x1, char) span.
     """
-    widths = []
+    cells = []  # (cell width, glyph width, character drawn), in pixels before scaling
     for ch in text:
         if ch == " ":
-            widths.append(height * aspect)
+            cells.append((height * aspect, 0.0, ch))
         elif ch in SEPARATORS:
-            widths.append(0.45 * height * aspect)
+            cells.append((0.45 * height * aspect, 0.0, ch))
+        elif not ch.isascii():
+            cells.append((height * aspect, height * aspect, ch))  # squeezed to one cell
         else:
-            g = glyph(ch, font_id)
+            drawn = form_of(ch, font_id) if cn_forms and ch in CN_FORMS else ch
+            g = glyph(drawn, font_id)
             natural = g.shape[1] / g.shape[0]
-            if not ch.isascii():
-                w = aspect  # CJK glyphs are squeezed to one character cell
+            if drawn != ch:  # a CN form keeps its own width
+                w = natural * aspect * 1.6
             elif ch == "1":
                 w = max(natural, 0.3) * aspect * 1.6
             else:
                 w = min(max(natural, 0.45), 1.0) * aspect * 1.6
-            widths.append(w * height)
+            cell = max(w, MONO_CELL * aspect * 1.6) if mono else max(w, 0.3 * aspect * 1.6)
+            cells.append((cell * height, w * height, drawn))
     gap = height * aspect * rng.uniform(0.12, 0.3)
-    total = sum(widths) + gap * (len(text) - 1)
+    total = sum(c[0] for c in cells) + gap * (len(text) - 1)
     scale = min(1.0, width / total)
     x = (width - total * scale) / 2
     mask = np.zeros((height, width), np.uint8)
     spans = []
-    for ch, w in zip(text, widths, strict=True):
-        w_px = max(1, round(w * scale))
+    for ch, (cell, w, drawn) in zip(text, cells, strict=True):
+        c_px = max(1, round(cell * scale))
         x0 = round(x)
         if ch == " ":
             pass
         elif ch == "-":
             t = max(1, height // 10)
-            mask[height // 2 - t // 2: height // 2 - t // 2 + t, x0 + w_px // 5: x0 + w_px * 4 // 5] = 255
+            mask[height // 2 - t // 2: height // 2 - t // 2 + t, x0 + c_px // 5: x0 + c_px * 4 // 5] = 255
         elif ch in ".·":
             t = max(2, height // 9)
             y = height - t if ch == "." else height // 2 - t // 2
-            cx = x0 + w_px // 2 - t // 2
+            cx = x0 + c_px // 2 - t // 2
             mask[y: y + t, cx: cx + t] = 255
         else:
+            w_px = max(1, round(w * scale))
+            gx0 = x0 + (c_px - w_px) // 2
             w8 = weight if ch.isascii() else max(weight, -1)  # CJK strokes are thinner
             h_ch = height - round(height * rng.uniform(0, jitter)) if jitter else height
             y0 = int(rng.integers(0, height - h_ch + 1))
-            g = cv2.resize(glyph(ch, font_id, w8), (w_px, h_ch), interpolation=cv2.INTER_AREA)
-            x1 = min(width, x0 + w_px)
-            mask[y0:y0 + h_ch, x0:x1] = np.maximum(mask[y0:y0 + h_ch, x0:x1], g[:, : x1 - x0])
-            spans.append((x0, x1, ch))
-        x += (w + gap) * scale
+            g = cv2.resize(glyph(drawn, font_id, w8), (w_px, h_ch), interpolation=cv2.INTER_AREA)
+            x1 = min(width, gx0 + w_px)
+            mask[y0:y0 + h_ch, gx0:x1] = np.maximum(mask[y0:y0 + h_ch, gx0:x1], g[:, : x1 - gx0])
+            spans.append((x0, min(width, x0 + c_px), ch))
+        x += (cell + gap) * scale
     return mask, spans
 
 
@@ -362,13 +391,17 @@ def draw_design(design: Design, rng: np.random.Generator, px_per_mm: float = 0.6
     font_id = int(rng.integers(0, 64))
     weight = int(rng.choice(STROKE_WEIGHTS))
     jitter = float(rng.uniform(0.02, 0.08)) if rng.random() < 0.3 else 0.0
+    cn = any(not ch.isascii() for row in design.rows for ch in row[0])
+    cn_forms = cn and rng.random() < P_CN_FORMS
+    mono = rng.random() < (P_CN_MONO if cn else P_VN_MONO)
     for text, x0, y0, x1, y1, aspect in design.rows:
         dx, dy = rng.normal(0, 0.01, 2)
         bx0, bx1 = round((x0 + dx) * w), round((x1 + dx) * w)
         by0, by1 = round((y0 + dy) * h), round((y1 + dy) * h)
         bx0, by0 = max(0, bx0), max(0, by0)
         bx1, by1 = min(w, bx1), min(h, by1)
-        mask, spans = _row_mask(text, by1 - by0, bx1 - bx0, aspect, font_id, rng, weight, jitter)
+        mask, spans = _row_mask(text, by1 - by0, bx1 - bx0, aspect, font_id, rng, weight, jitter,
+                                cn_forms, mono)
         if rng.random() < 0.3:  # stroke weight: embossed plates print heavier or lighter
             k = np.ones((2, 2), np.uint8)
             mask = cv2.dilate(mask, k) if rng.random() < 0.6 else cv2.erode(mask, k)

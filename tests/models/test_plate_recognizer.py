@@ -39,6 +39,21 @@ def test_rendering_is_seeded() -> None:
     assert a.text == b.text and np.array_equal(a.image, b.image)
 
 
+def test_cn_typeface_forms_and_fixed_width_cells() -> None:
+    latin, _ = render.fonts()
+    dejavu = next(i for i, (path, _) in enumerate(latin) if "DejaVu" in path)
+    assert render.form_of("1", dejavu) == "I"  # GA 36: a plain bar
+    assert render.form_of("3", dejavu) == "\u01b7"  # flat-topped 3, where the font has it
+    assert render.form_of("8", dejavu) == "8"
+    rng = np.random.default_rng(0)
+    _, spans = render._row_mask("A1B3", 60, 400, 0.5, dejavu, rng, mono=True)
+    cells = {ch: x1 - x0 for x0, x1, ch in spans}
+    assert cells["1"] >= round(render.MONO_CELL * 0.5 * 1.6 * 60) - 1  # a 1 keeps a whole cell
+    _, spans = render._row_mask("A1B3", 60, 400, 0.5, dejavu, rng)
+    proportional = {ch: x1 - x0 for x0, x1, ch in spans}
+    assert proportional["1"] < cells["1"]  # proportional spacing: a narrow 1
+
+
 def test_dataset_is_the_same_whatever_the_workers(tmp_path: Path) -> None:
     one = render.render_dataset(tmp_path / "a", 1200, seed=5, workers=0)
     two = render.render_dataset(tmp_path / "b", 1200, seed=5, workers=1)
