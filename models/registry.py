@@ -146,10 +146,12 @@ def create_session(
 ) -> ort.InferenceSession:
     """Create a CPU ONNX Runtime session and optionally warm it up with one zero batch.
 
-    `threads` is the intra-op thread count (0 lets onnxruntime choose).
+    `threads` is the intra-op thread count (0: one per CPU this process may run on). onnxruntime's
+    own choice for 0 counts the machine's cores and pins a worker to each, even to cores that
+    `taskset` or a container's cpuset took from the process; the count here keeps to its CPU set.
     """
     options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
+    options.intra_op_num_threads = threads or len(os.sched_getaffinity(0))
     options.inter_op_num_threads = 1
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.log_severity_level = 3
@@ -157,7 +159,7 @@ def create_session(
     if warmup_shape is not None:
         inp = session.get_inputs()[0]
         session.run(None, {inp.name: np.zeros(warmup_shape, dtype=np.float32)})
-    log.debug("loaded %s (%d intra-op threads)", path, threads)
+    log.debug("loaded %s (%d intra-op threads)", path, options.intra_op_num_threads)
     return session
 
 
