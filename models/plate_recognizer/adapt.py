@@ -2,8 +2,9 @@
 
 `adapt(folders, out_dir)` reads labeled folders in the `labels.csv` format of the evaluation sets
 (`file,text,region,rows,x1,y1,x2,y2`: crops, or scenes with a plate box), starts from the shipped
-checkpoint, fine-tunes on the site's plates mixed half and half with plates rendered on the fly (so
-the model keeps every layout it knew), and writes a model folder the edge loads (`inference.model_dir`) and
+checkpoint (or a given one), fine-tunes on the site's plates seen through the renderer's camera
+model, three quarters of each batch, mixed with plates rendered once into a pool (so the model
+keeps every layout it knew), and writes a model folder the edge loads (`inference.model_dir`) and
 `smartgate eval --model-dir` uses: `plate_rec.onnx` + `plate_rec.json` + `adapted.json` (what it
 was adapted on). Rows of regions the model does not read (US/EU/BR, containers) are skipped.
 """
@@ -157,8 +158,8 @@ def checkpoint_config(checkpoint: Path) -> TrainConfig:
 
 def adapt(
     plates: list[LabeledPlate], out_dir: Path, steps: int = 400, minutes: float = 30.0,
-    lr: float = 3e-4, batch: int = 32, seed: int = 0, threads: int = 2,
-    checkpoint: Path | None = None, own_share: float = 0.5, augment: str = "light",
+    lr: float = 1e-3, batch: int = 32, seed: int = 0, threads: int = 2,
+    checkpoint: Path | None = None, own_share: float = 0.75, augment: str = "camera",
     camera_share: float = 0.7, stem_lr: float = 1.0, warmup: int = 20,
     pool: RenderedPool | None = None, pool_size: int = 2000,
 ) -> dict:
