@@ -20,6 +20,14 @@ from central.domain.matching import (
     decide,
     plate_evidence,
 )
+from central.domain.plate_similarity import (
+    _edit_distance,
+    plate_distance,
+    plate_distance_lower_bound,
+    plate_similarity,
+    similar_at_least,
+    substitution_cost,
+)
 from central.domain.rules import DEFAULT_RULES, Reason, RuleSet, RuleSetError, Severity, parse_rules
 from smartgate.contract import (
     Candidate,
@@ -618,15 +626,6 @@ _PLATE_CHARS = "0123456789ABDGHKLOQSZ桂粤"
 def test_bounded_similarity_agrees_with_the_full_score(read: str, declared: str, t: float) -> None:
     """The candidate filter's early-exit test keeps exactly what the full score keeps, and the
     character lower bound it starts with never exceeds the distance."""
-    from central.domain.plate_similarity import (
-        _edit_distance,
-        plate_distance,
-        plate_distance_lower_bound,
-        plate_similarity,
-        similar_at_least,
-        substitution_cost,
-    )
-
     assert similar_at_least(read, declared, t) == (plate_similarity(read, declared) >= t)
     bound = plate_distance(read, declared, 1.0)
     full = plate_distance(read, declared)
@@ -642,15 +641,6 @@ def test_plate_distance_lower_bound_holds_and_rejects_look_alike_trucks() -> Non
     lower bound never exceeds the distance, substitutions alone never undercut it, and the
     filter's verdict equals the full score's;
     on other trucks' plates sharing two thirds of a read it rejects most without the distance."""
-    from central.domain.plate_similarity import (
-        _edit_distance,
-        plate_distance,
-        plate_distance_lower_bound,
-        plate_similarity,
-        similar_at_least,
-        substitution_cost,
-    )
-
     rng = random.Random(11)
     lookalike = {"0": "O", "1": "I", "8": "B", "5": "S", "2": "Z", "6": "G", "A": "4", "D": "0"}
 
