@@ -63,6 +63,9 @@ STROKE_WEIGHTS = (-2, -1, 0, 0, 1, 2)
 # `I` and as `Ʒ` (Ezh) where the font has one
 CN_FORMS = {"1": "I", "3": "\u01b7"}
 P_CN_FORMS, P_CN_MONO, P_VN_MONO = 0.8, 0.8, 0.3  # per plate: CN forms, fixed-width cells
+# CN plates photographed: the province glyph's ink often fills less of its cell than the
+# letters' do; drawn at CJK_SMALL..1 of the cell on P_CJK_SMALL of the CJK characters
+P_CJK_SMALL, CJK_SMALL = 0.5, 0.75
 MONO_CELL = 0.6  # the least cell of a Latin character on fixed-width plates (natural width units)
 CJK_FONTS = (
     ("noto/NotoSansCJK-Bold.ttc", 2),  # face 2 = Noto Sans CJK SC
@@ -117,19 +120,29 @@ def form_of(char: str, font_id: int) -> str:
     return form if has_glyph(form, *latin[font_id % len(latin)]) else char
 
 
-@cache
-def glyph(char: str, font_id: int, weight: int = 0) -> np.ndarray:
-    """Ink mask (uint8, cropped to its bounding box) of one character in one font and weight.
+def font_for(char: str, font_id: int) -> tuple[str, int]:
+    """The installed font (path, face index) that `glyph` draws `char` in for `font_id`.
 
-    `font_id` indexes the Latin fonts for ASCII characters and the CJK fonts otherwise;
-    `weight` thins (< 0) or thickens (> 0) the strokes, as plate makers' typefaces differ.
+    `font_id` indexes the Latin fonts for Latin characters (ASCII and the CN forms) and the CJK
+    fonts otherwise; a `1` in a font that draws it with a foot comes from a footless font.
     """
     latin, cjk = fonts()
-    table = latin if char.isascii() else cjk
+    table = latin if char.isascii() or char in CN_FORMS.values() else cjk
     path, index = table[font_id % len(table)]
     if char == "1" and any(f in path for f in _FOOTED_ONE):
         footless = [f for f in latin if not any(m in f[0] for m in _FOOTED_ONE)]
         path, index = footless[font_id % len(footless)] if footless else (path, index)
+    return path, index
+
+
+@cache
+def glyph(char: str, font_id: int, weight: int = 0) -> np.ndarray:
+    """Ink mask (uint8, cropped to its bounding box) of one character in one font and weight.
+
+    The font is `font_for(char, font_id)`; `weight` thins (< 0) or thickens (> 0) the strokes,
+    as plate makers' typefaces differ.
+    """
+    path, index = font_for(char, font_id)
     size = _GLYPH_PX * 2
     img = Image.new("L", (size, size), 0)
     ImageDraw.Draw(img).text((size // 4, size // 4), char, fill=255, font=_font(path, index))
@@ -362,6 +375,10 @@ def _row_mask(text: str, height: int, width: int, aspect: float, font_id: int,
             w8 = weight if ch.isascii() else max(weight, -1)  # CJK strokes are thinner
             h_ch = height - round(height * rng.uniform(0, jitter)) if jitter else height
             y0 = int(rng.integers(0, height - h_ch + 1))
+            if not ch.isascii() and rng.random() < P_CJK_SMALL:  # a lighter, smaller CJK face
+                f = rng.uniform(CJK_SMALL, 1.0)
+                h_ch, w_px = max(1, round(h_ch * f)), max(1, round(w_px * f))
+                y0, gx0 = (height - h_ch) // 2, x0 + (c_px - w_px) // 2
             g = cv2.resize(glyph(drawn, font_id, w8), (w_px, h_ch), interpolation=cv2.INTER_AREA)
             x1 = min(width, gx0 + w_px)
             mask[y0:y0 + h_ch, gx0:x1] = np.maximum(mask[y0:y0 + h_ch, gx0:x1], g[:, : x1 - gx0])

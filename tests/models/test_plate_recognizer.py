@@ -54,6 +54,14 @@ def test_cn_typeface_forms_and_fixed_width_cells() -> None:
     assert proportional["1"] < cells["1"]  # proportional spacing: a narrow 1
 
 
+def test_every_printed_character_is_in_the_font_that_draws_it() -> None:
+    latin, cjk = render.fonts()
+    for font_id in range(len(latin) * len(cjk)):
+        drawn = set(render.CHARSET) | {render.form_of(c, font_id) for c in render.CN_FORMS}
+        missing = [c for c in drawn if not render.has_glyph(c, *render.font_for(c, font_id))]
+        assert not missing, (font_id, missing)  # a missing-glyph box would be learnt as the char
+
+
 def test_dataset_is_the_same_whatever_the_workers(tmp_path: Path) -> None:
     one = render.render_dataset(tmp_path / "a", 1200, seed=5, workers=0)
     two = render.render_dataset(tmp_path / "b", 1200, seed=5, workers=1)
