@@ -55,7 +55,12 @@ from central.db import (
     RejectedMessage,
     utcnow,
 )
-from central.domain.declarations import Declaration, DeclarationStatus, Direction
+from central.domain.declarations import (
+    Declaration,
+    DeclarationStatus,
+    Direction,
+    stored_declaration,
+)
 from central.domain.fees import FeeAssessment
 from central.domain.matching import PLATE_KEY, Decision, declaration_keys, plate_lookup_keys
 from central.domain.plate_similarity import normalize_plate
@@ -350,13 +355,13 @@ _STATUSES = {s.value: s for s in DeclarationStatus}
 
 def declaration_from_row(row: Any) -> Declaration:
     """The Declaration stored in a row (ORM object or result row); values were validated."""
-    return Declaration.model_construct(
+    return stored_declaration(dict(
         number=row.number,
         direction=_DIRECTIONS[row.direction],
         tractor_plate=row.tractor_plate,
         trailer_plate=row.trailer_plate,
         containers=tuple(row.containers.split()),
-        seals=tuple(s for s in row.seals.split(";") if s) if row.seals else (),
+        seals=tuple(filter(None, row.seals.split(";"))) if row.seals else (),
         gross_weight_kg=row.gross_weight_kg,
         window_start=utc(row.window_start),
         window_end=utc(row.window_end),
@@ -365,7 +370,7 @@ def declaration_from_row(row: Any) -> Declaration:
         status=_STATUSES[row.status],
         company=row.company,
         goods_category=row.goods_category,
-    )
+    ))
 
 
 @dataclass

@@ -160,6 +160,29 @@ class Declaration(BaseModel):
         )
 
 
+_FIELDS = frozenset(Declaration.model_fields)
+_new_object = object.__new__
+_set = object.__setattr__
+
+
+def stored_declaration(values: dict[str, Any]) -> Declaration:
+    """The `Declaration` of values validated when they were stored (a database row): what
+    `Declaration.model_construct(**values)` builds with every field given, equal to it and with
+    the same fields set, without its per-field bookkeeping (~3 against ~22 µs; the ingest
+    builds ~10 candidates a passage). `values` must name every field (KeyError otherwise) and
+    becomes the model's own dict."""
+    if values.keys() != _FIELDS:
+        missing, extra = _FIELDS - values.keys(), values.keys() - _FIELDS
+        raise KeyError(f"stored_declaration needs every field: missing {sorted(missing)}, "
+                       f"unknown {sorted(extra)}")
+    decl = _new_object(Declaration)
+    _set(decl, "__dict__", values)
+    _set(decl, "__pydantic_fields_set__", set(_FIELDS))
+    _set(decl, "__pydantic_extra__", None)
+    _set(decl, "__pydantic_private__", None)
+    return decl
+
+
 @dataclass(frozen=True)
 class RowError:
     """One rejected row: CSV physical line number (JSON: 1-based item position) and why."""
