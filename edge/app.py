@@ -1,7 +1,7 @@
 """Edge node wiring: cameras → triggers → batched inference → per-lane passages → spool → MQTT.
 
-Threads: one reader per camera, one inference worker (the scheduler, sole owner of the ONNX
-sessions), the weighbridge readers, the MQTT client loop plus the spool drain, one worker for
+Threads: one reader per camera, the inference workers (of the scheduler, sole user of the ONNX
+sessions: `inference_threads`), the weighbridge readers, the MQTT client loop plus the spool drain, one worker for
 lane commands (barrier and display I/O never block the MQTT loop) and the status reporter.
 Per-lane state sits behind the lane's lock (`edge.runtime.lane`); MQTT commands and triggers go
 through `edge.runtime.commands`; the pure cores (`edge.assembly`, `hardware.lane.decide`) hold
@@ -11,6 +11,7 @@ the logic.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections import Counter
@@ -43,6 +44,15 @@ from smartgate.contract import LaneState, PassageEvent
 log = logging.getLogger(__name__)
 
 
+def inference_threads(cfg: InferenceConfig, cpus: int | None = None) -> tuple[int, int]:
+    """(workers, intra-op threads per session run) of `cfg`, its zeros resolved over `cpus`
+    (default: the CPUs this process may run on, `taskset` and container cpusets respected):
+    by default one worker per CPU, each running its frame on one thread."""
+    cpus = cpus or len(os.sched_getaffinity(0))
+    workers = cfg.workers or max(1, cpus // max(1, cfg.threads))
+    return workers, cfg.threads or max(1, cpus // workers)
+
+
 @dataclass(frozen=True)
 class Readers:
     """The plate and container readers sharing one detector and one recognizer session (plus the
@@ -68,8 +78,10 @@ class Readers:
 
             use_model_dir(cfg.model_dir)
 
+        _, threads = inference_threads(cfg)
+
         def session(kind: str, model: str) -> Any:
-            return wrap(kind, create_session(get_spec(model).path, cfg.threads))
+            return wrap(kind, create_session(get_spec(model).path, threads))
 
         det = TextDetector(session("det", "ppocr_det"), limit_side=cfg.det_limit_side)
         rec = TextRecognizer(session("rec", "ppocr_rec"), max_batch=rec_batch)
@@ -80,7 +92,7 @@ class Readers:
                    and PlateDetector(session("det", "plate_det")))
         return cls(PlateReader(det, rec, regions=cfg.regions, province_recognizer=province,
                                province_prior=prior, recognizer_mode=cfg.plate_recognizer,
-                               threads=cfg.threads, plate_detector=locator),
+                               threads=threads, plate_detector=locator),
                    ContainerReader(det, rec))
 
 
@@ -108,6 +120,7 @@ class EdgeNode:
             max_delay_s=config.inference.max_delay_ms / 1000,
             queue_size=config.inference.queue_frames,
             max_pixels=config.inference.max_batch_pixels,
+            workers=inference_threads(config.inference)[0],
         )
         self.spool = Spool(config.data_dir / "spool.db", config.spool_max_messages)
         self.images = ImageStore(config.data_dir / "images", config.images.capacity,
@@ -143,6 +156,7 @@ class EdgeNode:
         self.spool_depth_at_stop = 0
         self._ended = 0
         self._ended_lock = threading.Lock()
+        self._count_lock = threading.Lock()
         self._threads: list[threading.Thread] = []
 
     # --- lifecycle ------------------------------------------------------------------------
@@ -237,8 +251,9 @@ class EdgeNode:
         return self.images.save(image)
 
     def count_plate_reads(self, n: int) -> None:
-        """Count plates read on this node."""
-        self.plates_read += n
+        """Count plates read on this node (from any inference worker)."""
+        with self._count_lock:
+            self.plates_read += n
 
     def record_weight(self, lane: str, weight: contract.Weight) -> None:
         """The lane's last captured weight."""
@@ -266,7 +281,8 @@ class EdgeNode:
             self.evidence.notify()
         self.spool.put(event.event_id, topic, event.to_json())
         self.publisher.notify()
-        self.passages_emitted += 1
+        with self._count_lock:
+            self.passages_emitted += 1
         self.metrics.passage(event)
         plate = event.best_plate
         log.info("passage %s lane %s plate %s weight %s", event.event_id[:8], event.lane,

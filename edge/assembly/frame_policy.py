@@ -17,8 +17,8 @@ camera only while it can still add something to the passage:
 
 Rates are counted in camera frames (`fps` per camera), so a file replayed faster than real
 time is sampled the same. `rank` orders waiting frames for the scheduler: passages with fewer
-reads first, and within a passage the role with fewer reads, so the second frame of a passage
-comes from the other role's cameras.
+reads (frames in inference counted as reads) first, and within a passage the role with fewer
+reads, so the second frame of a passage comes from the other role's cameras.
 """
 
 from __future__ import annotations
@@ -97,8 +97,14 @@ class FrameGate:
         self._settled |= newly
         return {c for c, r in self.roles.items() if r in newly}
 
-    def rank(self, camera: str) -> int:
+    def rank(self, camera: str, running: Mapping[str, int] | None = None) -> int:
         """Scheduling rank of the camera's frames in the open passage (lower first): the plate
         reads of the passage plus those of the camera's role (each at most 3), so a passage
-        without a read goes first and its second frame comes from the other role."""
-        return min(sum(self._reads.values()), 3) + min(self._reads[self.roles[camera]], 3)
+        without a read goes first and its second frame comes from the other role. `running`
+        (role -> the lane's frames in inference now) counts each such frame as the read it is
+        likely to give, so parallel workers start other passages' first frames before a second
+        frame of a passage whose first is still being read."""
+        running = running or {}
+        role = self.roles[camera]
+        return (min(sum(self._reads.values()) + sum(running.values()), 3)
+                + min(self._reads[role] + running.get(role, 0), 3))

@@ -9,8 +9,9 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from functools import partial
 from typing import Protocol
 
@@ -84,6 +85,14 @@ def to_frame(plate: PlateResult, dx: int, dy: int, scale: float) -> PlateResult:
     return replace(plate, box=box, quad=quad)
 
 
+@dataclass
+class _Flight:
+    """One submitted frame of a lane: its plate role, and whether a worker is inferring it."""
+
+    role: str
+    running: bool = False
+
+
 class LaneRuntime:
     """One lane's live state: presence, frames in flight, its assembler and devices."""
 
@@ -95,7 +104,10 @@ class LaneRuntime:
         self.gated = not isinstance(cfg.trigger, PlateTrigger)
         self.present = False
         self.closing_at: float | None = None
-        self.inflight = 0
+        self.inflight = 0  # frames submitted and not yet finished (waiting or in inference)
+        # role -> frames in inference now (every role a key from the start: `rank` reads it
+        # from the scheduler's thread without the lane lock)
+        self.running: Counter[str] = Counter(dict.fromkeys(self.roles.values(), 0))
         self.generation = 0  # passages closed so far: results of an older one are late
         self.late = 0
         self.skipped = 0  # camera frames the frame policy did not infer
@@ -217,16 +229,27 @@ class LaneRuntime:
         scale = self.scales[frame.camera]
         image = frame.view if scale == 1.0 else cv2.resize(
             frame.view, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+        flight = _Flight(role)
         self.host.submit_frame(
             Job(frame.camera, kind, image, rank=partial(self.rank, frame.camera),
                 group=f"{self.cfg.lane}/{role}" if self.frames.settles and kind == "plates"
                 else None,
-                done=partial(self.on_result, frame, role, self.generation),
-                dropped=self.job_finished),
+                started=partial(self.job_started, flight),
+                done=partial(self.on_result, frame, role, self.generation, flight),
+                dropped=partial(self.job_finished, flight)),
         )
 
-    def on_result(self, frame: Frame, role: str, generation: int, result: list) -> None:
-        """Inference result of one frame (on the inference thread)."""
+    def job_started(self, flight: _Flight) -> None:
+        """A worker took one of the lane's frames (`rank` counts it as a read to come)."""
+        with self.lock:
+            flight.running = True
+            self.running[flight.role] += 1
+
+    def on_result(self, frame: Frame, role: str, generation: int, flight: _Flight,
+                  result: list) -> None:
+        """Inference result of one frame (on an inference thread)."""
+        with self.lock:
+            self._landed(flight)
         dx, dy = frame.offset
         scale = self.scales[frame.camera]
         events: list[PassageEvent] = []
@@ -271,14 +294,23 @@ class LaneRuntime:
 
     def rank(self, camera: str) -> int:
         """Scheduling priority of a camera's frames (lower first): a closing passage without
-        a read, then cameras whose plate role has few reads (`FrameGate.rank`)."""
-        if self.closing_at is not None and self.assembler.reads == 0:
+        a read or a frame in inference, then cameras whose plate role has few reads, frames
+        in inference counted as reads (`FrameGate.rank`)."""
+        if (self.closing_at is not None and self.assembler.reads == 0
+                and not any(self.running.values())):
             return -1
-        return self.frames.rank(camera)
+        return self.frames.rank(camera, self.running)
 
-    def job_finished(self) -> None:
+    def _landed(self, flight: _Flight | None) -> None:
+        """A frame is out of inference (lock held)."""
+        if flight is not None and flight.running:
+            flight.running = False
+            self.running[flight.role] -= 1
+
+    def job_finished(self, flight: _Flight | None = None) -> None:
         """A frame left the pipeline (inferred or dropped); closes a passage waiting for it."""
         with self.lock:
+            self._landed(flight)
             self.inflight -= 1
             if self.inflight == 0 and self.closing_at is not None:
                 self._close()

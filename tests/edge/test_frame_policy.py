@@ -167,3 +167,42 @@ def test_a_lane_stops_submitting_a_camera_once_front_and_rear_agree() -> None:
     assert event.plate_front.text == event.plate_rear.text == "29C12345"
     lane.set_presence(True, 105.0)  # the next truck is read again
     assert len(offer("f1", 30)) == 1
+
+
+def test_frames_in_inference_rank_like_the_reads_they_will_give() -> None:
+    g, idle = gate(settle_reads=3), gate(settle_reads=3)
+    running = {"front_plate": 1, "rear_plate": 0}
+    # a passage with its first frame in inference waits behind one with nothing read or running
+    assert idle.rank("L1/r1") < g.rank("L1/r1", running) < g.rank("L1/f2", running)
+    assert g.rank("L1/r1", {"front_plate": 0, "rear_plate": 0}) == g.rank("L1/r1") == 0
+
+
+def test_a_lane_ranks_its_frames_after_others_while_one_is_in_inference() -> None:
+    import numpy as np
+
+    from edge.config import LaneConfig
+    from edge.runtime.lane import LaneRuntime
+    from edge.runtime.sources import Frame
+
+    cfg = LaneConfig.model_validate({
+        "lane": "L1", "trigger": {"type": "mqtt"}, "passage": {"merge_window_s": 0},
+        "cameras": [{"name": n, "role": r, "source": "sim"} for n, r in
+                    (("f1", "front_plate"), ("r1", "rear_plate"))]})
+    host = Host()
+    lane = LaneRuntime(host, cfg)
+    image = np.zeros((8, 8, 3), np.uint8)
+    lane.set_presence(True, 100.0)
+    lane.on_frame(Frame("L1/f1", 1, 100.2, image))
+    lane.on_frame(Frame("L1/r1", 1, 100.2, image))
+    front, rear = host.jobs
+    assert rear.rank() == 0
+    front.started()  # a worker took the front frame
+    assert rear.rank() == 1  # like a passage with one read: other lanes' first frames first
+    lane.set_presence(False, 101.0)  # closing without a read, but a frame is being read
+    assert rear.rank() == 1
+    front.done([])  # no plate in it: the rear frame is now the closing passage's last hope
+    assert rear.rank() == -1
+    rear.started()
+    rear.dropped()  # a failed batch: out of inference, and the passage closes
+    assert lane.running["rear_plate"] == 0 and lane.inflight == 0
+    assert lane.closing_at is None and lane.generation == 1

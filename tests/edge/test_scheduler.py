@@ -6,6 +6,7 @@ import threading
 import time
 
 import numpy as np
+import pytest
 
 from edge.runtime.scheduler import BatchScheduler, Job
 
@@ -153,3 +154,51 @@ def test_max_pixels_keeps_large_frames_out_of_each_others_batch() -> None:
     assert sched.batch_limit((1080, 1920, 3)) == 1
     assert sched.batch_limit((128, 640, 3)) == 4
     assert BatchScheduler({"plates": Recorder()}, max_batch=4).batch_limit((1080, 1920, 3)) == 4
+
+
+def test_two_workers_infer_two_batches_at_once_and_say_when_they_take_a_job() -> None:
+    runner = Recorder(delay_s=0.3)
+    sched = BatchScheduler({"plates": runner}, max_batch=1, max_delay_s=0.0, queue_size=1,
+                           workers=2)
+    events: list[str] = []
+    finished = threading.Semaphore(0)
+    for v in (1, 2):
+        sched.submit(Job(f"L{v}/a", "plates", _img(v),
+                         started=lambda v=v: events.append(f"start {v}"),
+                         done=lambda r: (events.append(f"done {r}"), finished.release())))
+    sched.start()
+    assert finished.acquire(timeout=30) and finished.acquire(timeout=30)
+    sched.stop()
+    assert sorted(map(sorted, runner.batches)) == [[1], [2]]
+    # both started before either finished its 0.3 s: the batches ran side by side
+    assert set(events[:2]) == {"start 1", "start 2"}
+    assert abs(runner.at[1] - runner.at[0]) < 0.3
+    assert sched.stats.items == 2 and sched.stats.batches == 2
+    with pytest.raises(ValueError):
+        BatchScheduler({"plates": runner}, workers=0)
+
+
+def test_a_failed_batch_drops_jobs_a_worker_had_started() -> None:
+    def broken(images):  # type: ignore[no-untyped-def]
+        raise RuntimeError("model crashed")
+
+    sched = BatchScheduler({"plates": broken}, max_batch=1, max_delay_s=0.0, workers=2).start()
+    events: list[str] = []
+    lost = threading.Event()
+    sched.submit(Job("L1/a", "plates", _img(1), done=lambda r: None,
+                     started=lambda: events.append("started"),
+                     dropped=lambda: (events.append("dropped"), lost.set())))
+    assert lost.wait(30)
+    sched.stop()
+    assert events == ["started", "dropped"] and sched.stats.failed == 1
+
+
+def test_inference_threads_give_every_cpu_a_worker_of_one_thread_by_default() -> None:
+    from edge.app import inference_threads
+    from edge.config import InferenceConfig
+
+    assert inference_threads(InferenceConfig(), cpus=2) == (2, 1)
+    assert inference_threads(InferenceConfig(), cpus=1) == (1, 1)
+    assert inference_threads(InferenceConfig(workers=1), cpus=2) == (1, 2)  # one frame, 2 threads
+    assert inference_threads(InferenceConfig(threads=2), cpus=4) == (2, 2)
+    assert inference_threads(InferenceConfig(workers=3, threads=1), cpus=2) == (3, 1)

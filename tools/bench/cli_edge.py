@@ -26,7 +26,7 @@ def run_bench_edge(args: argparse.Namespace) -> int:
     logging.getLogger("hardware").setLevel(logging.WARNING)
     setup = BenchSetup(lanes=args.lanes, cameras=args.cameras, seconds=args.seconds,
                        fps=args.fps, max_batch=args.max_batch, max_delay_ms=args.max_delay_ms,
-                       threads=args.threads, roi=not args.no_roi,
+                       threads=args.threads, workers=args.workers, roi=not args.no_roi,
                        scale=args.scale, det_limit_side=args.det_side, rounds=args.rounds,
                        full_frame=args.full_frame, plate_locator=args.plate_locator,
                        settle_reads=args.settle_reads,
@@ -45,7 +45,7 @@ def run_bench_edge(args: argparse.Namespace) -> int:
           f"{'full frame 1920x1080, ' if setup.full_frame else ''}"
           f"scale {1.0 if setup.full_frame else setup.scale:g}, "
           f"det side {setup.det_limit_side if setup.roi and not setup.full_frame else 736}, "
-          f"plate locator {setup.plate_locator}, {_policy(setup)}")
+          f"plate locator {setup.plate_locator}, {_policy(setup)}, {_workers(setup)}")
     print(f"{'':22}{'batched':>12}{'unbatched':>12}{'ratio':>8}")
     rows = [("frames/s", b.frames_per_s, u.frames_per_s),
             ("plates/s", b.plates_per_s, u.plates_per_s),
@@ -70,6 +70,7 @@ def run_bench_edge(args: argparse.Namespace) -> int:
             "lanes": setup.lanes, "cameras": setup.cameras, "seconds": setup.seconds,
             "full_frame": setup.full_frame, "plate_locator": setup.plate_locator,
             "settle_reads": setup.settle_reads, "max_batch_pixels": setup.max_batch_pixels,
+            "workers": _resolved(setup)[0], "threads": _resolved(setup)[1],
             "frames_per_s": round(b.frames_per_s, 3), "plates_per_s": round(b.plates_per_s, 3),
             "unbatched_frames_per_s": round(u.frames_per_s, 3),
             "unbatched_plates_per_s": round(u.plates_per_s, 3),
@@ -98,6 +99,20 @@ def _policy(setup: BenchSetup) -> str:
         " (every frame inferred)" if setup.settle_reads == 0 else "")
 
 
+def _resolved(setup: BenchSetup) -> tuple[int, int]:
+    """(inference workers, intra-op threads per session run) the node of `setup` runs with."""
+    from edge.app import inference_threads
+    from edge.config import InferenceConfig
+
+    return inference_threads(InferenceConfig(threads=setup.threads, workers=setup.workers))
+
+
+def _workers(setup: BenchSetup) -> str:
+    """The inference workers and threads of the run, in words."""
+    workers, threads = _resolved(setup)
+    return f"{workers} inference worker(s) x {threads} intra-op thread(s)"
+
+
 def _number(x: float) -> float | None:
     """`x` rounded to 0.1, or None (JSON null) where no frame or passage made it a number."""
     return None if math.isnan(x) else round(x, 1)
@@ -113,7 +128,7 @@ def _run_sweep(args: argparse.Namespace, setup: BenchSetup, trucks: list) -> int
     at_best = next((r for n, r in rows if n == best), None)
     print(f"edge sweep: {setup.cameras} cameras per lane at {setup.fps:g} fps, "
           f"{setup.seconds:g} s per run, {'full frame 1920x1080' if setup.full_frame else 'ROI'}, "
-          f"plate locator {setup.plate_locator}, {_policy(setup)}")
+          f"plate locator {setup.plate_locator}, {_policy(setup)}, {_workers(setup)}")
     print(f"{'lanes':>6}{'frames/s':>10}{'cpu ms/fr':>10}{'fr/pass':>8}{'p95 ms':>9}"
           f"{'correct':>9}{'expected':>9}{'dropped':>9}{'not inf.':>9}")
     for n, r in rows:
@@ -128,6 +143,7 @@ def _run_sweep(args: argparse.Namespace, setup: BenchSetup, trucks: list) -> int
             "cameras": setup.cameras, "fps": setup.fps, "seconds": setup.seconds,
             "full_frame": setup.full_frame, "plate_locator": setup.plate_locator,
             "settle_reads": setup.settle_reads, "max_batch_pixels": setup.max_batch_pixels,
+            "workers": _resolved(setup)[0], "threads": _resolved(setup)[1],
             "lanes_per_box": best,
             "frames_per_s": round(frames_per_s, 3),
             "sweep": [{"lanes": n, "frames_per_s": round(r.frames_per_s, 3),
@@ -189,6 +205,8 @@ def register(commands: CommandGroups) -> None:
     p.add_argument("--max-batch-pixels", type=int, default=2_500_000,
                    help="image pixels per batch at most (0: no limit)")
     p.add_argument("--threads", type=int, default=0, help="ONNX intra-op threads (0: auto)")
+    p.add_argument("--workers", type=int, default=0,
+                   help="inference workers (inference.workers; 0: one per CPU of the CPU set)")
     p.add_argument("--scale", type=float, default=0.5, help="inference scale of the ROI")
     p.add_argument("--det-side", type=int, default=144, help="detector input side with the ROI")
     p.add_argument("--no-roi", action="store_true", help="infer on whole frames")

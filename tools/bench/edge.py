@@ -60,6 +60,7 @@ class BenchSetup:
     max_batch: int = 4
     max_delay_ms: float = 20.0
     threads: int = 0
+    workers: int = 0  # inference.workers (0: one per CPU of the process's CPU set)
     roi: bool = True
     scale: float = 0.5
     det_limit_side: int = 144
@@ -144,7 +145,9 @@ class RunResult:
 
 
 class _TimedSession:
-    """An ONNX session whose `run` adds its wall time to `clock[name]`."""
+    """An ONNX session whose `run` adds its wall time to `clock[name]` (from any worker)."""
+
+    _lock = threading.Lock()
 
     def __init__(self, name: str, session: Any, clock: defaultdict[str, float]) -> None:
         self._name, self._session, self._clock = name, session, clock
@@ -154,7 +157,9 @@ class _TimedSession:
         try:
             return self._session.run(*args, **kwargs)
         finally:
-            self._clock[self._name] += time.perf_counter() - started
+            elapsed = time.perf_counter() - started
+            with self._lock:
+                self._clock[self._name] += elapsed
 
     def __getattr__(self, attr: str) -> Any:
         return getattr(self._session, attr)
@@ -194,7 +199,8 @@ def bench_config(setup: BenchSetup, data_dir: Path, batched: bool) -> EdgeConfig
     return EdgeConfig.model_validate({
         "site": "bench", "node_id": "bench", "data_dir": str(data_dir),
         "mqtt": {"host": "127.0.0.1", "port": 9},  # no broker: events stay spooled
-        "inference": {"threads": setup.threads, "max_batch": setup.max_batch if batched else 1,
+        "inference": {"threads": setup.threads, "workers": setup.workers,
+                      "max_batch": setup.max_batch if batched else 1,
                       "max_delay_ms": setup.max_delay_ms, "queue_frames": 1,
                       "max_batch_pixels": setup.max_batch_pixels,
                       "det_limit_side": setup.det_limit_side
