@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from functools import lru_cache
+from typing import NamedTuple
 
 from central.domain.declarations import Declaration, DeclarationStatus, Direction
 from central.domain.plate_similarity import (
@@ -286,9 +287,9 @@ def _hamming_one(a: str, b: str) -> bool:
     return len(a) == len(b) and sum(x != y for x, y in zip(a, b, strict=True)) == 1
 
 
-@dataclass(frozen=True)
-class ContainerCheck:
-    """How the container reads of a passage compare with one declaration's containers."""
+class ContainerCheck(NamedTuple):
+    """How the container reads of a passage compare with one declaration's containers (a named
+    tuple: `decide` builds one per candidate, a frozen dataclass cost 4x as much)."""
 
     matched: tuple[str, ...]
     near: tuple[tuple[str, str], ...]  # (read code, declared code) check-digit-consistent
@@ -358,6 +359,25 @@ def check_containers(
     )
 
 
+def container_checker(
+    evidence: Sequence[ContainerEvidence],
+) -> Callable[[Sequence[str]], ContainerCheck]:
+    """`check_containers` of these reads against one declaration's containers after another: a
+    declaration sharing no code with reads that all have a valid reading is settled without
+    pairing (most candidates: a truck's other declarations, look-alike trucks' ones)."""
+    if not all(read.valid for read in evidence):  # near matches need the pairing
+        return lambda declared: check_containers(evidence, declared)
+    codes = frozenset(code for read in evidence for code in read.valid)
+    undeclared = tuple(read.valid[0] for read in evidence)
+
+    def check(declared: Sequence[str]) -> ContainerCheck:
+        if codes.isdisjoint(declared):
+            return ContainerCheck((), (), tuple(declared), undeclared, ())
+        return check_containers(evidence, declared)
+
+    return check
+
+
 # --------------------------------------------------------------------------------------------
 # Candidate lookup
 # --------------------------------------------------------------------------------------------
@@ -394,6 +414,7 @@ class CandidateFilter:
     def __init__(self, passage: PassageEvent, rules: RuleSet) -> None:
         self._plates = plate_evidence(passage, rules.candidate_min_confidence)
         self._containers = container_evidence(passage.containers, rules.candidate_min_confidence)
+        self._check = container_checker(self._containers)
         self._min_score = rules.plate_min_score
         self._plate_ok: dict[str, bool] = {}
         # a read with no valid interpretation pairs by a near match, which no lookup key finds
@@ -416,8 +437,7 @@ class CandidateFilter:
         """Whether `decide` would score a declaration with this plate and these containers."""
         if self.plate_ok(tractor_plate):
             return True
-        return bool(self._containers and containers
-                    and check_containers(self._containers, containers).matched)
+        return bool(self._containers and containers and self._check(containers).matched)
 
 
 class DeclarationIndex:
@@ -505,8 +525,7 @@ class DeclarationIndex:
 # --------------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class _Scored:
+class _Scored(NamedTuple):  # one per kept candidate: cheaper to build than a dataclass
     decl: Declaration
     plate_score: float
     containers: ContainerCheck
@@ -603,8 +622,9 @@ def _top(
 ) -> _Scored:
     """The candidate of highest `_rank` (the first one of equals), running the checks
     (`found`) only of those the plate and container evidence leaves tied."""
-    top = max(_evidence_rank(s, rules) for s in scored)
-    tied = [s for s in scored if _evidence_rank(s, rules) == top]
+    ranks = [_evidence_rank(s, rules) for s in scored]
+    top = max(ranks)
+    tied = [s for s, rank in zip(scored, ranks, strict=True) if rank == top]
     if len(tied) == 1:
         return tied[0]
     return max(tied, key=lambda s: _rank(s, found(s), rules))
@@ -791,6 +811,7 @@ def decide(
     stamped on the decision. Pure: the same inputs always give the same decision.
     """
     evidence = container_evidence(passage.containers, rules.candidate_min_confidence)
+    containers_of = container_checker(evidence)
     plates = plate_evidence(passage, rules.candidate_min_confidence)
     disagree = plates_disagree(plates, rules)
     scored = []
@@ -801,7 +822,7 @@ def decide(
             score = plates.score(decl.tractor_plate)
             front = plates.score(decl.tractor_plate, front_only=True) if plates.rear else score
             scores = plate_scores[decl.tractor_plate] = (score, front)
-        check = check_containers(evidence, decl.containers)
+        check = containers_of(decl.containers)
         if scores[0] >= rules.plate_min_score or check.matched:
             scored.append(_Scored(decl, scores[0], check, scores[1]))
     if not scored:

@@ -16,6 +16,7 @@ from central.domain.matching import (
     Outcome,
     check_containers,
     command_for,
+    container_checker,
     container_evidence,
     decide,
     plate_evidence,
@@ -29,6 +30,7 @@ from central.domain.plate_similarity import (
     substitution_cost,
 )
 from central.domain.rules import DEFAULT_RULES, Reason, RuleSet, RuleSetError, Severity, parse_rules
+from smartgate import iso6346
 from smartgate.contract import (
     Candidate,
     CommandAction,
@@ -300,6 +302,27 @@ def test_container_check_digit_consistent_near_match() -> None:
     assert check.matched == (C1,) and check.near == (("CSQU3054388", C1),)
     decision = decide(passage(containers=[container("CSQU3054388")]), [decl()], RULES, set(), NOW)
     assert decision.outcome is Outcome.CLEARED
+
+
+def test_container_checker_agrees_with_check_containers() -> None:
+    """`decide`'s per-candidate container check (disjoint declarations settled without pairing)
+    gives what `check_containers` gives, for valid, corrected, near and unreadable reads."""
+    rng = random.Random(7)
+    codes = [iso6346.complete_code(f"{owner}U{n:06d}") for owner in ("CSQ", "MSK", "TGH")
+             for n in rng.sample(range(10**6), 4)]
+
+    def misread(code: str) -> str:
+        k = rng.randrange(11)
+        return code[:k] + rng.choice("0OS5B8Z2X") + code[k + 1:]
+
+    for _ in range(3_000):
+        reads = [rng.choice(codes) if rng.random() < 0.6 else misread(rng.choice(codes))
+                 for _ in range(rng.randint(0, 3))]
+        evidence = container_evidence([container(code) for code in reads], 0.05)
+        check = container_checker(evidence)
+        for _ in range(4):
+            declared = rng.sample(codes, rng.randint(0, 3))
+            assert check(declared) == check_containers(evidence, declared), (reads, declared)
 
 
 def test_container_letter_digit_confusion_is_corrected() -> None:
