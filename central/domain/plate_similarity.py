@@ -182,11 +182,30 @@ def _least_costs(own: dict[str, int], own_cjk: frozenset[str], other: dict[str, 
                 least = 1.0
         else:
             least = 1.0
-            for y, cost in _COST_FROM.get(x, _NO_LOOKALIKES).items():
-                if cost < least and y in other:
-                    least = cost
+            for cost, y in _CHEAPEST_FIRST.get(x, ()):
+                if y in other:  # the cheapest look-alike `other` has
+                    if cost < least:
+                        least = cost
+                    break
         total += least * surplus
     return total
+
+
+# Each character's look-alikes, cheapest first (`_least_costs` stops at the first one present).
+_CHEAPEST_FIRST: dict[str, tuple[tuple[float, str], ...]] = {
+    x: tuple(sorted((cost, y) for y, cost in costs.items())) for x, costs in _COST_FROM.items()
+}
+
+
+def _bound_exceeds(a: str, b: str, limit: float) -> bool:
+    """`plate_distance_lower_bound(a, b) > limit`, stopping after the first direction that
+    exceeds it."""
+    counts_a, cjk_a = _char_counts(a)
+    counts_b, cjk_b = _char_counts(b)
+    swapped = bool(cjk_a - cjk_b) and bool(cjk_b - cjk_a)
+    cjk_indel = CJK_SUBSTITUTION_COST / 2 if swapped else CJK_INDEL_COST
+    return (_least_costs(counts_a, cjk_a, counts_b, cjk_b, cjk_indel) > limit
+            or _least_costs(counts_b, cjk_b, counts_a, cjk_a, cjk_indel) > limit)
 
 
 def plate_distance_lower_bound(a: str, b: str) -> float:
@@ -246,7 +265,7 @@ def similar_at_least(read: str, declared: str, min_score: float) -> bool:
         return min_score <= 0.0
     limit = (1.0 - min_score) * longest + 1e-9  # above: similarity certainly below min_score
     # both bounds with a margin against the rounding of float sums
-    if plate_distance_lower_bound(read, declared) > limit + 1e-6:
+    if _bound_exceeds(read, declared, limit + 1e-6):
         return False
     if len(read) == len(declared) and substitution_cost(read, declared) < limit - 1e-6:
         return True

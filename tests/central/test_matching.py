@@ -22,6 +22,7 @@ from central.domain.matching import (
     plate_evidence,
 )
 from central.domain.plate_similarity import (
+    _bound_exceeds,
     _edit_distance,
     plate_distance,
     plate_distance_lower_bound,
@@ -691,6 +692,8 @@ def test_plate_distance_lower_bound_holds_and_rejects_look_alike_trucks() -> Non
         b = variant(a) if n % 2 else plate()
         lower, full = plate_distance_lower_bound(a, b), plate_distance(a, b)
         assert lower <= full + 1e-9, (a, b, lower, full)
+        for bound in (lower - 1e-9, lower, lower + 1e-9):  # the filter's one-sided test
+            assert _bound_exceeds(a, b, bound) == (lower > bound), (a, b, bound)
         assert full == _edit_distance(a, b), (a, b)  # the substitution shortcut is exact
         assert len(a) != len(b) or substitution_cost(a, b) >= full - 1e-9, (a, b, full)
         t = (0.74, 0.5, 0.9)[n % 3]
