@@ -1,30 +1,67 @@
-"""Int8 copies of the PP-OCR models (onnxruntime dynamic quantization) and a folder override.
+"""Int8 copies of the PP-OCR models (onnxruntime quantization) and a folder override.
 
 `quantize_models(folder)` writes `ppocr_det.onnx` and `ppocr_rec.onnx` (weights int8, activations
 quantized on the fly) beside a `quantized.json` manifest; `use_model_dir(folder)` registers every
 `<name>.onnx` of a folder under its registry name, so sessions created afterwards load it. The
 edge uses `inference.model_dir`; `smartgate eval` and other commands honour the environment
 variable SMARTGATE_MODEL_DIR (read by `models.registry.get_spec`).
+
+`quantize_models(folder, calibration=N)` quantizes the recognizer statically instead (QDQ, int8
+per-channel weights, uint8 activations with ranges calibrated on N rendered plates): the plates
+come from `models.plate_recognizer.render` and are cut into lines and normalized the way the
+edge's plate reader feeds the recognizer. That preparation is copied here from
+`edge.recognition.plates` / `edge.recognition.ocr` (models sits below edge and does not import
+it); tests/models/test_quantize.py checks the copy against the reader.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from models.registry import REGISTRY, file_sha256, get_spec, register
+import cv2
+import numpy as np
+
+from models.registry import REGISTRY, create_session, file_sha256, get_spec, register
+
+if TYPE_CHECKING:
+    from onnx import GraphProto
 
 log = logging.getLogger(__name__)
 
 QUANTIZABLE = ("ppocr_det", "ppocr_rec")
 
+REC_HEIGHT = 48  # PP-OCR recognizer input height (TextRecognizer.HEIGHT, LINE_HEIGHT)
+REC_MAX_WIDTH = 1600  # widest recognizer input the reader builds
+ONE_ROW_MIN_ASPECT = 1.6  # crop_layouts: a crop this wide is also read as one row
+TWO_ROW_ASPECT = (1.2, 3.4)  # crop_layouts: a crop narrower than the upper bound is also split
+STATIC_OPSET = 13  # per-channel QDQ needs DequantizeLinear's axis (opset 13)
+CALIBRATION_CHUNK = 16  # inputs whose activations are held before their ranges are merged
+STATIC_OP_TYPES = ("Conv", "MatMul")  # the work; the rest stays float between the QDQ pairs
+# Convolutions kept in float by static quantization (docs/plates.md, "Static int8 (session 7)"):
+# the depthwise ones (little work, the largest int8 error of any group) and the first
+# FLOAT_LEADING_CONVS of the graph (the stem and the first two stages of PP-OCRv6's backbone).
+FLOAT_DEPTHWISE = True
+FLOAT_LEADING_CONVS = 18
+
 
 def quantize_models(
-    folder: Path | str, names: tuple[str, ...] = QUANTIZABLE, per_channel: bool = False
+    folder: Path | str, names: tuple[str, ...] = QUANTIZABLE, per_channel: bool = False,
+    calibration: int = 0, seed: int = 0, float_depthwise: bool = FLOAT_DEPTHWISE,
+    float_leading: int = FLOAT_LEADING_CONVS,
 ) -> dict[str, Path]:
-    """Write int8 copies of `names` into `folder`; returns name → written path."""
+    """Write int8 copies of `names` into `folder`; returns name → written path.
+
+    With `calibration` > 0 the recognizer is quantized statically, calibrated on that many
+    rendered plates (seeded by `seed`), with the convolutions `float_keep` names left in float;
+    other models are quantized dynamically.
+    """
     from onnxruntime.quantization import QuantType, quantize_dynamic
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
@@ -35,21 +72,176 @@ def quantize_models(
     for name in names:
         spec = get_spec(name)
         source = spec.path
-        prepared = folder / f"{name}.pre.onnx"
         target = folder / f"{name}.onnx"
         log.info("quantizing %s (%s)", name, source.name)
-        quant_pre_process(str(source), str(prepared), skip_symbolic_shape=True)
-        quantize_dynamic(str(prepared), str(target), weight_type=QuantType.QUInt8,
-                         per_channel=per_channel)
-        prepared.unlink(missing_ok=True)
+        if calibration and name == "ppocr_rec":
+            floats = quantize_rec_static(source, target, rendered_rec_inputs(calibration, seed),
+                                         float_depthwise, float_leading)
+            method = (f"onnxruntime quantize_static QDQ, int8 per-channel weights, uint8 "
+                      f"activations, MinMax over {calibration} rendered plates (seed {seed}), "
+                      f"{', '.join(STATIC_OP_TYPES)} only; kept float: {', '.join(floats) or 'none'}")
+        else:
+            prepared = folder / f"{name}.pre.onnx"
+            quant_pre_process(str(source), str(prepared), skip_symbolic_shape=True)
+            quantize_dynamic(str(prepared), str(target), weight_type=QuantType.QUInt8,
+                             per_channel=per_channel)
+            prepared.unlink(missing_ok=True)
+            method = "onnxruntime quantize_dynamic uint8"
         written[name] = target
         manifest[name] = {
             "source": source.name, "source_sha256": spec.sha256, "sha256": file_sha256(target),
-            "bytes": target.stat().st_size, "method": "onnxruntime quantize_dynamic uint8",
+            "bytes": target.stat().st_size, "method": method,
         }
-    (folder / "quantized.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    (folder / "quantized.json").write_text(json.dumps(manifest, indent=2, ensure_ascii=False)
+                                           + "\n")
     use_model_dir(folder)
     return written
+
+
+def quantize_rec_static(
+    source: Path, target: Path, inputs: Sequence[np.ndarray],
+    float_depthwise: bool = FLOAT_DEPTHWISE, float_leading: int = FLOAT_LEADING_CONVS,
+) -> list[str]:
+    """Statically quantize the recognizer at `source` into `target` (QDQ), with activation
+    ranges from `inputs` (recognizer input tensors, 1x3x48xW); returns the convolutions kept
+    in float (`float_keep`)."""
+    import onnx
+    from onnx import version_converter
+    from onnxruntime.quantization import (
+        CalibrationMethod,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    if not inputs:
+        raise ValueError("static quantization needs at least one calibration input")
+    with tempfile.TemporaryDirectory(prefix="smartgate-quant-") as tmp:
+        upgraded, prepared = Path(tmp) / "opset.onnx", Path(tmp) / "prepared.onnx"
+        onnx.save(version_converter.convert_version(onnx.load(str(source)), STATIC_OPSET),
+                  str(upgraded))
+        quant_pre_process(str(upgraded), str(prepared), skip_symbolic_shape=True)
+        graph = onnx.load(str(prepared)).graph
+        floats = float_keep(graph, float_depthwise, float_leading)
+        quantize_static(
+            str(prepared), str(target), _Feeds(graph.input[0].name, inputs),
+            quant_format=QuantFormat.QDQ, per_channel=True,
+            activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+            op_types_to_quantize=list(STATIC_OP_TYPES), nodes_to_exclude=floats,
+            calibrate_method=CalibrationMethod.MinMax,
+            extra_options={"CalibMaxIntermediateOutputs": CALIBRATION_CHUNK},
+        )
+    return floats
+
+
+def float_keep(graph: GraphProto, depthwise: bool, leading: int) -> list[str]:
+    """Names of the convolutions of `graph` to leave in float: the depthwise ones (`depthwise`)
+    and the first `leading` in graph order."""
+    from onnx import helper
+
+    convs = [node for node in graph.node if node.op_type == "Conv"]
+    keep = {node.name for node in convs[:leading]}
+    if depthwise:
+        keep |= {node.name for node in convs if any(
+            a.name == "group" and helper.get_attribute_value(a) > 1 for a in node.attribute)}
+    return [node.name for node in convs if node.name in keep]
+
+
+class _Feeds:
+    """onnxruntime's CalibrationDataReader over a list of input tensors."""
+
+    def __init__(self, input_name: str, inputs: Sequence[np.ndarray]) -> None:
+        self._feeds: Iterator[dict[str, np.ndarray]] = ({input_name: x} for x in inputs)
+
+    def get_next(self) -> dict[str, np.ndarray] | None:
+        """The next feed, None when done."""
+        return next(self._feeds, None)
+
+
+def rendered_rec_inputs(n: int, seed: int = 0) -> list[np.ndarray]:
+    """Recognizer inputs from `n` rendered plate crops: every line the plate reader reads from a
+    crop (the whole crop as one row and/or its two rows), prepared and normalized as it does."""
+    from tqdm import tqdm
+
+    from models.plate_recognizer.render import render_plate
+
+    rng = np.random.default_rng(seed)
+    inputs = []
+    for _ in tqdm(range(n), desc="calibration plates", leave=False):
+        crop = render_plate(rng).image
+        inputs.extend(rec_input(prepare_line(line)) for line in crop_lines(crop))
+    return inputs
+
+
+def crop_lines(crop: np.ndarray) -> list[np.ndarray]:
+    """The text lines the reader cuts from a plate crop (`crop_layouts`): the crop as one row
+    if wide enough, and its two rows split at the ink valley if not too wide."""
+    h, w = crop.shape[:2]
+    lines = [crop] if w / h >= ONE_ROW_MIN_ASPECT else []
+    if w / h < TWO_ROW_ASPECT[1] and h >= 16:
+        cut = _split_rows(crop)
+        margin = max(1, h // 20)
+        lines += [crop[: cut + margin], crop[max(0, cut - margin):]]
+    return lines
+
+
+def _split_rows(crop: np.ndarray) -> int:
+    """Row index between the two text rows of a 2-row plate crop (least ink mid-height)."""
+    gray = cv2.cvtColor(crop, cv2.COLOR_BGR2GRAY)
+    _, binary = cv2.threshold(gray, 0, 1, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
+    h, w = binary.shape
+    core = binary[:, w // 10: w - w // 10 or w]
+    ink = core if core.mean() < 0.5 else 1 - core
+    profile = np.convolve(ink.sum(axis=1).astype(np.float32), np.ones(3) / 3, mode="same")
+    lo, hi = int(h * 0.3), int(h * 0.7)
+    return lo + int(np.argmin(profile[lo:hi])) if hi > lo else h // 2
+
+
+def prepare_line(line: np.ndarray) -> np.ndarray:
+    """A BGR text line contrast-stretched (L channel, 2nd-98th percentile) and brought to the
+    recognizer's height, as the reader's `prepare_line` does."""
+    lab = cv2.cvtColor(line, cv2.COLOR_BGR2LAB)
+    light = lab[:, :, 0]
+    lo, hi = np.percentile(light, (2, 98))
+    if hi - lo > 8:
+        levels = np.arange(256, dtype=np.uint8)
+        stretch = np.clip((levels - lo) * (255.0 / (hi - lo)), 0, 255).astype(np.uint8)
+        lab[:, :, 0] = cv2.LUT(light, stretch)
+        line = cv2.cvtColor(lab, cv2.COLOR_LAB2BGR)
+    scale = REC_HEIGHT / line.shape[0]
+    interp = cv2.INTER_CUBIC if scale > 1 else cv2.INTER_AREA
+    return cv2.resize(line, None, fx=scale, fy=scale, interpolation=interp)
+
+
+def rec_input(line: np.ndarray) -> np.ndarray:
+    """One prepared BGR line as the recognizer's 1x3x48xW float input (width rounded up to 8,
+    at least 4 heights; values in [-1, 1]), as `TextRecognizer` builds a batch of one."""
+    h, w = line.shape[:2]
+    width = min(REC_MAX_WIDTH, int(np.ceil(REC_HEIGHT * max(w / h, 4.0) / 8) * 8))
+    new_w = min(width, max(1, int(np.ceil(REC_HEIGHT * w / h))))
+    resized = cv2.resize(line, (new_w, REC_HEIGHT)).astype(np.float32)
+    out = np.zeros((1, 3, REC_HEIGHT, width), dtype=np.float32)
+    out[0, :, :, :new_w] = resized.transpose(2, 0, 1) / 127.5 - 1.0
+    return out
+
+
+def time_side_by_side(
+    models: Sequence[Path], inputs: Sequence[np.ndarray], threads: int = 1
+) -> list[list[float]]:
+    """Seconds per call of each model on each input; the models take turns call by call, so
+    a busy machine slows them alike. Each session is warmed up on the first input."""
+    sessions = [create_session(path, threads) for path in models]
+    names = [session.get_inputs()[0].name for session in sessions]
+    for session, name in zip(sessions, names, strict=True):
+        session.run(None, {name: inputs[0]})
+    seconds: list[list[float]] = [[] for _ in sessions]
+    for x in inputs:
+        for session, name, out in zip(sessions, names, seconds, strict=True):
+            start = time.perf_counter()
+            session.run(None, {name: x})
+            out.append(time.perf_counter() - start)
+    return seconds
 
 
 def use_model_dir(folder: Path | str) -> list[str]:
