@@ -48,6 +48,13 @@ def plate_prior(bbox: Box, rows: int, frame_shape: tuple[int, ...]) -> float:
     return prior
 
 
+def too_wide(bbox: Box, rows: int) -> bool:
+    """Whether a text-line group's rows are wider for their height than any plate's row
+    (`ROW_ASPECT`): gantry signs, liveries, timestamps. Such a group is not worth reading."""
+    x1, y1, x2, y2 = bbox
+    return (x2 - x1) * rows > ROW_ASPECT[1] * max(1, y2 - y1)
+
+
 def read_prior(bbox: Box, rows: int, frame_shape: tuple[int, ...]) -> float:
     """`plate_prior` of a read plate's box, also scaled by UNLIKELY when the box touches the
     left or right frame edge (a plate cut by the edge cannot have been read whole)."""

@@ -47,6 +47,7 @@ from edge.recognition.plate_locate import (
     plate_prior,
     read_prior,
     search_window,
+    too_wide,
 )
 from edge.recognition.plate_rec import PlateRecognizer, widen_quad
 from edge.recognition.province_prior import ProvincePrior
@@ -60,7 +61,7 @@ SEPARATORS = "-.·:"
 ALIASES = {"Đ": "D"}  # glyphs read as another plate character
 CROP_DETECT_SIDE = 320  # crops are searched for text lines at this longest side
 MAX_CROP_GROUPS = 3
-MAX_FRAME_GROUPS = 8  # plate candidates read per frame, most plate-like first
+MAX_FRAME_GROUPS = 8  # plate candidates read per frame, most plate-like first (`too_wide` not)
 MAX_SPLIT_GROUPS = 3  # of those, the most plate-like single boxes also read as 2 rows
 MAX_WINDOW_GROUPS = 4  # cascade: the most plate-like coarse candidates searched at full scale
 CASCADE_CERTAIN = 0.8  # a cascaded frame whose best read is less sure is searched again whole
@@ -631,14 +632,15 @@ class PlateReader:
         self, frames: Sequence[np.ndarray], boxes_per_frame: Sequence[list[TextBox]]
     ) -> _Candidates:
         """The plate candidates of every frame from its text boxes: the top-ranked text-line
-        groups, each with its ways to be read, plus what an upscaled second detector pass found
-        around small ones."""
+        groups but those with rows of no plate's aspect (`too_wide`), each with its ways to be
+        read, plus what an upscaled second detector pass found around small ones."""
         found = _Candidates()
         windows: list[tuple[int, np.ndarray]] = []  # (candidate index, window image)
         for i, (frame, boxes) in enumerate(zip(frames, boxes_per_frame, strict=True)):
             warped: dict[int, np.ndarray] = {}
-            ranked = _ranked_groups(plate_groups(boxes), frame.shape)
-            for rank, group in enumerate(ranked[:MAX_FRAME_GROUPS]):
+            ranked = [g for g in _ranked_groups(plate_groups(boxes), frame.shape)[:MAX_FRAME_GROUPS]
+                      if not too_wide(_group_bbox(g), len(g))]
+            for rank, group in enumerate(ranked):
                 lines = tuple(warped.setdefault(id(b), warp_quad(frame, b.quad)) for b in group)
                 bbox = _group_bbox(group)
                 if (bbox[3] - bbox[1]) / len(group) < SMALL_ROW:

@@ -12,6 +12,7 @@ from edge.recognition.plate_locate import (
     plate_prior,
     read_prior,
     search_window,
+    too_wide,
 )
 from edge.recognition.plates import LINE_HEIGHT, PlateResult, _suppress, prepare_line
 
@@ -75,3 +76,10 @@ def test_cascade_windows_merge_and_give_up_on_most_of_the_frame() -> None:
     assert apart is not None and len(apart) == 2
     assert cascade_windows([], frame) == []
     assert cascade_windows([((0, 0, 1900, 900), 1)], frame) is None
+
+
+def test_rows_wider_than_any_plate_row_are_too_wide_to_read() -> None:
+    assert not too_wide((600, 500, 760, 540), 1)  # a plate row, 4:1
+    assert too_wide((100, 50, 620, 100), 1)  # a gantry sign line, 10.4:1
+    assert not too_wide((600, 460, 700, 540), 2)  # a 2-row plate: 2.5:1 per row
+    assert too_wide((600, 500, 800, 540), 2)  # two stacked lines of 10:1
