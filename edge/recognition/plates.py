@@ -63,6 +63,9 @@ CROP_DETECT_SIDE = 320  # crops are searched for text lines at this longest side
 MAX_CROP_GROUPS = 3
 MAX_FRAME_GROUPS = 8  # plate candidates read per frame, most plate-like first (`too_wide` not)
 MAX_SPLIT_GROUPS = 3  # of those, the most plate-like single boxes also read as 2 rows
+# Candidates read first; a frame reads its others only when none of these gave a read at least
+# `COARSE_CERTAIN` sure (below: the level at which a read is not bettered by searching more).
+FIRST_GROUPS = 4
 MAX_WINDOW_GROUPS = 4  # cascade: the most plate-like coarse candidates searched at full scale
 CASCADE_CERTAIN = 0.8  # a cascaded frame whose best read is less sure is searched again whole
 # A frame whose best read from the coarse pass's own boxes is at least this sure skips the
@@ -553,17 +556,34 @@ class PlateReader:
     def _read_frames(
         self, frames: Sequence[np.ndarray], boxes_per_frame: Sequence[list[TextBox]]
     ) -> list[list[PlateResult]]:
-        """The reads of each frame from its text boxes."""
-        found = self._candidates(frames, boxes_per_frame)
+        """The reads of each frame from its text boxes: its `FIRST_GROUPS` most plate-like
+        candidates first, the others (up to `MAX_FRAME_GROUPS`) only where none of those was
+        read with certainty (`COARSE_CERTAIN`)."""
+        placed = self._place_reads(frames, self._candidates(frames, boxes_per_frame,
+                                                            0, FIRST_GROUPS))
+        results = [_suppress(plates, frame.shape)
+                   for plates, frame in zip(placed, frames, strict=True)]
+        rest = [i for i, plates in enumerate(results) if not _certain(plates, COARSE_CERTAIN)]
+        if rest:
+            more = self._place_reads(
+                [frames[i] for i in rest],
+                self._candidates([frames[i] for i in rest], [boxes_per_frame[i] for i in rest],
+                                 FIRST_GROUPS, MAX_FRAME_GROUPS))
+            for i, extra in zip(rest, more, strict=True):
+                results[i] = _suppress(placed[i] + extra, frames[i].shape)
+        return results
+
+    def _place_reads(
+        self, frames: Sequence[np.ndarray], found: _Candidates
+    ) -> list[list[PlateResult]]:
+        """The confident reads of `found`'s candidates, per frame (not yet ranked)."""
         colours = [plate_colour(warp_quad(frames[o], q))
                    for o, q in zip(found.owners, found.quads, strict=True)]
         plates = ([warp_quad(frames[o], widen_quad(q))
                    for o, q in zip(found.owners, found.quads, strict=True)]
                   if self.own is not None else None)
         reads = self._read(found.layouts, colours, plates)
-        results = _place(len(frames), found, colours, reads, self.min_confidence)
-        return [_suppress(plates, frame.shape)
-                for plates, frame in zip(results, frames, strict=True)]
+        return _place(len(frames), found, colours, reads, self.min_confidence)
 
     def _search_whole(self, frames: Sequence[np.ndarray]) -> list[list[TextBox]]:
         """Text boxes of whole frames searched at the detector's full scale (frames with very
@@ -629,18 +649,22 @@ class PlateReader:
         return out, stages
 
     def _candidates(
-        self, frames: Sequence[np.ndarray], boxes_per_frame: Sequence[list[TextBox]]
+        self, frames: Sequence[np.ndarray], boxes_per_frame: Sequence[list[TextBox]],
+        first: int = 0, last: int = MAX_FRAME_GROUPS,
     ) -> _Candidates:
         """The plate candidates of every frame from its text boxes: the top-ranked text-line
-        groups but those with rows of no plate's aspect (`too_wide`), each with its ways to be
-        read, plus what an upscaled second detector pass found around small ones."""
+        groups but those with rows of no plate's aspect (`too_wide`), those ranked `first` to
+        `last` (from 0), each with its ways to be read, plus what an upscaled second detector
+        pass found around small ones."""
         found = _Candidates()
         windows: list[tuple[int, np.ndarray]] = []  # (candidate index, window image)
         for i, (frame, boxes) in enumerate(zip(frames, boxes_per_frame, strict=True)):
             warped: dict[int, np.ndarray] = {}
             ranked = [g for g in _ranked_groups(plate_groups(boxes), frame.shape)[:MAX_FRAME_GROUPS]
                       if not too_wide(_group_bbox(g), len(g))]
-            for rank, group in enumerate(ranked):
+            for rank, group in enumerate(ranked[:last]):
+                if rank < first:
+                    continue
                 lines = tuple(warped.setdefault(id(b), warp_quad(frame, b.quad)) for b in group)
                 bbox = _group_bbox(group)
                 if (bbox[3] - bbox[1]) / len(group) < SMALL_ROW:

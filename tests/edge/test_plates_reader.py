@@ -240,3 +240,22 @@ def test_a_confident_first_layout_skips_the_other_layouts(
     monkeypatch.setattr(plates, "CONFIDENT", 1.01)  # nothing is certain: read every layout
     again = reader.read_crops([crop])[0]
     assert again.text == "51R01234" and lines[:2] == [1, 2]
+
+
+def test_a_gate_frame_reads_its_other_candidates_only_without_a_certain_read(
+    reader: PlateReader, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tools.synth.plates import render_gate_scene
+
+    scene, _ = render_gate_scene("29C12345", "vn", 1, seed=3, lane=4)
+    read: list[int] = []  # candidates read per recognizer round
+    spied = reader._read
+    monkeypatch.setattr(reader, "_read", lambda layouts, colours, whole=None: (
+        read.append(len(layouts)) or spied(layouts, colours, whole)))
+    (first, *_) = reader.read_frames([scene])[0]
+    assert first.text == "29C12345" and first.confidence >= plates.COARSE_CERTAIN
+    assert read == [plates.FIRST_GROUPS]  # the signs and liveries ranked after: never read
+    read.clear()
+    monkeypatch.setattr(plates, "FIRST_GROUPS", 1)  # the plate is not the first candidate here
+    assert reader.read_frames([scene])[0][0].text == "29C12345"
+    assert read[0] == 1 and read[1] > 1  # nothing certain in the first: the others are read
