@@ -27,7 +27,7 @@ def run_quantize(args: argparse.Namespace) -> int:
     names = tuple(args.models or QUANTIZABLE)
     originals = {name: REGISTRY[name].path for name in names}
     written = quantize_models(args.out, names, calibration=args.calibration if args.static else 0,
-                              seed=args.calibration_seed, float_depthwise=not args.int8_depthwise,
+                              seed=args.calibration_seed, float_depthwise=args.float_depthwise,
                               float_leading=args.float_convs)
     for name, path in written.items():
         line = [f"{name}: {originals[name].stat().st_size / 1e6:.1f} MB -> "
@@ -135,10 +135,10 @@ def register(commands: CommandGroups) -> None:
     q.add_argument("--calibration", type=int, default=200, metavar="N",
                    help="rendered plates whose lines calibrate --static (default 200)")
     q.add_argument("--calibration-seed", type=int, default=0, help="seed of those plates")
-    q.add_argument("--float-convs", type=int, default=18, metavar="K",
-                   help="--static: keep the first K convolutions in float (default 18)")
-    q.add_argument("--int8-depthwise", action="store_true",
-                   help="--static: quantize the depthwise convolutions too (default: float)")
+    q.add_argument("--float-convs", type=int, default=0, metavar="K",
+                   help="--static: keep the first K convolutions in float (default none)")
+    q.add_argument("--float-depthwise", action="store_true",
+                   help="--static: keep the depthwise convolutions in float")
     q.set_defaults(func=run_quantize)
 
     t = sub.add_parser("train-plates", help="train the plate recognizer (resumes the checkpoint)")

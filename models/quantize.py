@@ -44,11 +44,12 @@ TWO_ROW_ASPECT = (1.2, 3.4)  # crop_layouts: a crop narrower than the upper boun
 STATIC_OPSET = 13  # per-channel QDQ needs DequantizeLinear's axis (opset 13)
 CALIBRATION_CHUNK = 16  # inputs whose activations are held before their ranges are merged
 STATIC_OP_TYPES = ("Conv", "MatMul")  # the work; the rest stays float between the QDQ pairs
-# Convolutions kept in float by static quantization (docs/plates.md, "Static int8 (session 7)"):
-# the depthwise ones (little work, the largest int8 error of any group) and the first
-# FLOAT_LEADING_CONVS of the graph (the stem and the first two stages of PP-OCRv6's backbone).
-FLOAT_DEPTHWISE = True
-FLOAT_LEADING_CONVS = 18
+# Convolutions static quantization may keep in float (`float_keep`): the depthwise ones and the
+# first K of the graph. Both off: keeping PP-OCRv6's depthwise convolutions and its first 18 (stem
+# and first two stages) in float was slower and read fewer real plates than int8 throughout
+# (docs/plates.md, "Static int8 (session 7)").
+FLOAT_DEPTHWISE = False
+FLOAT_LEADING_CONVS = 0
 
 
 def quantize_models(
