@@ -168,7 +168,7 @@ def rendered_rec_inputs(n: int, seed: int = 0) -> list[np.ndarray]:
     from models.plate_recognizer.render import render_plate
 
     rng = np.random.default_rng(seed)
-    inputs = []
+    inputs: list[np.ndarray] = []
     for _ in tqdm(range(n), desc="calibration plates", leave=False):
         crop = render_plate(rng).image
         inputs.extend(rec_input(prepare_line(line)) for line in crop_lines(crop))
