@@ -46,8 +46,8 @@ CALIBRATION_CHUNK = 16  # inputs whose activations are held before their ranges 
 STATIC_OP_TYPES = ("Conv", "MatMul")  # the work; the rest stays float between the QDQ pairs
 # Convolutions static quantization may keep in float (`float_keep`): the depthwise ones and the
 # first K of the graph. Both off: keeping PP-OCRv6's depthwise convolutions and its first 18 (stem
-# and first two stages) in float was slower and read fewer real plates than int8 throughout
-# (docs/plates.md, "Static int8 (session 7)").
+# and first two stages) in float was slower and read fewer vn-real and lprnet-cn-crops plates
+# than all int8 (docs/plates.md, "Static int8 (session 7)").
 FLOAT_DEPTHWISE = False
 FLOAT_LEADING_CONVS = 0
 
