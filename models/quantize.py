@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING
 import cv2
 import numpy as np
 
+from models.plate_lines import LINE_HEIGHT, prepare_line, row_layouts
 from models.registry import REGISTRY, create_session, file_sha256, get_spec, register
 
 if TYPE_CHECKING:
@@ -37,10 +38,7 @@ log = logging.getLogger(__name__)
 
 QUANTIZABLE = ("ppocr_det", "ppocr_rec")
 
-REC_HEIGHT = 48  # PP-OCR recognizer input height (TextRecognizer.HEIGHT, LINE_HEIGHT)
 REC_MAX_WIDTH = 1600  # widest recognizer input the reader builds
-ONE_ROW_MIN_ASPECT = 1.6  # crop_layouts: a crop this wide is also read as one row
-TWO_ROW_ASPECT = (1.2, 3.4)  # crop_layouts: a crop narrower than the upper bound is also split
 STATIC_OPSET = 13  # per-channel QDQ needs DequantizeLinear's axis (opset 13)
 CALIBRATION_CHUNK = 16  # inputs whose activations are held before their ranges are merged
 STATIC_OP_TYPES = ("Conv", "MatMul")  # the work; the rest stays float between the QDQ pairs
@@ -171,58 +169,19 @@ def rendered_rec_inputs(n: int, seed: int = 0) -> list[np.ndarray]:
     inputs: list[np.ndarray] = []
     for _ in tqdm(range(n), desc="calibration plates", leave=False):
         crop = render_plate(rng).image
-        inputs.extend(rec_input(prepare_line(line)) for line in crop_lines(crop))
+        inputs.extend(rec_input(prepare_line(line))
+                      for lines in row_layouts(crop) for line in lines)
     return inputs
-
-
-def crop_lines(crop: np.ndarray) -> list[np.ndarray]:
-    """The text lines the reader cuts from a plate crop (`crop_layouts`): the crop as one row
-    if wide enough, and its two rows split at the ink valley if not too wide."""
-    h, w = crop.shape[:2]
-    lines = [crop] if w / h >= ONE_ROW_MIN_ASPECT else []
-    if w / h < TWO_ROW_ASPECT[1] and h >= 16:
-        cut = _split_rows(crop)
-        margin = max(1, h // 20)
-        lines += [crop[: cut + margin], crop[max(0, cut - margin):]]
-    return lines
-
-
-def _split_rows(crop: np.ndarray) -> int:
-    """Row index between the two text rows of a 2-row plate crop (least ink mid-height)."""
-    gray = cv2.cvtColor(crop, cv2.COLOR_BGR2GRAY)
-    _, binary = cv2.threshold(gray, 0, 1, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
-    h, w = binary.shape
-    core = binary[:, w // 10: w - w // 10 or w]
-    ink = core if core.mean() < 0.5 else 1 - core
-    profile = np.convolve(ink.sum(axis=1).astype(np.float32), np.ones(3) / 3, mode="same")
-    lo, hi = int(h * 0.3), int(h * 0.7)
-    return lo + int(np.argmin(profile[lo:hi])) if hi > lo else h // 2
-
-
-def prepare_line(line: np.ndarray) -> np.ndarray:
-    """A BGR text line contrast-stretched (L channel, 2nd-98th percentile) and brought to the
-    recognizer's height, as the reader's `prepare_line` does."""
-    lab = cv2.cvtColor(line, cv2.COLOR_BGR2LAB)
-    light = lab[:, :, 0]
-    lo, hi = np.percentile(light, (2, 98))
-    if hi - lo > 8:
-        levels = np.arange(256, dtype=np.uint8)
-        stretch = np.clip((levels - lo) * (255.0 / (hi - lo)), 0, 255).astype(np.uint8)
-        lab[:, :, 0] = cv2.LUT(light, stretch)
-        line = cv2.cvtColor(lab, cv2.COLOR_LAB2BGR)
-    scale = REC_HEIGHT / line.shape[0]
-    interp = cv2.INTER_CUBIC if scale > 1 else cv2.INTER_AREA
-    return cv2.resize(line, None, fx=scale, fy=scale, interpolation=interp)
 
 
 def rec_input(line: np.ndarray) -> np.ndarray:
     """One prepared BGR line as the recognizer's 1x3x48xW float input (width rounded up to 8,
     at least 4 heights; values in [-1, 1]), as `TextRecognizer` builds a batch of one."""
     h, w = line.shape[:2]
-    width = min(REC_MAX_WIDTH, int(np.ceil(REC_HEIGHT * max(w / h, 4.0) / 8) * 8))
-    new_w = min(width, max(1, int(np.ceil(REC_HEIGHT * w / h))))
-    resized = cv2.resize(line, (new_w, REC_HEIGHT)).astype(np.float32)
-    out = np.zeros((1, 3, REC_HEIGHT, width), dtype=np.float32)
+    width = min(REC_MAX_WIDTH, int(np.ceil(LINE_HEIGHT * max(w / h, 4.0) / 8) * 8))
+    new_w = min(width, max(1, int(np.ceil(LINE_HEIGHT * w / h))))
+    resized = cv2.resize(line, (new_w, LINE_HEIGHT)).astype(np.float32)
+    out = np.zeros((1, 3, LINE_HEIGHT, width), dtype=np.float32)
     out[0, :, :, :new_w] = resized.transpose(2, 0, 1) / 127.5 - 1.0
     return out
 

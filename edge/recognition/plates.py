@@ -52,6 +52,7 @@ from edge.recognition.plate_locate import (
 from edge.recognition.plate_rec import PlateRecognizer, widen_quad
 from edge.recognition.province_prior import ProvincePrior
 from edge.recognition.results import Box, PlateResult
+from models.plate_lines import TWO_ROW_ASPECT, prepare_line, row_layouts
 
 __all__ = ["PlateReader", "PlateResult", "normalize_plate", "plate_colour"]
 
@@ -78,8 +79,6 @@ COARSE_CERTAIN = 0.95
 COARSE, WINDOWS, WHOLE = "coarse", "windows", "whole"  # how a frame was searched (`_locate`)
 SIZE_TOLERANCE = 0.8  # reads with rows at least this share of the tallest read rank unscaled
 SMALL_ROW = 24  # candidates with rows lower than this (px) get an upscaled second pass
-LINE_HEIGHT = 48  # the recognizer's input height: lines are brought to it before reading
-TWO_ROW_ASPECT = (1.2, 3.4)  # width/height of a box that may hold both rows of a 2-row plate
 # Text lines taller than this (detector-input pixels) are beyond what the DB detector separates
 # well (a close 2-row plate in a high-resolution photo comes out as two boxes each spanning parts
 # of both rows): such a frame is searched again at half the scale (`refine_tall_lines`).
@@ -137,39 +136,6 @@ def plate_colour(crop: np.ndarray) -> str:
         "blue": np.count_nonzero(chromatic & (hue >= 90) & (hue < 135)),
     }
     return max(votes, key=lambda k: votes[k])
-
-
-def _percentiles(image: np.ndarray, qs: Sequence[float]) -> list[float]:
-    """`np.percentile(image, qs)` (linear interpolation) of a uint8 image, from its histogram."""
-    cum = np.cumsum(np.bincount(image.ravel(), minlength=256))
-    out = []
-    for q in qs:
-        at = q / 100 * (cum[-1] - 1)
-        below = int(np.floor(at))
-        # the k-th smallest value is the first level whose cumulative count exceeds k
-        a, b = (float(np.searchsorted(cum, k, side="right"))
-                for k in (below, min(below + 1, cum[-1] - 1)))
-        t = at - below
-        out.append(b - (b - a) * (1 - t) if t >= 0.5 else a + (b - a) * t)  # numpy's lerp
-    return out
-
-
-def prepare_line(line: np.ndarray) -> np.ndarray:
-    """A text line ready for the recognizer: contrast-stretched and at the recognizer's height.
-
-    Small lines (94x24 plate crops, far plates) are upscaled with cubic interpolation.
-    """
-    lab = cv2.cvtColor(line, cv2.COLOR_BGR2LAB)
-    light = lab[:, :, 0]
-    lo, hi = _percentiles(light, (2, 98))
-    if hi - lo > 8:
-        levels = np.arange(256, dtype=np.uint8)
-        stretch = np.clip((levels - lo) * (255.0 / (hi - lo)), 0, 255).astype(np.uint8)
-        lab[:, :, 0] = cv2.LUT(light, stretch)
-        line = cv2.cvtColor(lab, cv2.COLOR_LAB2BGR)
-    scale = LINE_HEIGHT / line.shape[0]
-    interp = cv2.INTER_CUBIC if scale > 1 else cv2.INTER_AREA
-    return cv2.resize(line, None, fx=scale, fy=scale, interpolation=interp)
 
 
 def _character_like(stats: np.ndarray, height: int) -> np.ndarray:
@@ -255,33 +221,13 @@ def non_character_frames(line: np.ndarray, probs: np.ndarray, stride: int) -> np
     return marked
 
 
-def split_rows(crop: np.ndarray) -> int:
-    """Row index between the two text rows of a 2-row plate crop (least ink mid-height)."""
-    gray = cv2.cvtColor(crop, cv2.COLOR_BGR2GRAY)
-    _, binary = cv2.threshold(gray, 0, 1, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
-    h, w = binary.shape
-    core = binary[:, w // 10 : w - w // 10 or w]
-    ink = core if core.mean() < 0.5 else 1 - core  # text is the minority class
-    profile = np.convolve(ink.sum(axis=1).astype(np.float32), np.ones(3) / 3, mode="same")
-    lo, hi = int(h * 0.3), int(h * 0.7)
-    return lo + int(np.argmin(profile[lo:hi])) if hi > lo else h // 2
-
-
 def _aspect(image: np.ndarray) -> float:
     return image.shape[1] / image.shape[0]
 
 
 def crop_layouts(crop: np.ndarray) -> list[_Layout]:
     """Candidate layouts of a plate crop: 1 row and/or 2 rows split at the ink valley."""
-    h = crop.shape[0]
-    layouts = []
-    if _aspect(crop) >= 1.6:
-        layouts.append(_Layout(1, (crop,)))
-    if _aspect(crop) < TWO_ROW_ASPECT[1] and h >= 16:
-        cut = split_rows(crop)
-        margin = max(1, h // 20)
-        layouts.append(_Layout(2, (crop[: cut + margin], crop[max(0, cut - margin) :])))
-    return layouts
+    return [_Layout(len(lines), lines) for lines in row_layouts(crop)]
 
 
 def _union_quad(quads: Sequence[np.ndarray]) -> np.ndarray:

@@ -14,7 +14,8 @@ from edge.recognition.plate_locate import (
     search_window,
     too_wide,
 )
-from edge.recognition.plates import LINE_HEIGHT, PlateResult, _suppress, prepare_line
+from edge.recognition.plates import PlateResult, _suppress
+from models.plate_lines import LINE_HEIGHT, prepare_line
 
 FRAME = (720, 1280, 3)
 

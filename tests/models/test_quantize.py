@@ -13,6 +13,7 @@ from edge.recognition.ocr import TextRecognizer
 from edge.recognition.plates import PlateReader, crop_layouts
 from edge.recognition.plates import prepare_line as reader_prepare_line
 from models import quantize
+from models.plate_lines import prepare_line, row_layouts
 from models.plate_recognizer.render import render_plate
 from models.registry import REGISTRY, create_session
 
@@ -24,12 +25,12 @@ def test_calibration_inputs_are_what_the_reader_feeds_the_recognizer() -> None:
     for _ in range(30):
         crop = render_plate(rng).image
         reader_lines = [line for layout in crop_layouts(crop) for line in layout.lines]
-        ours = quantize.crop_lines(crop)
+        ours = [line for lines in row_layouts(crop) for line in lines]
         assert len(ours) == len(reader_lines)
         for mine, theirs in zip(ours, reader_lines, strict=True):
             assert np.array_equal(mine, theirs)
             prepared = reader_prepare_line(theirs)
-            assert np.array_equal(quantize.prepare_line(mine), prepared)
+            assert np.array_equal(prepare_line(mine), prepared)
             width = quantize.rec_input(prepared).shape[3]
             assert np.array_equal(quantize.rec_input(prepared)[0],
                                   recognizer._normalize(prepared, width))
